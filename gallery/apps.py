@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def upsert_schedules(**kwargs: Any) -> None:
+    """Keep the watchdog schedule present and unique (django-q2 refuses duplicate names)."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name="gallery.kick_all",
+        defaults={
+            "func": "gallery.tasks.kick_all",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
+    )
+
+
+class GalleryConfig(AppConfig):
+    name = "gallery"
+    verbose_name = "Gallery"
+
+    def ready(self) -> None:
+        post_migrate.connect(upsert_schedules, sender=self)

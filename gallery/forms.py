@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import uuid
+
+from django import forms
+
+from gallery.models import Job
+from gallery.services import MAX_PROMPT_LENGTH
+
+
+class ImagineForm(forms.Form):
+    prompt = forms.CharField(
+        max_length=MAX_PROMPT_LENGTH,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 2,
+                "placeholder": "A lighthouse on a cliff at dawn, watercolor --ar 3:2",
+                "autocomplete": "off",
+            }
+        ),
+        error_messages={"required": "Type a prompt first."},
+    )
+    mode = forms.ChoiceField(
+        choices=Job.Mode.choices, initial=Job.Mode.FAST, widget=forms.RadioSelect
+    )
+    # A new key for every form shown: a double click or a resent POST makes one job.
+    submit_key = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)

@@ -1,0 +1,365 @@
+"""Jobs, their lineage, and the images we keep of them.
+
+Invariants:
+- A job's status only moves forward: queued -> submitted -> running -> succeeded | failed |
+  cancelled, with `modal` where the provider waits for a remix prompt. Every change of
+  status is a compare-and-set update (`Job.transition`): the poller, a webhook and a
+  retried task may race, and exactly one of them wins.
+- `root` is the first job of a lineage (an imagine or an import points at itself), so a
+  whole tree is one query: `Job.objects.filter(root=job.root)`.
+- `provider_job_id` is unique per provider once known; ids are kept as strings because
+  midjourney-proxy ids are 16+ digit numbers that lose precision as JSON numbers.
+- The browser never sees a provider URL: finished images are copied into our storage
+  (`Image`) and served by an ownership-checked view.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def for_user(self, user: Any) -> JobQuerySet:
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(owner=user)
+
+    def in_flight(self) -> JobQuerySet:
+        return self.filter(status__in=Job.IN_FLIGHT)
+
+    def pollable(self, provider: str) -> JobQuerySet:
+        """Jobs the provider knows about and whose outcome we have not seen yet."""
+        return self.filter(
+            provider=provider,
+            status__in=(Job.Status.SUBMITTED, Job.Status.RUNNING, Job.Status.MODAL),
+            result_url="",
+        ).exclude(provider_job_id="")
+
+    def dispatchable(self, provider: str) -> JobQuerySet:
+        return self.filter(provider=provider, status=Job.Status.QUEUED)
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SUBMITTED = "submitted", "Submitted"
+    RUNNING = "running", "Running"
+    MODAL = "modal", "Waiting for prompt"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class JobAction(models.TextChoices):
+    IMAGINE = "imagine", "Imagine"
+    REROLL = "reroll", "Reroll"
+    UPSCALE = "upscale", "Upscale"
+    VARIATION = "variation", "Variation"
+    VARY_SUBTLE = "vary_subtle", "Vary (Subtle)"
+    VARY_STRONG = "vary_strong", "Vary (Strong)"
+    ZOOM_OUT = "zoom_out", "Zoom out"
+    PAN = "pan", "Pan"
+    UPSCALE_SUBTLE = "upscale_subtle", "Upscale (Subtle)"
+    UPSCALE_CREATIVE = "upscale_creative", "Upscale (Creative)"
+    IMPORT = "import", "Import"
+
+
+class JobMode(models.TextChoices):
+    FAST = "fast", "Fast"
+    RELAX = "relax", "Relax"
+    TURBO = "turbo", "Turbo"
+
+
+class JobFailKind(models.TextChoices):
+    REJECTED_PROMPT = "rejected_prompt", "Prompt rejected"
+    PROVIDER_ERROR = "provider_error", "Provider error"
+    TIMEOUT = "timeout", "Timed out"
+    CANCELLED = "cancelled", "Cancelled"
+    IMAGE_UNAVAILABLE = "image_unavailable", "Image unavailable"
+
+
+class Job(models.Model):
+    Status = JobStatus
+    Action = JobAction
+    Mode = JobMode
+    FailKind = JobFailKind
+
+    IN_FLIGHT = (Status.QUEUED, Status.SUBMITTED, Status.RUNNING, Status.MODAL)
+    TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    # Which statuses each status may move to; anything else is refused.
+    FORWARD: dict[str, tuple[str, ...]] = {
+        Status.QUEUED: (
+            Status.SUBMITTED,
+            Status.RUNNING,
+            Status.MODAL,
+            Status.SUCCEEDED,
+            Status.FAILED,
+            Status.CANCELLED,
+        ),
+        Status.SUBMITTED: (
+            Status.RUNNING,
+            Status.MODAL,
+            Status.SUCCEEDED,
+            Status.FAILED,
+            Status.CANCELLED,
+        ),
+        Status.MODAL: (
+            Status.SUBMITTED,
+            Status.RUNNING,
+            Status.SUCCEEDED,
+            Status.FAILED,
+            Status.CANCELLED,
+        ),
+        Status.RUNNING: (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED),
+        # A late success after a timeout is still delivered (its images are not lost).
+        Status.FAILED: (Status.SUCCEEDED,),
+        Status.SUCCEEDED: (),
+        Status.CANCELLED: (),
+    }
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    # The lineage root; a root points at itself (set right after insert).
+    root = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=20, choices=Action.choices)
+    # 1-4 for U/V buttons; None where the action has no index.
+    index = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Extra qualifier of the action: a pan direction ("left"), a zoom factor ("2x").
+    variant = models.CharField(max_length=20, blank=True)
+    prompt = models.TextField()
+    final_prompt = models.TextField(blank=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.FAST)
+
+    provider = models.CharField(max_length=20)
+    provider_job_id = models.CharField(max_length=64, blank=True)
+    # What the provider offers next: normalized buttons (see providers.base.Button.as_dict).
+    buttons = models.JSONField(default=list, blank=True)
+    # The provider's last task object, verbatim, for audit and debugging.
+    provider_payload = models.JSONField(default=dict, blank=True)
+
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    # Provider URLs: never sent to the browser; previews are proxied, results copied.
+    preview_url = models.URLField(max_length=1000, blank=True)
+    result_url = models.URLField(max_length=1000, blank=True)
+    fail_kind = models.CharField(max_length=20, choices=FailKind.choices, blank=True)
+    # The provider's own text, verbatim (it is often Chinese); the card explains it.
+    fail_reason = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    # Dispatch attempts so far; bounded by MJ_DISPATCH_MAX_ATTEMPTS.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # A dispatch in progress holds this lease so that a redelivered task does not submit twice.
+    dispatch_lease_until = models.DateTimeField(null=True, blank=True)
+    ingest_attempts = models.PositiveSmallIntegerField(default=0)
+
+    # Credits held at submit and charged on success (0 until prices exist).
+    cost = models.PositiveIntegerField(default=0)
+    # One per form render: a double click or a resent POST finds the job it already made.
+    submit_key = models.UUIDField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="job_owner_recent"),
+            models.Index(fields=["provider", "status"], name="job_provider_status"),
+            models.Index(fields=["root"], name="job_root"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=JobStatus.values), name="job_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(action__in=JobAction.values), name="job_action_valid"
+            ),
+            models.CheckConstraint(condition=Q(mode__in=JobMode.values), name="job_mode_valid"),
+            models.CheckConstraint(
+                condition=Q(fail_kind="") | Q(fail_kind__in=JobFailKind.values),
+                name="job_fail_kind_valid",
+            ),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="job_progress_percent"),
+            models.UniqueConstraint(
+                fields=["provider", "provider_job_id"],
+                condition=~Q(provider_job_id=""),
+                name="job_provider_id_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "submit_key"],
+                condition=Q(submit_key__isnull=False),
+                name="job_owner_submit_key_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.code}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("gallery:job", args=[self.code])
+
+    @property
+    def is_in_flight(self) -> bool:
+        return self.status in self.IN_FLIGHT
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+    @property
+    def label(self) -> str:
+        """Short human name of the action, as on the Midjourney buttons."""
+        if self.action == self.Action.UPSCALE and self.index:
+            return f"U{self.index}"
+        if self.action == self.Action.VARIATION and self.index:
+            return f"V{self.index}"
+        if self.action == self.Action.PAN and self.variant:
+            return f"Pan {self.variant}"
+        if self.action == self.Action.ZOOM_OUT and self.variant:
+            return f"Zoom out {self.variant}"
+        return self.get_action_display()
+
+    FAILURE_MESSAGES: dict[str, str] = {
+        FailKind.REJECTED_PROMPT: "The provider refused this prompt (banned words or content "
+        "filters). Try rewording it.",
+        FailKind.PROVIDER_ERROR: "The provider could not make this job.",
+        FailKind.TIMEOUT: "No result arrived before the deadline for this speed mode.",
+        FailKind.CANCELLED: "This job was cancelled.",
+        FailKind.IMAGE_UNAVAILABLE: "The result could not be downloaded from the provider.",
+    }
+
+    @property
+    def failure_message(self) -> str:
+        return self.FAILURE_MESSAGES.get(self.fail_kind, "This job failed.")
+
+    @property
+    def stage(self) -> str:
+        """What the card says about where the job is."""
+        if self.status == self.Status.QUEUED:
+            if self.attempts and self.fail_reason:
+                return "Waiting to retry: the provider was busy."
+            return "Queued, sending to the provider…"
+        if self.status == self.Status.SUBMITTED:
+            return "Waiting for the provider to start…"
+        if self.status == self.Status.MODAL:
+            return "The provider is waiting for a prompt."
+        if self.status == self.Status.RUNNING:
+            return "Saving the images…" if self.result_url else f"Rendering, {self.progress}%"
+        return self.get_status_display()
+
+    def transition(self, to: str, **changes: Any) -> bool:
+        """Compare-and-set the status from the one this instance holds to `to`.
+
+        Returns True when this call made the change; the instance is then updated.
+        False means another actor changed the job first: reload and decide again.
+        """
+        if to != self.status and to not in self.FORWARD[self.status]:
+            return False
+        now = timezone.now()
+        if to in self.TERMINAL and "finished_at" not in changes:
+            changes["finished_at"] = now
+        updated = Job.objects.filter(pk=self.pk, status=self.status).update(status=to, **changes)
+        if updated != 1:
+            return False
+        self.status = to
+        for field, value in changes.items():
+            setattr(self, field, value)
+        return True
+
+    def update_if_status(self, **changes: Any) -> bool:
+        """Change fields (progress, preview...) only while the status is still the one seen."""
+        updated = Job.objects.filter(pk=self.pk, status=self.status).update(**changes)
+        if updated == 1:
+            for field, value in changes.items():
+                setattr(self, field, value)
+        return updated == 1
+
+    def button(self, action: str, index: int | None = None, variant: str = "") -> dict | None:
+        """The provider's button for an action, as offered on this finished job."""
+        for button in self.buttons:
+            if (
+                button.get("action") == action
+                and button.get("index") == index
+                and button.get("variant", "") == variant
+            ):
+                return button
+        return None
+
+    def lineage(self) -> JobQuerySet:
+        return Job.objects.filter(root_id=self.root_id or self.pk)
+
+
+def image_path(instance: Image, filename: str) -> str:
+    code = instance.job.code.hex
+    return f"jobs/{code[:2]}/{code}/{filename}"
+
+
+class Image(models.Model):
+    """A stored picture of a job: the grid or upscale as the provider made it, and its thumbnail."""
+
+    class Kind(models.TextChoices):
+        GRID = "grid", "Grid"
+        SINGLE = "single", "Single image"
+        TILE = "tile", "Tile"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="images")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # Tile position 1-4 (left to right, top to bottom) for tiles; 0 for a whole image.
+    index = models.PositiveSmallIntegerField(default=0)
+    file = models.FileField(upload_to=image_path, max_length=300)
+    thumbnail = models.FileField(upload_to=image_path, max_length=300, blank=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    thumb_width = models.PositiveIntegerField(default=0)
+    thumb_height = models.PositiveIntegerField(default=0)
+    bytes = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content_type = models.CharField(max_length=40, default="image/png")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["kind", "index"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=["grid", "single", "tile"]), name="image_kind_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["job", "kind", "index"], name="image_job_kind_index_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.job_id}"
+
+
+class PollLease(models.Model):
+    """One row per provider: whoever holds the lease runs that provider's poll chain.
+
+    Keeps one batched poll per provider per tick however many workers run; a lease that
+    is not renewed expires, so a crashed chain is restarted by the next kick.
+    """
+
+    provider = models.CharField(max_length=20, unique=True)
+    token = models.CharField(max_length=32, blank=True)
+    expires_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.provider} until {self.expires_at:%H:%M:%S}"

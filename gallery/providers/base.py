@@ -1,0 +1,146 @@
+"""Normalized types every provider adapter returns, and the one error they raise.
+
+Adapters translate each provider's wire protocol into these, so the tasks and views
+never look at provider JSON. Ids are strings everywhere.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class TaskStatus(enum.StrEnum):
+    PENDING = "pending"  # accepted, not started (queued, submitted, "" on a gateway)
+    RUNNING = "running"
+    MODAL = "modal"  # waiting for a remix prompt (/mj/submit/modal)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Button:
+    """A next step the provider offers on a finished job, mapped to our action names."""
+
+    action: str
+    index: int | None
+    variant: str
+    label: str
+    custom_id: str
+    emoji: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "index": self.index,
+            "variant": self.variant,
+            "label": self.label,
+            "custom_id": self.custom_id,
+            "emoji": self.emoji,
+        }
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The provider's answer to a submit: its id for the new task, and where it stands."""
+
+    provider_job_id: str
+    status: TaskStatus = TaskStatus.PENDING
+    message: str = ""
+    queue_position: int | None = None
+    final_prompt: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    """One task as the provider reports it now."""
+
+    provider_job_id: str
+    status: TaskStatus
+    progress: int = 0
+    image_url: str = ""
+    buttons: tuple[Button, ...] = ()
+    fail_reason: str = ""
+    final_prompt: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    """Anything that went wrong talking to a provider.
+
+    `permanent` decides what the job does next: a permanent error fails it (and releases
+    its credits); a transient one (timeouts, 5xx, 429, a full queue) is retried with backoff.
+    `message` is the provider's own text when it gave one, kept verbatim.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        fail_kind: str = "provider_error",
+        status_code: int | None = None,
+        code: int | str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.fail_kind = fail_kind
+        self.status_code = status_code
+        self.code = code
+
+    def __repr__(self) -> str:
+        kind = "permanent" if self.permanent else "transient"
+        return (
+            f"ProviderError({self.message!r}, {kind}, status={self.status_code}, code={self.code})"
+        )
+
+
+class Provider(ABC):
+    """What the tasks need from a provider. One instance per unit of work; close() it."""
+
+    name: str
+
+    @abstractmethod
+    def imagine(self, *, prompt: str, mode: str, state: str) -> Submission: ...
+
+    @abstractmethod
+    def action(
+        self, *, parent_job_id: str, button: Button, mode: str, state: str
+    ) -> Submission: ...
+
+    @abstractmethod
+    def fetch(self, provider_job_id: str) -> TaskSnapshot | None:
+        """The task, or None when the provider does not know this id."""
+
+    @abstractmethod
+    def fetch_many(self, provider_job_ids: Iterable[str]) -> dict[str, TaskSnapshot]:
+        """Every known task among the ids, in one call where the provider allows it."""
+
+    @abstractmethod
+    def image_hosts(self) -> set[str]:
+        """Host names whose image URLs this provider hands out and we may download."""
+
+    def close(self) -> None:  # pragma: no cover - trivial default
+        return None
+
+    def __enter__(self) -> Provider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def button_from_dict(data: dict[str, Any]) -> Button:
+    return Button(
+        action=str(data["action"]),
+        index=data.get("index"),
+        variant=str(data.get("variant", "")),
+        label=str(data.get("label", "")),
+        custom_id=str(data.get("custom_id", "")),
+        emoji=str(data.get("emoji", "")),
+    )

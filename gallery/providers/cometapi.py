@@ -1,0 +1,365 @@
+"""CometAPI, which speaks the midjourney-proxy ("plus") protocol.
+
+Endpoint reference (docs/provider-protocols.md sections 1 and 2):
+- POST {prefix}/mj/submit/imagine   {"prompt", "botType", "notifyHook", "state"}
+- POST {prefix}/mj/submit/action    {"taskId", "customId", "chooseSameChannel", "state"}
+- GET  /mj/task/{id}/fetch          -> task object; unknown: HTTP 400 "task_no_found "
+- POST /mj/task/list-by-condition   {"ids": [...]} -> [task object, ...]
+- Auth: "Authorization: Bearer <key>".
+- Submit answers {"code", "description", "result", "properties"}: 1 submitted, 21 waiting for
+  the remix modal, 22 queued; 3 not found, 4 validation, 9 system error (trueai: queue
+  full), 23 queue full, 24 banned prompt.
+
+Assumptions this adapter makes where the sources disagree or say nothing:
+- The speed mode is chosen by a path prefix on submits (/mj-fast, /mj-relax, /mj-turbo;
+  configurable, may be empty); fetches use the bare /mj/... paths, which are not billed.
+- Task ids are read as strings whether the JSON carries a string or a number.
+- A fetched status "" (the gateway before its first refresh) means "not started yet".
+- A FAILURE may carry progress "100%", so success is never inferred from progress.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from gallery.providers.base import (
+    Button,
+    Provider,
+    ProviderError,
+    Submission,
+    TaskSnapshot,
+    TaskStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+# Called after every HTTP exchange (for the audit trail): method, path, status, seconds,
+# request body, response text, error text.
+Recorder = Callable[[str, str, int | None, float, Any, str, str], None]
+
+_STATUS = {
+    "": TaskStatus.PENDING,
+    "NOT_START": TaskStatus.PENDING,
+    "SUBMITTED": TaskStatus.PENDING,
+    "IN_PROGRESS": TaskStatus.RUNNING,
+    "MODAL": TaskStatus.MODAL,
+    "SUCCESS": TaskStatus.SUCCEEDED,
+    "FAILURE": TaskStatus.FAILED,
+    "CANCEL": TaskStatus.FAILED,
+}
+
+_BANNED_MARKERS = ("banned", "敏感词", "image denied", "filters", "moderation")
+
+_PAN = re.compile(r"^pan_(left|right|up|down)$")
+
+
+def parse_custom_id(custom_id: str) -> tuple[str, int | None, str] | None:
+    """Map a Midjourney button customId to (action, index, variant), or None if we don't offer it.
+
+    Grammar from trueai's templates: MJ::JOB::<kind>::<n>::<hash>[::SOLO], MJ::Outpaint::<pct>::...
+    """
+    parts = custom_id.split("::")
+    if len(parts) < 3 or parts[0] != "MJ":
+        return None
+    if parts[1] == "Outpaint" and len(parts) >= 4:
+        return {"50": ("zoom_out", None, "2x"), "75": ("zoom_out", None, "1.5x")}.get(parts[2])
+    if parts[1] != "JOB" or len(parts) < 4:
+        return None
+    kind, number = parts[2], parts[3]
+    if kind in {"upsample", "variation"}:
+        if number not in {"1", "2", "3", "4"}:
+            return None
+        return ("upscale" if kind == "upsample" else "variation", int(number), "")
+    if kind == "reroll":
+        return ("reroll", None, "")
+    if kind == "low_variation":
+        return ("vary_subtle", None, "")
+    if kind == "high_variation":
+        return ("vary_strong", None, "")
+    if kind.startswith("upsample_") and kind.endswith("_subtle"):
+        return ("upscale_subtle", None, "")
+    if kind.startswith("upsample_") and kind.endswith("_creative"):
+        return ("upscale_creative", None, "")
+    pan = _PAN.match(kind)
+    if pan:
+        return ("pan", None, pan.group(1))
+    return None
+
+
+_LABELS = {
+    "reroll": "Reroll",
+    "vary_subtle": "Vary (Subtle)",
+    "vary_strong": "Vary (Strong)",
+    "upscale_subtle": "Upscale (Subtle)",
+    "upscale_creative": "Upscale (Creative)",
+}
+
+
+def parse_buttons(raw: Any) -> tuple[Button, ...]:
+    if not isinstance(raw, list):
+        return ()
+    buttons: list[Button] = []
+    for item in raw:
+        if not isinstance(item, dict):
+            continue
+        custom_id = str(item.get("customId") or "")
+        parsed = parse_custom_id(custom_id)
+        if parsed is None:
+            continue
+        action, index, variant = parsed
+        label = str(item.get("label") or "")
+        if not label:
+            label = _LABELS.get(action) or (f"{variant} {action}" if variant else action)
+        buttons.append(
+            Button(
+                action=action,
+                index=index,
+                variant=variant,
+                label=label,
+                custom_id=custom_id,
+                emoji=str(item.get("emoji") or ""),
+            )
+        )
+    return tuple(buttons)
+
+
+def parse_progress(value: Any) -> int:
+    text = str(value or "").strip().rstrip("%")
+    try:
+        return max(0, min(100, int(float(text))))
+    except ValueError:
+        return 0
+
+
+def looks_banned(reason: str) -> bool:
+    lowered = reason.lower()
+    return any(marker in lowered for marker in _BANNED_MARKERS)
+
+
+def parse_task(data: Any) -> TaskSnapshot:
+    if not isinstance(data, dict) or data.get("id") in (None, ""):
+        raise ProviderError("The provider sent a task without an id.", permanent=False)
+    raw_status = str(data.get("status") or "").upper()
+    status = _STATUS.get(raw_status)
+    if status is None:
+        logger.warning("unknown midjourney-proxy status %r; treating as pending", raw_status)
+        status = TaskStatus.PENDING
+    properties = data.get("properties") if isinstance(data.get("properties"), dict) else {}
+    return TaskSnapshot(
+        provider_job_id=str(data["id"]),
+        status=status,
+        progress=100 if status is TaskStatus.SUCCEEDED else parse_progress(data.get("progress")),
+        image_url=str(data.get("imageUrl") or ""),
+        buttons=parse_buttons(data.get("buttons")) if status is TaskStatus.SUCCEEDED else (),
+        fail_reason=str(data.get("failReason") or ""),
+        final_prompt=str(properties.get("finalPrompt") or data.get("promptEn") or ""),
+        raw=data,
+    )
+
+
+class CometAPI(Provider):
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        api_key: str,
+        mode_prefixes: dict[str, str],
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.mode_prefixes = mode_prefixes
+        self.recorder = recorder
+        self.client = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def image_hosts(self) -> set[str]:
+        host = urlsplit(self.base_url).hostname
+        return {host} if host else set()
+
+    # --- submits ----------------------------------------------------------------------
+
+    def imagine(self, *, prompt: str, mode: str, state: str) -> Submission:
+        body = {"prompt": prompt, "botType": "MID_JOURNEY", "state": state}
+        return self._submit(f"{self._prefix(mode)}/mj/submit/imagine", body)
+
+    def action(self, *, parent_job_id: str, button: Button, mode: str, state: str) -> Submission:
+        body = {
+            "taskId": parent_job_id,
+            "customId": button.custom_id,
+            "chooseSameChannel": True,
+            "state": state,
+        }
+        return self._submit(f"{self._prefix(mode)}/mj/submit/action", body)
+
+    def _prefix(self, mode: str) -> str:
+        return self.mode_prefixes.get(mode, "").rstrip("/")
+
+    def _submit(self, path: str, body: dict[str, Any]) -> Submission:
+        data = self._json(self._request("POST", path, body))
+        if not isinstance(data, dict):
+            raise ProviderError("The provider's answer was not a JSON object.", permanent=False)
+        code = data.get("code")
+        description = str(data.get("description") or "")
+        properties = data.get("properties") if isinstance(data.get("properties"), dict) else {}
+        result = data.get("result")
+        if code in (1, 21, 22):
+            if result in (None, ""):
+                raise ProviderError(
+                    f"The provider accepted the job but gave no task id ({description}).",
+                    permanent=False,
+                    code=code,
+                )
+            queue = properties.get("numberOfQueues")
+            return Submission(
+                provider_job_id=str(result),
+                status=TaskStatus.MODAL if code == 21 else TaskStatus.PENDING,
+                message=description,
+                queue_position=queue if isinstance(queue, int) else None,
+                final_prompt=str(properties.get("finalPrompt") or ""),
+                raw=data,
+            )
+        if code == 24:
+            banned = properties.get("bannedWord")
+            text = f"{description} ({banned})" if banned else description
+            raise ProviderError(
+                text or "Banned prompt", permanent=True, fail_kind="rejected_prompt", code=code
+            )
+        if code in (9, 23):
+            # trueai answers 9 for "queue full"; novicezk uses 23: both pass with time.
+            raise ProviderError(description or "Queue full", permanent=False, code=code)
+        raise ProviderError(
+            description or f"The provider refused the job (code {code}).",
+            permanent=True,
+            code=code if isinstance(code, int | str) else None,
+        )
+
+    # --- reads ------------------------------------------------------------------------
+
+    def fetch(self, provider_job_id: str) -> TaskSnapshot | None:
+        response = self._request("GET", f"/mj/task/{provider_job_id}/fetch", None, missing_ok=True)
+        if response is None or not response.content.strip():
+            # novicezk answers 200 with an empty body, trueai 204, the gateway 400.
+            return None
+        data = self._json(response)
+        if data is None:
+            return None
+        return parse_task(data)
+
+    def fetch_many(self, provider_job_ids: Iterable[str]) -> dict[str, TaskSnapshot]:
+        ids = [str(i) for i in provider_job_ids]
+        if not ids:
+            return {}
+        data = self._json(self._request("POST", "/mj/task/list-by-condition", {"ids": ids}))
+        if not isinstance(data, list):
+            raise ProviderError("list-by-condition did not answer with a list.", permanent=False)
+        snapshots: dict[str, TaskSnapshot] = {}
+        for item in data:
+            try:
+                snapshot = parse_task(item)
+            except ProviderError:
+                logger.warning("skipping malformed task in list-by-condition: %r", item)
+                continue
+            snapshots[snapshot.provider_job_id] = snapshot
+        return snapshots
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, body: Any, *, missing_ok: bool = False
+    ) -> httpx.Response | None:
+        started = time.monotonic()
+        status: int | None = None
+        text = ""
+        error = ""
+        try:
+            response = self.client.request(method, path, json=body)
+            status = response.status_code
+            text = response.text
+        except httpx.TimeoutException as exc:
+            error = f"timeout: {exc.__class__.__name__}"
+            raise ProviderError("The provider did not answer in time.", permanent=False) from exc
+        except httpx.HTTPError as exc:
+            error = f"{exc.__class__.__name__}: {exc}"
+            raise ProviderError(f"Could not reach the provider ({exc}).", permanent=False) from exc
+        finally:
+            if self.recorder is not None:
+                self.recorder(method, path, status, time.monotonic() - started, body, text, error)
+        if response.status_code in (200, 201):
+            return response
+        if response.status_code == 204:
+            return None if missing_ok else response
+        detail = _error_text(response)
+        if (
+            missing_ok
+            and response.status_code in (400, 404)
+            and "not_found" in detail.replace("no_found", "not_found")
+        ):
+            return None
+        if response.status_code in (401, 403):
+            raise ProviderError(
+                f"The provider refused our credentials (HTTP {response.status_code}): {detail}",
+                permanent=True,
+                status_code=response.status_code,
+            )
+        if response.status_code == 429 or response.status_code >= 500:
+            raise ProviderError(
+                f"The provider is busy or failing (HTTP {response.status_code}): {detail}",
+                permanent=False,
+                status_code=response.status_code,
+            )
+        raise ProviderError(
+            f"The provider rejected the request (HTTP {response.status_code}): {detail}",
+            permanent=True,
+            status_code=response.status_code,
+        )
+
+    @staticmethod
+    def _json(response: httpx.Response | None) -> Any:
+        if response is None:
+            return None
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProviderError(
+                f"The provider's answer was not JSON: {response.text[:200]!r}",
+                permanent=False,
+                status_code=response.status_code,
+            ) from exc
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The provider's own words from any of its error envelopes."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text.strip()[:500]
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        for key in ("description", "message", "detail"):
+            if data.get(key):
+                return str(data[key]).strip()
+    return response.text.strip()[:500]

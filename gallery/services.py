@@ -1,0 +1,111 @@
+"""Workflows that touch the queue: creating jobs and ending them.
+
+`submit` and `press` create a job and enqueue its dispatch in one transaction (the ORM
+broker writes its queue row through our connection), so either both happened or neither.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django_q.tasks import async_task
+
+from gallery.models import Job
+from gallery.providers import current_name
+
+MAX_PROMPT_LENGTH = 2000
+
+
+class SubmitError(Exception):
+    """A submit we refuse; the message is shown to the user as it is."""
+
+
+def submit(
+    *,
+    owner: Any,
+    prompt: str,
+    mode: str = Job.Mode.FAST,
+    submit_key: uuid.UUID | None = None,
+) -> Job:
+    prompt = " ".join(prompt.split())
+    if not prompt:
+        raise SubmitError("Type a prompt first.")
+    if len(prompt) > MAX_PROMPT_LENGTH:
+        raise SubmitError(f"Prompts are limited to {MAX_PROMPT_LENGTH} characters.")
+    if mode not in Job.Mode.values:
+        raise SubmitError("Choose fast, relax or turbo.")
+    return _create(
+        owner=owner,
+        submit_key=submit_key,
+        fields={"action": Job.Action.IMAGINE, "prompt": prompt, "mode": mode},
+    )
+
+
+def press(
+    *,
+    owner: Any,
+    parent: Job,
+    action: str,
+    index: int | None = None,
+    variant: str = "",
+    submit_key: uuid.UUID | None = None,
+) -> Job:
+    """Press one of the provider's buttons on a finished job: a new job, child of `parent`."""
+    if parent.owner_id != owner.pk:
+        raise SubmitError("This job is not yours.")
+    if parent.status != Job.Status.SUCCEEDED:
+        raise SubmitError("Buttons work once the job has finished.")
+    if parent.button(action, index, variant) is None:
+        raise SubmitError("The provider did not offer this button on this job.")
+    return _create(
+        owner=owner,
+        submit_key=submit_key,
+        fields={
+            "action": action,
+            "index": index,
+            "variant": variant,
+            "prompt": parent.final_prompt or parent.prompt,
+            "mode": parent.mode,
+            "parent": parent,
+            "root_id": parent.root_id or parent.pk,
+            "provider": parent.provider,
+        },
+    )
+
+
+def _create(*, owner: Any, submit_key: uuid.UUID | None, fields: dict[str, Any]) -> Job:
+    if submit_key is not None:
+        existing = Job.objects.filter(owner=owner, submit_key=submit_key).first()
+        if existing is not None:
+            return existing
+    fields.setdefault("provider", current_name())
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(owner=owner, submit_key=submit_key, **fields)
+            if job.root_id is None:
+                Job.objects.filter(pk=job.pk).update(root=job)
+                job.root_id = job.pk
+            async_task("gallery.tasks.dispatch", job.pk, task_name=f"dispatch-{job.code}")
+    except IntegrityError:
+        # The same submit key raced us to the insert: the other request's job is the answer.
+        if submit_key is None:
+            raise
+        return Job.objects.get(owner=owner, submit_key=submit_key)
+    return job
+
+
+def fail(job: Job, *, kind: str, reason: str) -> bool:
+    """End a job as failed, once. Returns False if another actor ended it first."""
+    return job.transition(
+        Job.Status.FAILED,
+        fail_kind=kind,
+        fail_reason=reason[:4000],
+        dispatch_lease_until=None,
+        next_attempt_at=None,
+    )
+
+
+def succeed(job: Job) -> bool:
+    return job.transition(Job.Status.SUCCEEDED, progress=100)

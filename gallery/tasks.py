@@ -1,0 +1,329 @@
+"""django-q2 tasks: thin, idempotent, and keyed by ids.
+
+Delivery is at least once, so every task may run twice or concurrently with itself:
+- `dispatch` claims the job with a lease before submitting, so a redelivery does not
+  create a second provider job;
+- `poll` runs as one chain per provider, guarded by `PollLease`; each link does one batched
+  fetch of every in-flight job, then enqueues the next link while work remains;
+- `ingest` stores the images once (unique rows) and ends the job with a compare-and-set.
+The job's own state (attempts, next_attempt_at, deadlines), not queue redelivery, drives retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from gallery import imaging, services
+from gallery.models import Image, Job, PollLease
+from gallery.providers import ProviderError, get_provider
+from gallery.providers.base import TaskSnapshot, TaskStatus, button_from_dict
+from gallery.providers.cometapi import looks_banned
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_LEASE = timedelta(seconds=120)
+# A queued job whose dispatch task has not run after this long is dispatched again.
+LOST_DISPATCH_AFTER = timedelta(seconds=60)
+INGEST_ATTEMPTS = 3
+
+
+def backoff(attempt: int) -> timedelta:
+    return timedelta(seconds=min(300, 2 ** max(0, attempt)))
+
+
+# --- dispatch -------------------------------------------------------------------------
+
+
+def dispatch(job_id: int) -> None:
+    now = timezone.now()
+    claimed = (
+        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED)
+        .filter(Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now))
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(dispatch_lease_until=now + DISPATCH_LEASE, attempts=F("attempts") + 1)
+    )
+    if claimed != 1:
+        return  # already dispatched, leased by another run, ended, or not due yet
+    job = Job.objects.select_related("parent").get(pk=job_id)
+    try:
+        with get_provider(job.provider) as provider:
+            if job.action == Job.Action.IMAGINE:
+                submission = provider.imagine(prompt=job.prompt, mode=job.mode, state=str(job.code))
+            else:
+                parent = job.parent
+                button = parent.button(job.action, job.index, job.variant) if parent else None
+                if parent is None or button is None or not parent.provider_job_id:
+                    services.fail(
+                        job,
+                        kind=Job.FailKind.PROVIDER_ERROR,
+                        reason="The job this button belongs to is no longer available.",
+                    )
+                    return
+                submission = provider.action(
+                    parent_job_id=parent.provider_job_id,
+                    button=button_from_dict(button),
+                    mode=job.mode,
+                    state=str(job.code),
+                )
+    except ProviderError as exc:
+        _dispatch_failed(job, exc)
+        return
+    status = Job.Status.MODAL if submission.status is TaskStatus.MODAL else Job.Status.SUBMITTED
+    deadline = settings.MJ_DEADLINES.get(job.mode, settings.MJ_DEADLINES["fast"])
+    try:
+        moved = job.transition(
+            status,
+            provider_job_id=submission.provider_job_id,
+            final_prompt=submission.final_prompt or job.final_prompt,
+            submitted_at=timezone.now(),
+            deadline_at=timezone.now() + timedelta(seconds=deadline),
+            dispatch_lease_until=None,
+            next_attempt_at=None,
+        )
+    except IntegrityError:
+        logger.error("provider id %s already belongs to another job", submission.provider_job_id)
+        services.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason="Duplicate provider task id.")
+        return
+    if not moved:
+        logger.warning("job %s changed while it was being submitted", job.code)
+    kick(job.provider)
+
+
+def _dispatch_failed(job: Job, exc: ProviderError) -> None:
+    if exc.permanent or job.attempts >= settings.MJ_DISPATCH_MAX_ATTEMPTS:
+        services.fail(job, kind=exc.fail_kind, reason=exc.message)
+        return
+    logger.info("dispatch of %s failed (%r); retrying", job.code, exc)
+    job.update_if_status(
+        dispatch_lease_until=None,
+        next_attempt_at=timezone.now() + backoff(job.attempts),
+        fail_reason=exc.message[:4000],
+    )
+    kick(job.provider)
+
+
+# --- polling --------------------------------------------------------------------------
+
+
+def lease_ttl() -> timedelta:
+    return timedelta(seconds=settings.MJ_POLL_INTERVAL * 4 + settings.MJ_HTTP_TIMEOUT * 2)
+
+
+def claim_lease(provider: str, token: str) -> str | None:
+    """Take or renew the provider's poll lease. Returns the token to pass on, or None."""
+    now = timezone.now()
+    PollLease.objects.get_or_create(provider=provider)
+    new_token = token or secrets.token_hex(8)
+    claimable = Q(expires_at__lt=now) | Q(token="")
+    if token:
+        claimable |= Q(token=token)
+    updated = (
+        PollLease.objects.filter(provider=provider)
+        .filter(claimable)
+        .update(token=new_token, expires_at=now + lease_ttl())
+    )
+    return new_token if updated == 1 else None
+
+
+def release_lease(provider: str, token: str) -> None:
+    PollLease.objects.filter(provider=provider, token=token).update(
+        token="", expires_at=timezone.now()
+    )
+
+
+def kick(provider: str) -> None:
+    """Start the provider's poll chain unless one is alive."""
+    alive = PollLease.objects.filter(provider=provider, expires_at__gte=timezone.now()).exclude(
+        token=""
+    )
+    if not alive.exists():
+        async_task("gallery.tasks.poll", provider, "", task_name=f"poll-{provider}")
+
+
+def kick_all() -> None:
+    """Schedule entry point (every minute): the safety net under the poll chains."""
+    providers = Job.objects.in_flight().values_list("provider", flat=True).distinct()
+    for provider in set(providers):
+        kick(provider)
+
+
+def poll(provider: str, token: str = "") -> None:
+    token_held = claim_lease(provider, token)
+    if token_held is None:
+        return  # another chain is alive
+    try:
+        more = tick(provider)
+    except Exception:
+        logger.exception("poll tick for %s failed", provider)
+        more = True
+    if not more:
+        release_lease(provider, token_held)
+        return
+    time.sleep(settings.MJ_POLL_INTERVAL)
+    async_task("gallery.tasks.poll", provider, token_held, task_name=f"poll-{provider}")
+
+
+def tick(provider: str) -> bool:
+    """One round for a provider; returns whether jobs remain in flight."""
+    now = timezone.now()
+    _redispatch_due(provider, now)
+    jobs = list(Job.objects.pollable(provider))
+    if jobs:
+        try:
+            with get_provider(provider) as client:
+                snapshots = client.fetch_many(job.provider_job_id for job in jobs)
+        except ProviderError as exc:
+            logger.warning("batched fetch for %s failed: %r", provider, exc)
+            snapshots = {}
+        for job in jobs:
+            snapshot = snapshots.get(job.provider_job_id)
+            if snapshot is not None:
+                apply_snapshot(job, snapshot)
+            if (
+                job.is_in_flight
+                and not job.result_url
+                and job.deadline_at
+                and job.deadline_at < now
+            ):
+                services.fail(
+                    job,
+                    kind=Job.FailKind.TIMEOUT,
+                    reason=f"No result within the {job.get_mode_display()} mode deadline.",
+                )
+    return (
+        Job.objects.filter(provider=provider)
+        .filter(Q(status=Job.Status.QUEUED) | Q(pk__in=Job.objects.pollable(provider).values("pk")))
+        .exists()
+    )
+
+
+def _redispatch_due(provider: str, now: datetime) -> None:
+    """Queued jobs whose backoff has passed, or whose dispatch task got lost."""
+    due = (
+        Job.objects.dispatchable(provider)
+        .filter(Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now))
+        .filter(
+            Q(next_attempt_at__lte=now)
+            | Q(next_attempt_at__isnull=True, created_at__lt=now - LOST_DISPATCH_AFTER)
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:50]
+    )
+    for job_id in due:
+        async_task("gallery.tasks.dispatch", job_id, task_name=f"dispatch-{job_id}")
+
+
+def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
+    """Move a job forward to what the provider reports; never backwards."""
+    status = snapshot.status
+    if status is TaskStatus.FAILED:
+        reason = snapshot.fail_reason or "The provider reported a failure without a reason."
+        kind = Job.FailKind.REJECTED_PROMPT if looks_banned(reason) else Job.FailKind.PROVIDER_ERROR
+        services.fail(job, kind=kind, reason=reason)
+        return
+    if status is TaskStatus.MODAL:
+        if job.status != Job.Status.MODAL:
+            job.transition(Job.Status.MODAL, provider_payload=snapshot.raw)
+        return
+    if status is TaskStatus.PENDING:
+        return
+    if job.status in (Job.Status.SUBMITTED, Job.Status.MODAL):
+        job.transition(Job.Status.RUNNING, started_at=timezone.now())
+    if job.status != Job.Status.RUNNING:
+        return
+    if status is TaskStatus.RUNNING:
+        if snapshot.progress != job.progress or snapshot.image_url != job.preview_url:
+            job.update_if_status(progress=snapshot.progress, preview_url=snapshot.image_url)
+        return
+    # SUCCEEDED: record the result once and hand it to ingest.
+    if not snapshot.image_url:
+        services.fail(job, kind=Job.FailKind.IMAGE_UNAVAILABLE, reason="Finished without an image.")
+        return
+    recorded = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, result_url="").update(
+        result_url=snapshot.image_url,
+        progress=100,
+        buttons=[button.as_dict() for button in snapshot.buttons],
+        final_prompt=snapshot.final_prompt or job.final_prompt or job.prompt,
+        provider_payload=snapshot.raw,
+    )
+    if recorded == 1:
+        job.refresh_from_db()
+        async_task("gallery.tasks.ingest", job.pk, task_name=f"ingest-{job.code}")
+
+
+# --- ingest ---------------------------------------------------------------------------
+
+
+def ingest(job_id: int) -> None:
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or job.status != Job.Status.RUNNING or not job.result_url:
+        return
+    allowed = set(settings.MJ_IMAGE_HOSTS)
+    with get_provider(job.provider) as provider:
+        allowed |= provider.image_hosts()
+    picture = None
+    error: imaging.ImageFetchError | None = None
+    for attempt in range(INGEST_ATTEMPTS):
+        try:
+            picture = imaging.decode(imaging.download(job.result_url, allowed_hosts=allowed))
+            break
+        except imaging.ImageFetchError as exc:
+            error = exc
+            if exc.permanent:
+                break
+            time.sleep(min(8, 2**attempt))
+    Job.objects.filter(pk=job.pk).update(ingest_attempts=F("ingest_attempts") + 1)
+    if picture is None:
+        services.fail(
+            job,
+            kind=Job.FailKind.IMAGE_UNAVAILABLE,
+            reason=str(error) if error else "The image could not be fetched.",
+        )
+        return
+    store_picture(job, picture)
+    services.succeed(job)
+
+
+SINGLE_IMAGE_ACTIONS = {Job.Action.UPSCALE, Job.Action.UPSCALE_SUBTLE, Job.Action.UPSCALE_CREATIVE}
+
+
+def store_picture(job: Job, picture: imaging.Picture) -> Image:
+    kind = Image.Kind.SINGLE if job.action in SINGLE_IMAGE_ACTIONS else Image.Kind.GRID
+    existing = Image.objects.filter(job=job, kind=kind, index=0).first()
+    if existing is not None:
+        return existing
+    clean = imaging.reencode_png(picture)
+    thumb = imaging.thumbnail(clean)
+    image = Image(
+        job=job,
+        kind=kind,
+        index=0,
+        width=clean.width,
+        height=clean.height,
+        thumb_width=thumb.width,
+        thumb_height=thumb.height,
+        bytes=len(clean.data),
+        sha256=clean.sha256,
+        content_type=clean.content_type,
+    )
+    image.file.save(f"{kind}.png", ContentFile(clean.data), save=False)
+    image.thumbnail.save(f"{kind}-{imaging.THUMB_WIDTH}.webp", ContentFile(thumb.data), save=False)
+    try:
+        with transaction.atomic():
+            image.save()
+    except IntegrityError:
+        # A concurrent ingest stored it first; drop our copy of the files.
+        image.file.delete(save=False)
+        image.thumbnail.delete(save=False)
+        return Image.objects.get(job=job, kind=kind, index=0)
+    return image

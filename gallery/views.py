@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import reswap, retarget
+
+from gallery import imaging, services
+from gallery.forms import ImagineForm
+from gallery.models import Image, Job
+from gallery.providers import get_provider
+
+PAGE_SIZE = 24
+
+
+def _jobs(request: HttpRequest) -> Any:
+    return Job.objects.for_user(request.user).prefetch_related(
+        Prefetch("images", queryset=Image.objects.order_by("kind", "index"))
+    )
+
+
+def _own_job(request: HttpRequest, code: uuid.UUID) -> Job:
+    return get_object_or_404(_jobs(request).select_related("parent"), code=code)
+
+
+@require_GET
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    page = Paginator(_jobs(request), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "gallery/home.html", {"form": ImagineForm(), "page": page})
+
+
+@require_POST
+@login_required
+def imagine(request: HttpRequest) -> HttpResponse:
+    form = ImagineForm(request.POST)
+    if form.is_valid():
+        try:
+            job = services.submit(owner=request.user, **form.cleaned_data)
+        except services.SubmitError as exc:
+            form.add_error(None, str(exc))
+        else:
+            if not request.htmx:
+                return redirect("gallery:home")
+            return render(
+                request,
+                "gallery/_job_created.html",
+                {"job": job, "form": ImagineForm(initial={"prompt": job.prompt, "mode": job.mode})},
+            )
+    if not request.htmx:
+        page = Paginator(_jobs(request), PAGE_SIZE).get_page(1)
+        return render(request, "gallery/home.html", {"form": form, "page": page}, status=422)
+    response = render(request, "gallery/_imagine_form.html", {"form": form})
+    return reswap(retarget(response, "#imagine-form"), "outerHTML")
+
+
+@require_GET
+@login_required
+def job_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    job = _own_job(request, code)
+    children = _jobs(request).filter(parent=job).order_by("created_at")
+    return render(request, "gallery/job_detail.html", {"job": job, "children": children})
+
+
+@require_GET
+@login_required
+@never_cache
+@vary_on_headers("HX-Request")
+def job_card(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    job = _own_job(request, code)
+    if not request.htmx:
+        return redirect(job)
+    return render(request, "gallery/_job_card.html", {"job": job})
+
+
+def _press(
+    request: HttpRequest, code: uuid.UUID, action: str, index: int | None = None, variant: str = ""
+) -> HttpResponse:
+    parent = _own_job(request, code)
+    try:
+        key = uuid.UUID(request.POST.get("submit_key", ""))
+    except ValueError:
+        key = None
+    try:
+        child = services.press(
+            owner=request.user,
+            parent=parent,
+            action=action,
+            index=index,
+            variant=variant,
+            submit_key=key,
+        )
+    except services.SubmitError as exc:
+        if request.htmx:
+            return render(
+                request, "gallery/_job_card.html", {"job": parent, "error": str(exc)}, status=200
+            )
+        return render(
+            request,
+            "gallery/job_detail.html",
+            {"job": parent, "children": [], "error": str(exc)},
+            status=422,
+        )
+    if not request.htmx:
+        return redirect(child)
+    return render(request, "gallery/_job_created.html", {"job": child})
+
+
+@require_POST
+@login_required
+def reroll(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    return _press(request, code, Job.Action.REROLL)
+
+
+@require_POST
+@login_required
+def upscale(request: HttpRequest, code: uuid.UUID, index: int) -> HttpResponse:
+    return _press(request, code, Job.Action.UPSCALE, index=index)
+
+
+@require_POST
+@login_required
+def variation(request: HttpRequest, code: uuid.UUID, index: int) -> HttpResponse:
+    return _press(request, code, Job.Action.VARIATION, index=index)
+
+
+@require_POST
+@login_required
+def vary_subtle(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    return _press(request, code, Job.Action.VARY_SUBTLE)
+
+
+@require_POST
+@login_required
+def vary_strong(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    return _press(request, code, Job.Action.VARY_STRONG)
+
+
+@require_POST
+@login_required
+def upscale_subtle(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    return _press(request, code, Job.Action.UPSCALE_SUBTLE)
+
+
+@require_POST
+@login_required
+def upscale_creative(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    return _press(request, code, Job.Action.UPSCALE_CREATIVE)
+
+
+@require_POST
+@login_required
+def zoom_out(request: HttpRequest, code: uuid.UUID, factor: str) -> HttpResponse:
+    return _press(request, code, Job.Action.ZOOM_OUT, variant=factor)
+
+
+@require_POST
+@login_required
+def pan(request: HttpRequest, code: uuid.UUID, direction: str) -> HttpResponse:
+    return _press(request, code, Job.Action.PAN, variant=direction)
+
+
+@require_GET
+@login_required
+def image_file(
+    request: HttpRequest, code: uuid.UUID, kind: str, index: int, size: str
+) -> FileResponse:
+    image = get_object_or_404(
+        Image.objects.filter(job__owner=request.user), job__code=code, kind=kind, index=index
+    )
+    field = image.thumbnail if size == "thumb" else image.file
+    if not field:
+        raise Http404("No such image size.")
+    response = FileResponse(
+        default_storage.open(field.name, "rb"),
+        content_type="image/webp" if size == "thumb" else image.content_type,
+    )
+    # Private to the owner; content never changes for a given URL.
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+@require_GET
+@login_required
+@never_cache
+def preview(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    """The provider's in-progress preview, fetched by us so the browser never sees its URL."""
+    job = _own_job(request, code)
+    if not job.preview_url or not job.is_in_flight:
+        raise Http404("No preview right now.")
+    with get_provider(job.provider) as provider:
+        hosts = provider.image_hosts()
+    try:
+        data = imaging.download(
+            job.preview_url, allowed_hosts=hosts, max_bytes=5_000_000, timeout=10
+        )
+        picture = imaging.thumbnail(imaging.decode(data), width=384, quality=70)
+    except imaging.ImageFetchError as exc:
+        raise Http404(str(exc)) from exc
+    return HttpResponse(picture.data, content_type="image/webp")

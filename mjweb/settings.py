@@ -1,0 +1,241 @@
+"""mjweb settings: one module, every deploy-specific value from the environment.
+
+See .env.example for the full list with a one-line comment each.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from mjweb.env import (
+    database_from_url,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    sqlite_database,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("MJWEB_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+
+DEBUG = env_bool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_str("SECRET_KEY")
+    if key:
+        return key
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when DEBUG is off (set SECRET_KEY or SECRET_KEY_FILE)."
+        )
+    # Local runs: one random key per data dir, kept so sessions survive restarts.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "mjweb",
+    "gallery",
+    "billing",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "django_q",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "mjweb.middleware.security_headers",
+]
+
+ROOT_URLCONF = "mjweb.urls"
+WSGI_APPLICATION = "mjweb.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {
+        "default": database_from_url(
+            DATABASE_URL, pool_max_size=env_int("DATABASE_POOL_MAX_SIZE", 0, minimum=0)
+        )
+    }
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {"default": sqlite_database(DATA_DIR / "db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth -----------------------------------------------------------------------------
+AUTH_USER_MODEL = "mjweb.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "gallery:home"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Email ----------------------------------------------------------------------------
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "mjweb <noreply@localhost>")
+
+# --- Internationalisation -------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static and media -----------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
+STORAGES = {
+    # Images are private to their owner: served through an ownership-checked view,
+    # never from a public MEDIA_URL. Any Django storage backend works here.
+    "default": {
+        "BACKEND": env_str("MJWEB_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
+    },
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Security -------------------------------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+HTTPS = env_bool("MJWEB_HTTPS", not DEBUG)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS and env_bool("SECURE_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if env_bool("MJWEB_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Background work (django-q2, ORM broker on the same database) -----------------------
+# The ORM broker writes its queue row through our own connection, so an enqueue inside
+# transaction.atomic() commits or rolls back with the job row. Delivery is at least once:
+# every task is idempotent and the job's state machine, not the queue, owns retries.
+Q_CLUSTER = {
+    "name": "mjweb",
+    "orm": "default",
+    "workers": env_int("MJWEB_WORKERS", 4, minimum=1),
+    "timeout": 90,
+    "retry": 150,
+    "max_attempts": 3,
+    "ack_failures": True,
+    "queue_limit": 8,
+    "bulk": 1,
+    "poll": 0.2,
+    "catch_up": False,
+    "save_limit": 500,
+    "label": "Background tasks",
+}
+
+# --- Providers --------------------------------------------------------------------------
+MJ_PROVIDER = env_choice("MJ_PROVIDER", "simulator", ("simulator", "cometapi", "piapi"))
+MJ_HTTP_TIMEOUT = env_float("MJ_HTTP_TIMEOUT", 30.0, minimum=1.0)
+MJ_POLL_INTERVAL = env_float(
+    "MJ_POLL_INTERVAL", 1.5 if MJ_PROVIDER == "simulator" else 5.0, minimum=0.5
+)
+MJ_DISPATCH_MAX_ATTEMPTS = env_int("MJ_DISPATCH_MAX_ATTEMPTS", 5, minimum=1)
+MJ_DEADLINES = {
+    "fast": env_int("MJ_DEADLINE_FAST", 600, minimum=30),
+    "turbo": env_int("MJ_DEADLINE_TURBO", 300, minimum=30),
+    "relax": env_int("MJ_DEADLINE_RELAX", 3600, minimum=30),
+}
+
+COMETAPI_BASE_URL = env_str("COMETAPI_BASE_URL", "https://api.cometapi.com").rstrip("/")
+COMETAPI_API_KEY = env_str("COMETAPI_API_KEY")
+# Speed-mode path prefixes; unconfirmed upstream, so each one can be changed or emptied.
+COMETAPI_MODE_PREFIXES = {
+    "fast": env_str("COMETAPI_PREFIX_FAST", "/mj-fast"),
+    "relax": env_str("COMETAPI_PREFIX_RELAX", "/mj-relax"),
+    "turbo": env_str("COMETAPI_PREFIX_TURBO", "/mj-turbo"),
+}
+
+PIAPI_BASE_URL = env_str("PIAPI_BASE_URL", "https://api.piapi.ai").rstrip("/")
+PIAPI_API_KEY = env_str("PIAPI_API_KEY")
+
+MJ_SIMULATOR_HOST = env_str("MJ_SIMULATOR_HOST", "127.0.0.1")
+MJ_SIMULATOR_PORT = env_int("MJ_SIMULATOR_PORT", 8001, minimum=0)
+MJ_SIMULATOR_DURATION = env_float("MJ_SIMULATOR_DURATION", 6.0, minimum=0.1)
+MJ_SIMULATOR_API_KEY = env_str("MJ_SIMULATOR_API_KEY", "sim-local-key")
+
+# --- Images -----------------------------------------------------------------------------
+# Hosts images may be downloaded from, beyond the configured provider's own host.
+MJ_IMAGE_HOSTS = env_list("MJ_IMAGE_HOSTS", [])
+MJ_INGEST_MAX_BYTES = env_int("MJ_INGEST_MAX_BYTES", 30 * 1024 * 1024, minimum=1024)
+MJ_INGEST_TIMEOUT = env_float("MJ_INGEST_TIMEOUT", 60.0, minimum=1.0)
+MJ_IMAGE_MAX_PIXELS = env_int("MJ_IMAGE_MAX_PIXELS", 40_000_000, minimum=1_000_000)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "django_q": {"level": "WARNING"}},
+}
