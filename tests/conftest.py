@@ -17,6 +17,14 @@ def load(name: str) -> Any:
 @pytest.fixture(autouse=True)
 def _media_root(settings: Any, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
+    # Tests run with production settings (DEBUG off) but over plain HTTP and without a
+    # collectstatic manifest.
+    settings.SECURE_SSL_REDIRECT = False
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     # Tests speak to a simulator or to MockTransports on loopback.
     settings.MJ_PROVIDER = "simulator"
 

@@ -1,0 +1,60 @@
+"""Small builders for jobs in known states (no provider involved)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from django.core.files.base import ContentFile
+from PIL import Image as PILImage
+
+from gallery.models import Image, Job
+
+GRID_BUTTONS = (
+    [{"action": "upscale", "index": i, "variant": "", "label": f"U{i}",
+      "custom_id": f"MJ::JOB::upsample::{i}::h", "emoji": ""} for i in range(1, 5)]
+    + [{"action": "reroll", "index": None, "variant": "", "label": "",
+        "custom_id": "MJ::JOB::reroll::0::h::SOLO", "emoji": "🔄"}]
+    + [{"action": "variation", "index": i, "variant": "", "label": f"V{i}",
+        "custom_id": f"MJ::JOB::variation::{i}::h", "emoji": ""} for i in range(1, 5)]
+)  # fmt: skip
+
+
+def png_bytes(size: tuple[int, int] = (64, 64), color: str = "#336699") -> bytes:
+    out = io.BytesIO()
+    PILImage.new("RGB", size, color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def make_job(owner: Any, **fields: Any) -> Job:
+    fields.setdefault("action", Job.Action.IMAGINE)
+    fields.setdefault("prompt", "a quiet harbour at dawn")
+    fields.setdefault("provider", "simulator")
+    job = Job.objects.create(owner=owner, **fields)
+    if job.root_id is None:
+        Job.objects.filter(pk=job.pk).update(root=job)
+        job.root_id = job.pk
+    return job
+
+
+def make_finished_job(owner: Any, **fields: Any) -> Job:
+    fields.setdefault("status", Job.Status.SUCCEEDED)
+    fields.setdefault("progress", 100)
+    fields.setdefault("buttons", GRID_BUTTONS)
+    fields.setdefault("provider_job_id", str(1773314942177000 + Job.objects.count()))
+    job = make_job(owner, **fields)
+    image = Image(
+        job=job,
+        kind=Image.Kind.GRID,
+        index=0,
+        width=64,
+        height=64,
+        thumb_width=64,
+        thumb_height=64,
+        bytes=100,
+        sha256="0" * 64,
+    )
+    image.file.save("grid.png", ContentFile(png_bytes()), save=False)
+    image.thumbnail.save("grid-512.webp", ContentFile(png_bytes()), save=False)
+    image.save()
+    return job

@@ -1,0 +1,334 @@
+"""dispatch / poll / ingest against a provider faked at the HTTP layer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from gallery import imaging, tasks
+from gallery.models import Image, Job, PollLease
+from gallery.providers.cometapi import CometAPI
+from tests.conftest import load
+from tests.gallery.factories import make_finished_job, make_job, png_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+class FakeProvider:
+    """Routes requests to per-path handlers and records them."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.routes: dict[str, Callable[[httpx.Request], httpx.Response]] = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        for suffix, handler in self.routes.items():
+            if request.url.path.endswith(suffix):
+                return handler(request)
+        return httpx.Response(404, json={"error": "not_found"})
+
+    def paths(self) -> list[str]:
+        return [r.url.path for r in self.requests]
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch, settings: Any) -> FakeProvider:
+    fake = FakeProvider()
+
+    def get_provider(name: str | None = None, **kwargs: Any) -> CometAPI:
+        return CometAPI(
+            name=name or "simulator",
+            base_url="https://api.cometapi.com",
+            api_key="k",
+            mode_prefixes=settings.COMETAPI_MODE_PREFIXES,
+            transport=httpx.MockTransport(fake),
+        )
+
+    monkeypatch.setattr(tasks, "get_provider", get_provider)
+    monkeypatch.setattr(tasks.time, "sleep", lambda seconds: None)
+    return fake
+
+
+def queued_tasks(func: str) -> int:
+    return sum(1 for q in OrmQ.objects.all() if q.func() == func)
+
+
+def json_answer(data: Any, status: int = 200) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda request: httpx.Response(status, json=data)
+
+
+def test_dispatch_submits_once_and_records_the_provider_id(fake: FakeProvider, alice: Any) -> None:
+    fake.routes["/mj/submit/imagine"] = json_answer(load("cometapi/submit_success.json"))
+    job = make_job(alice, prompt="red fox", mode="turbo")
+    tasks.dispatch(job.pk)
+    tasks.dispatch(job.pk)  # redelivered: must not submit again
+    job.refresh_from_db()
+    assert fake.paths() == ["/mj-turbo/mj/submit/imagine"]
+    assert json.loads(fake.requests[0].content)["state"] == str(job.code)
+    assert job.status == Job.Status.SUBMITTED
+    assert job.provider_job_id == "1773314942177684"
+    assert job.deadline_at is not None and job.deadline_at > timezone.now()
+    assert job.attempts == 1
+    assert queued_tasks("gallery.tasks.poll") == 1
+
+
+def test_dispatch_of_a_reroll_uses_the_parents_button(fake: FakeProvider, alice: Any) -> None:
+    fake.routes["/mj/submit/action"] = json_answer(load("cometapi/submit_success.json"))
+    parent = make_finished_job(alice, provider_job_id="1773314900000001")
+    child = make_job(alice, parent=parent, root=parent, action=Job.Action.REROLL)
+    tasks.dispatch(child.pk)
+    body = json.loads(fake.requests[0].content)
+    assert body["taskId"] == "1773314900000001"
+    assert body["customId"] == "MJ::JOB::reroll::0::h::SOLO"
+    child.refresh_from_db()
+    assert child.status == Job.Status.SUBMITTED
+
+
+def test_dispatch_modal_code_21_parks_the_job_in_modal(fake: FakeProvider, alice: Any) -> None:
+    fake.routes["/mj/submit/action"] = json_answer(load("cometapi/submit_modal.json"))
+    parent = make_finished_job(alice)
+    child = make_job(alice, parent=parent, root=parent, action=Job.Action.REROLL)
+    tasks.dispatch(child.pk)
+    child.refresh_from_db()
+    assert child.status == Job.Status.MODAL
+    assert child.final_prompt == "red fox in snow --v 6.1"
+
+
+def test_transient_dispatch_errors_back_off_then_fail(
+    fake: FakeProvider, alice: Any, settings: Any
+) -> None:
+    settings.MJ_DISPATCH_MAX_ATTEMPTS = 2
+    fake.routes["/mj/submit/imagine"] = lambda r: httpx.Response(503, text="busy")
+    job = make_job(alice)
+    tasks.dispatch(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED
+    assert job.attempts == 1
+    assert job.next_attempt_at is not None and job.next_attempt_at > timezone.now()
+    assert "HTTP 503" in job.fail_reason
+    assert "retry" in job.stage
+    tasks.dispatch(job.pk)  # not due yet: nothing happens
+    assert len(fake.requests) == 1
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    tasks.dispatch(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert job.fail_kind == Job.FailKind.PROVIDER_ERROR
+    assert len(fake.requests) == 2
+
+
+def test_a_banned_prompt_fails_at_once(fake: FakeProvider, alice: Any) -> None:
+    fake.routes["/mj/submit/imagine"] = json_answer(load("cometapi/submit_banned.json"))
+    job = make_job(alice)
+    tasks.dispatch(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert job.fail_kind == Job.FailKind.REJECTED_PROMPT
+    assert job.fail_reason == "可能包含敏感词 (bloody)"
+
+
+def submitted(owner: Any, provider_job_id: str, **fields: Any) -> Job:
+    fields.setdefault("deadline_at", timezone.now() + timedelta(minutes=10))
+    return make_job(owner, status=Job.Status.SUBMITTED, provider_job_id=provider_job_id, **fields)
+
+
+def task_answer(base: str, **changes: Any) -> dict[str, Any]:
+    return {**load(f"cometapi/{base}"), **changes}
+
+
+def test_one_tick_fetches_every_in_flight_job_in_one_call(fake: FakeProvider, alice: Any) -> None:
+    running = submitted(alice, "1001")
+    finished = submitted(alice, "1002")
+    failed = submitted(alice, "1003")
+    waiting = submitted(alice, "1004")
+    fake.routes["/mj/task/list-by-condition"] = json_answer(
+        [
+            task_answer("fetch_in_progress.json", id="1001"),
+            task_answer("fetch_success.json", id="1002"),
+            task_answer("fetch_timeout_failure.json", id="1003"),
+            task_answer("fetch_blank.json", id="1004"),
+        ]
+    )
+    assert tasks.tick("simulator") is True
+    assert fake.paths() == ["/mj/task/list-by-condition"]
+    assert sorted(json.loads(fake.requests[0].content)["ids"]) == ["1001", "1002", "1003", "1004"]
+    for job in (running, finished, failed, waiting):
+        job.refresh_from_db()
+    assert (running.status, running.progress) == (Job.Status.RUNNING, 46)
+    assert running.preview_url.endswith("?rand=46")
+    assert finished.status == Job.Status.RUNNING and finished.result_url
+    assert len(finished.buttons) == 9
+    assert queued_tasks("gallery.tasks.ingest") == 1
+    assert failed.status == Job.Status.FAILED
+    assert failed.fail_kind == Job.FailKind.PROVIDER_ERROR
+    assert failed.fail_reason == "任务超时"
+    assert waiting.status == Job.Status.SUBMITTED
+    # The next tick neither re-fetches the finished job nor enqueues its ingest again.
+    tasks.tick("simulator")
+    assert "1002" not in json.loads(fake.requests[-1].content)["ids"]
+    assert queued_tasks("gallery.tasks.ingest") == 1
+
+
+def test_a_banned_failure_reason_is_a_rejected_prompt(fake: FakeProvider, alice: Any) -> None:
+    job = submitted(alice, "1773314942177690")
+    fake.routes["/mj/task/list-by-condition"] = json_answer([load("cometapi/fetch_failure.json")])
+    tasks.tick("simulator")
+    job.refresh_from_db()
+    assert job.fail_kind == Job.FailKind.REJECTED_PROMPT
+    assert job.fail_reason.startswith("[Banned prompt detected]")
+
+
+def test_a_job_past_its_deadline_times_out(fake: FakeProvider, alice: Any) -> None:
+    job = submitted(alice, "1001", deadline_at=timezone.now() - timedelta(seconds=1))
+    fake.routes["/mj/task/list-by-condition"] = json_answer(
+        [task_answer("fetch_in_progress.json", id="1001")]
+    )
+    tasks.tick("simulator")
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert job.fail_kind == Job.FailKind.TIMEOUT
+
+
+def test_a_failed_batch_fetch_changes_nothing(fake: FakeProvider, alice: Any) -> None:
+    job = submitted(alice, "1001")
+    fake.routes["/mj/task/list-by-condition"] = lambda r: httpx.Response(502, text="bad gateway")
+    assert tasks.tick("simulator") is True
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUBMITTED
+
+
+def test_tick_reports_no_work_when_nothing_is_in_flight(fake: FakeProvider, alice: Any) -> None:
+    make_finished_job(alice)
+    assert tasks.tick("simulator") is False
+    assert fake.requests == []
+
+
+def test_status_never_moves_backwards(fake: FakeProvider, alice: Any) -> None:
+    job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1001", progress=80)
+    fake.routes["/mj/task/list-by-condition"] = json_answer(
+        [task_answer("fetch_blank.json", id="1001")]
+    )
+    tasks.tick("simulator")
+    job.refresh_from_db()
+    assert (job.status, job.progress) == (Job.Status.RUNNING, 80)
+    assert job.transition(Job.Status.SUBMITTED) is False
+
+
+def test_only_one_poll_chain_holds_the_lease(alice: Any) -> None:
+    first = tasks.claim_lease("simulator", "")
+    assert first is not None
+    assert tasks.claim_lease("simulator", "") is None
+    assert tasks.claim_lease("simulator", "someone-else") is None
+    assert tasks.claim_lease("simulator", first) == first  # the chain renews its own lease
+    PollLease.objects.filter(provider="simulator").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert tasks.claim_lease("simulator", "") not in (None, first)
+
+
+def test_poll_ends_its_chain_when_nothing_is_left(fake: FakeProvider, alice: Any) -> None:
+    tasks.poll("simulator")
+    lease = PollLease.objects.get(provider="simulator")
+    assert lease.token == ""
+    assert queued_tasks("gallery.tasks.poll") == 0
+
+
+def test_poll_enqueues_its_next_link_while_work_remains(fake: FakeProvider, alice: Any) -> None:
+    submitted(alice, "1001")
+    fake.routes["/mj/task/list-by-condition"] = json_answer(
+        [task_answer("fetch_in_progress.json", id="1001")]
+    )
+    tasks.poll("simulator")
+    assert queued_tasks("gallery.tasks.poll") == 1
+    token = PollLease.objects.get(provider="simulator").token
+    assert token
+    next_link = next(q for q in OrmQ.objects.all() if q.func() == "gallery.tasks.poll")
+    assert next_link.task["args"] == ("simulator", token)
+
+
+def finished_upstream(owner: Any, **fields: Any) -> Job:
+    return make_job(
+        owner,
+        status=Job.Status.RUNNING,
+        provider_job_id="1001",
+        progress=100,
+        result_url="https://api.cometapi.com/mj/image/1001",
+        **fields,
+    )
+
+
+def test_ingest_stores_the_image_and_a_thumbnail_once(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeProvider, alice: Any
+) -> None:
+    calls: list[str] = []
+
+    def download(url: str, **kwargs: Any) -> bytes:
+        calls.append(url)
+        return png_bytes((1024, 1024))
+
+    monkeypatch.setattr(imaging, "download", download)
+    job = finished_upstream(alice)
+    tasks.ingest(job.pk)
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert calls == ["https://api.cometapi.com/mj/image/1001"]
+    image = Image.objects.get(job=job)
+    assert (image.kind, image.width, image.height) == ("grid", 1024, 1024)
+    assert (image.thumb_width, image.thumb_height) == (512, 512)
+    assert image.file.read().startswith(b"\x89PNG")
+    assert image.thumbnail.read()[8:12] == b"WEBP"
+
+
+def test_an_upscale_is_stored_as_a_single_image(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeProvider, alice: Any
+) -> None:
+    monkeypatch.setattr(imaging, "download", lambda url, **kw: png_bytes((1024, 1024)))
+    parent = make_finished_job(alice)
+    job = finished_upstream(alice, parent=parent, root=parent, action=Job.Action.UPSCALE, index=2)
+    tasks.ingest(job.pk)
+    assert Image.objects.get(job=job).kind == "single"
+
+
+def test_an_image_that_cannot_be_fetched_fails_the_job(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeProvider, alice: Any
+) -> None:
+    attempts: list[int] = []
+
+    def download(url: str, **kwargs: Any) -> bytes:
+        attempts.append(1)
+        raise imaging.ImageFetchError("The image is gone (HTTP 404).", permanent=False)
+
+    monkeypatch.setattr(imaging, "download", download)
+    job = finished_upstream(alice)
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert len(attempts) == tasks.INGEST_ATTEMPTS
+    assert job.status == Job.Status.FAILED
+    assert job.fail_kind == Job.FailKind.IMAGE_UNAVAILABLE
+    assert not Image.objects.filter(job=job).exists()
+
+
+def test_garbage_bytes_fail_the_job_without_retrying(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeProvider, alice: Any
+) -> None:
+    attempts: list[int] = []
+
+    def download(url: str, **kwargs: Any) -> bytes:
+        attempts.append(1)
+        return b"<html>not an image</html>"
+
+    monkeypatch.setattr(imaging, "download", download)
+    job = finished_upstream(alice)
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert attempts == [1]
+    assert job.fail_kind == Job.FailKind.IMAGE_UNAVAILABLE
