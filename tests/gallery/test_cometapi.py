@@ -264,6 +264,7 @@ def test_the_recorder_sees_every_exchange() -> None:
     method, path, status, seconds, body, text, error = records[0]
     assert (method, path, status, error) == ("POST", "/mj-fast/mj/submit/imagine", 200, "")
     assert isinstance(seconds, float)
+    assert body == {"prompt": "x", "botType": "MID_JOURNEY", "state": "s"}
     assert "1773314942177684" in str(text)
 
 
