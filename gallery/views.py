@@ -79,7 +79,9 @@ def job_card(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     job = _own_job(request, code)
     if not request.htmx:
         return redirect(job)
-    return render(request, "gallery/_job_card.html", {"job": job})
+    shown = request.GET.get("shown", "")
+    context = {"job": job, "shown": int(shown) if shown.isdigit() else None}
+    return render(request, "gallery/_job_card.html", context)
 
 
 def _press(
@@ -195,7 +197,7 @@ def image_file(
 def preview(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     """The provider's in-progress preview, fetched by us so the browser never sees its URL."""
     job = _own_job(request, code)
-    if not job.preview_url or not job.is_in_flight:
+    if not job.preview_url or job.status not in (*Job.IN_FLIGHT, Job.Status.SUCCEEDED):
         raise Http404("No preview right now.")
     with get_provider(job.provider) as provider:
         hosts = provider.image_hosts()

@@ -11,7 +11,7 @@ from gallery.models import Job
 
 register = template.Library()
 
-_ARROWS = {"left": "⬅️", "right": "➡️", "up": "⬆️", "down": "⬇️"}
+_ARROWS = {"left": "←", "right": "→", "up": "↑", "down": "↓"}
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,14 @@ class OfferedButton:
     label: str
     title: str
     group: str
+
+    @property
+    def name(self) -> str:
+        """Accessible name: starts with the visible label (WCAG "label in name")."""
+        visible = self.label.lstrip("↻ ").strip() or self.title
+        if visible in _ARROWS.values():
+            return self.title
+        return visible if visible == self.title else f"{visible}: {self.title}"
 
 
 def _route(job: Job, button: dict[str, Any]) -> tuple[str, str, str, str] | None:
@@ -43,8 +51,8 @@ def _route(job: Job, button: dict[str, Any]) -> tuple[str, str, str, str] | None
     if action == Job.Action.REROLL:
         return (
             reverse("gallery:reroll", args=[code]),
-            "🔄 Reroll",
-            "Run the same prompt again",
+            "↻ Reroll",
+            "run the same prompt again",
             "variation",
         )
     if action == Job.Action.VARY_SUBTLE:
@@ -78,7 +86,7 @@ def _route(job: Job, button: dict[str, Any]) -> tuple[str, str, str, str] | None
     if action == Job.Action.ZOOM_OUT and variant in ("2x", "1.5x"):
         return (
             reverse("gallery:zoom_out", args=[code, variant]),
-            f"🔍 Zoom Out {variant}",
+            f"Zoom Out {variant}",
             f"Zoom out {variant}",
             "zoom",
         )

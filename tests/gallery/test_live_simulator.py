@@ -1,0 +1,119 @@
+"""imagine -> poll -> ingest -> reroll -> ingest through the task functions, against the
+real simulator HTTP server on a free port (its clock advanced by the test, not slept)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image as PILImage
+
+from gallery import services, tasks
+from gallery.models import Image, Job
+from gallery.simulator.server import SimulatorServer
+
+pytestmark = [pytest.mark.django_db, pytest.mark.live]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def simulator(
+    settings: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SimulatorServer]:
+    with SimulatorServer(port=0, duration=6.0, api_key="live-key", clock=clock) as server:
+        host, port = server.base_url.removeprefix("http://").split(":")
+        settings.MJ_PROVIDER = "simulator"
+        settings.MJ_SIMULATOR_HOST = host
+        settings.MJ_SIMULATOR_PORT = int(port)
+        settings.MJ_SIMULATOR_API_KEY = "live-key"
+        monkeypatch.setattr(tasks.time, "sleep", lambda seconds: None)
+        yield server
+
+
+def run_to_completion(job: Job, clock: Clock) -> Job:
+    tasks.dispatch(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUBMITTED, (job.status, job.fail_reason)
+    seen_progress: set[int] = set()
+    for _ in range(40):
+        clock.now += 0.5
+        tasks.tick(job.provider)
+        job.refresh_from_db()
+        if job.status == Job.Status.RUNNING and not job.result_url:
+            seen_progress.add(job.progress)
+        if job.result_url:
+            break
+    assert job.result_url, f"never finished: {job.status} {job.progress} {job.fail_reason}"
+    assert len(seen_progress) >= 2, seen_progress  # intermediate progress was visible
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, (job.fail_kind, job.fail_reason)
+    return job
+
+
+def stored_grid(job: Job) -> tuple[bytes, PILImage.Image]:
+    image = Image.objects.get(job=job)
+    data = image.file.read()
+    assert hashlib.sha256(data).hexdigest() == image.sha256
+    with PILImage.open(io.BytesIO(data)) as decoded:
+        decoded.load()
+        thumb = PILImage.open(image.thumbnail)
+        thumb.load()
+        assert thumb.format == "WEBP" and thumb.width == image.thumb_width
+        return data, decoded.copy()
+
+
+def test_imagine_then_reroll_end_to_end(
+    simulator: SimulatorServer, clock: Clock, alice: Any
+) -> None:
+    parent = services.submit(owner=alice, prompt="a lighthouse on a cliff at dawn", mode="fast")
+    parent = run_to_completion(parent, clock)
+    assert {b["action"] for b in parent.buttons} == {"upscale", "reroll", "variation"}
+    assert len(parent.buttons) == 9
+    parent_bytes, parent_image = stored_grid(parent)
+    assert parent_image.size == (1024, 1024)
+
+    child = services.press(owner=alice, parent=parent, action=Job.Action.REROLL)
+    child = run_to_completion(child, clock)
+    assert child.parent_id == parent.pk and child.root_id == parent.pk
+    assert child.provider_job_id != parent.provider_job_id
+    child_bytes, child_image = stored_grid(child)
+    assert child_image.size == (1024, 1024)
+    assert child_bytes != parent_bytes  # a reroll is a new picture
+
+    upscale = services.press(owner=alice, parent=child, action=Job.Action.UPSCALE, index=2)
+    upscale = run_to_completion(upscale, clock)
+    assert Image.objects.get(job=upscale).kind == "single"
+    assert {b["action"] for b in upscale.buttons} >= {
+        "vary_subtle",
+        "vary_strong",
+        "zoom_out",
+        "pan",
+    }
+
+
+def test_a_wrong_api_key_fails_the_job_with_the_providers_words(
+    simulator: SimulatorServer, settings: Any, alice: Any
+) -> None:
+    settings.MJ_SIMULATOR_API_KEY = "wrong"
+    job = services.submit(owner=alice, prompt="anything", mode="fast")
+    tasks.dispatch(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert job.fail_kind == Job.FailKind.PROVIDER_ERROR
+    assert "HTTP 401" in job.fail_reason
