@@ -44,9 +44,8 @@ class Command(BaseCommand):
         for name, command in commands.items():
             self.stdout.write(f"starting {name}: {' '.join(command[1:])}")
             children[name] = subprocess.Popen(command)
-        self.stdout.write(
-            self.style.SUCCESS(f"mjweb is running at http://{options['addrport']}/ (Ctrl-C stops it)")
-        )
+        url = f"http://{options['addrport']}/"
+        self.stdout.write(self.style.SUCCESS(f"mjweb is running at {url} (Ctrl-C stops it)"))
         exit_code = 0
         while not stopping:
             for name, child in children.items():
