@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from mjweb.env import database_from_url, env_bool, env_int, env_list, env_str
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1", True), ("yes", True), ("OFF", False), ("", True)]
+)
+def test_env_bool_is_strict(monkeypatch: pytest.MonkeyPatch, raw: str, expected: bool) -> None:
+    monkeypatch.setenv("X_FLAG", raw)
+    assert env_bool("X_FLAG", True) is expected
+
+
+def test_env_bool_refuses_typos(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X_FLAG", "ture")
+    with pytest.raises(ImproperlyConfigured, match="X_FLAG"):
+        env_bool("X_FLAG", False)
+
+
+def test_env_int_checks_type_and_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X_NUM", "12")
+    assert env_int("X_NUM", 1, minimum=1) == 12
+    monkeypatch.setenv("X_NUM", "twelve")
+    with pytest.raises(ImproperlyConfigured):
+        env_int("X_NUM", 1)
+    monkeypatch.setenv("X_NUM", "0")
+    with pytest.raises(ImproperlyConfigured):
+        env_int("X_NUM", 1, minimum=1)
+
+
+def test_secrets_can_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret = tmp_path / "key"
+    secret.write_text("from-a-file\n")
+    monkeypatch.delenv("X_SECRET", raising=False)
+    monkeypatch.setenv("X_SECRET_FILE", str(secret))
+    assert env_str("X_SECRET") == "from-a-file"
+
+
+def test_env_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("X_LIST", " a.example, b.example ,,")
+    assert env_list("X_LIST", []) == ["a.example", "b.example"]
+
+
+def test_database_urls() -> None:
+    pg = database_from_url("postgres://mj:s%40cret@db.internal:6543/mjweb?sslmode=require")
+    assert pg["ENGINE"] == "django.db.backends.postgresql"
+    assert (pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"], pg["NAME"]) == (
+        "mj", "s@cret", "db.internal", "6543", "mjweb",
+    )  # fmt: skip
+    assert pg["OPTIONS"] == {"sslmode": "require"}
+    pooled = database_from_url("postgres://postgres@127.0.0.1/postgres", pool_max_size=8)
+    assert pooled["OPTIONS"]["pool"]["max_size"] == 8  # type: ignore[index]
+    assert pooled["CONN_MAX_AGE"] == 0
+    assert database_from_url("sqlite:////var/lib/mj.db")["NAME"] == "/var/lib/mj.db"
+    assert database_from_url("sqlite:///data/mj.db")["NAME"] == "data/mj.db"
+    with pytest.raises(ImproperlyConfigured):
+        database_from_url("mysql://x@y/z")
+
+
+def load_settings(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "SECRET_KEY_FILE"}
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); "
+            "from django.conf import settings; print(settings.SECRET_KEY)",
+        ],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "mjweb.settings", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_secret_key_is_required_without_debug(tmp_path: Path) -> None:
+    result = load_settings({"MJWEB_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert "SECRET_KEY is required" in result.stderr
+
+
+def test_debug_generates_and_keeps_a_local_secret(tmp_path: Path) -> None:
+    first = load_settings({"DEBUG": "1", "MJWEB_DATA_DIR": str(tmp_path)})
+    second = load_settings({"DEBUG": "1", "MJWEB_DATA_DIR": str(tmp_path)})
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout and len(first.stdout.strip()) >= 50
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
