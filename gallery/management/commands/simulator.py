@@ -1,0 +1,68 @@
+"""`manage.py simulator`: run the fake Midjourney provider in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from argparse import ArgumentParser
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from gallery.simulator.server import SimulatorServer
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # serve_forever() ends on it and closes the socket
+
+
+class Command(BaseCommand):
+    help = "Run the provider simulator (CometAPI's Midjourney protocol) until Ctrl-C."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        # defaults come from settings at run time, so None means "not given"
+        parser.add_argument("--host", default=None)
+        parser.add_argument("--port", type=int, default=None)
+        parser.add_argument(
+            "--duration",
+            type=float,
+            default=None,
+            help="seconds from submit to SUCCESS in fast mode",
+        )
+        parser.add_argument("--api-key", default=None, help="require this key (empty: none)")
+        parser.add_argument("--quiet", action="store_true", help="do not log requests")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        def pick(name: str, setting: str, default: Any) -> Any:
+            given = options[name]
+            return given if given is not None else getattr(settings, setting, default)
+
+        host = pick("host", "MJ_SIMULATOR_HOST", "127.0.0.1")
+        port = int(pick("port", "MJ_SIMULATOR_PORT", 8001))
+        duration = float(pick("duration", "MJ_SIMULATOR_DURATION", 6.0))
+        api_key = pick("api_key", "MJ_SIMULATOR_API_KEY", "") or ""
+        if not options["quiet"]:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        server = SimulatorServer(
+            host=host,
+            port=port,
+            duration=duration,
+            api_key=api_key,
+            log_requests=not options["quiet"],
+        )
+
+        def ready(srv: SimulatorServer) -> None:
+            auth = "key required" if api_key else "no auth"
+            self.stdout.write(f"mj simulator on {srv.base_url} (duration {duration}s, {auth})")
+            self.stdout.flush()
+
+        # also SIGINT: a shell that starts us in the background leaves it ignored
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            server.serve_forever(on_ready=ready)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.stdout.write("mj simulator stopped")
