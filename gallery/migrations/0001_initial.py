@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,122 +17,305 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='PollLease',
+            name="PollLease",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=20, unique=True)),
-                ('token', models.CharField(blank=True, max_length=32)),
-                ('expires_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(max_length=20, unique=True)),
+                ("token", models.CharField(blank=True, max_length=32)),
+                ("expires_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('action', models.CharField(choices=[('imagine', 'Imagine'), ('reroll', 'Reroll'), ('upscale', 'Upscale'), ('variation', 'Variation'), ('vary_subtle', 'Vary (Subtle)'), ('vary_strong', 'Vary (Strong)'), ('zoom_out', 'Zoom out'), ('pan', 'Pan'), ('upscale_subtle', 'Upscale (Subtle)'), ('upscale_creative', 'Upscale (Creative)'), ('import', 'Import')], max_length=20)),
-                ('index', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('variant', models.CharField(blank=True, max_length=20)),
-                ('prompt', models.TextField()),
-                ('final_prompt', models.TextField(blank=True)),
-                ('mode', models.CharField(choices=[('fast', 'Fast'), ('relax', 'Relax'), ('turbo', 'Turbo')], default='fast', max_length=10)),
-                ('provider', models.CharField(max_length=20)),
-                ('provider_job_id', models.CharField(blank=True, max_length=64)),
-                ('buttons', models.JSONField(blank=True, default=list)),
-                ('provider_payload', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('submitted', 'Submitted'), ('running', 'Running'), ('modal', 'Waiting for prompt'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=12)),
-                ('progress', models.PositiveSmallIntegerField(default=0)),
-                ('preview_url', models.URLField(blank=True, max_length=1000)),
-                ('result_url', models.URLField(blank=True, max_length=1000)),
-                ('fail_kind', models.CharField(blank=True, choices=[('rejected_prompt', 'Prompt rejected'), ('provider_error', 'Provider error'), ('timeout', 'Timed out'), ('cancelled', 'Cancelled'), ('image_unavailable', 'Image unavailable')], max_length=20)),
-                ('fail_reason', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('submitted_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('deadline_at', models.DateTimeField(blank=True, null=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('dispatch_lease_until', models.DateTimeField(blank=True, null=True)),
-                ('ingest_attempts', models.PositiveSmallIntegerField(default=0)),
-                ('cost', models.PositiveIntegerField(default=0)),
-                ('submit_key', models.UUIDField(blank=True, null=True)),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to=settings.AUTH_USER_MODEL)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='children', to='gallery.job')),
-                ('root', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='gallery.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("imagine", "Imagine"),
+                            ("reroll", "Reroll"),
+                            ("upscale", "Upscale"),
+                            ("variation", "Variation"),
+                            ("vary_subtle", "Vary (Subtle)"),
+                            ("vary_strong", "Vary (Strong)"),
+                            ("zoom_out", "Zoom out"),
+                            ("pan", "Pan"),
+                            ("upscale_subtle", "Upscale (Subtle)"),
+                            ("upscale_creative", "Upscale (Creative)"),
+                            ("import", "Import"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("index", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("variant", models.CharField(blank=True, max_length=20)),
+                ("prompt", models.TextField()),
+                ("final_prompt", models.TextField(blank=True)),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[("fast", "Fast"), ("relax", "Relax"), ("turbo", "Turbo")],
+                        default="fast",
+                        max_length=10,
+                    ),
+                ),
+                ("provider", models.CharField(max_length=20)),
+                ("provider_job_id", models.CharField(blank=True, max_length=64)),
+                ("buttons", models.JSONField(blank=True, default=list)),
+                ("provider_payload", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("submitted", "Submitted"),
+                            ("running", "Running"),
+                            ("modal", "Waiting for prompt"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                ("progress", models.PositiveSmallIntegerField(default=0)),
+                ("preview_url", models.URLField(blank=True, max_length=1000)),
+                ("result_url", models.URLField(blank=True, max_length=1000)),
+                (
+                    "fail_kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("rejected_prompt", "Prompt rejected"),
+                            ("provider_error", "Provider error"),
+                            ("timeout", "Timed out"),
+                            ("cancelled", "Cancelled"),
+                            ("image_unavailable", "Image unavailable"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("fail_reason", models.TextField(blank=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
+                ),
+                ("submitted_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("deadline_at", models.DateTimeField(blank=True, null=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("dispatch_lease_until", models.DateTimeField(blank=True, null=True)),
+                ("ingest_attempts", models.PositiveSmallIntegerField(default=0)),
+                ("cost", models.PositiveIntegerField(default=0)),
+                ("submit_key", models.UUIDField(blank=True, null=True)),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="children",
+                        to="gallery.job",
+                    ),
+                ),
+                (
+                    "root",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="gallery.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Image',
+            name="Image",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('grid', 'Grid'), ('single', 'Single image'), ('tile', 'Tile')], max_length=10)),
-                ('index', models.PositiveSmallIntegerField(default=0)),
-                ('file', models.FileField(max_length=300, upload_to=gallery.models.image_path)),
-                ('thumbnail', models.FileField(blank=True, max_length=300, upload_to=gallery.models.image_path)),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('thumb_width', models.PositiveIntegerField(default=0)),
-                ('thumb_height', models.PositiveIntegerField(default=0)),
-                ('bytes', models.PositiveIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('content_type', models.CharField(default='image/png', max_length=40)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='gallery.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("grid", "Grid"), ("single", "Single image"), ("tile", "Tile")],
+                        max_length=10,
+                    ),
+                ),
+                ("index", models.PositiveSmallIntegerField(default=0)),
+                ("file", models.FileField(max_length=300, upload_to=gallery.models.image_path)),
+                (
+                    "thumbnail",
+                    models.FileField(
+                        blank=True, max_length=300, upload_to=gallery.models.image_path
+                    ),
+                ),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                ("thumb_width", models.PositiveIntegerField(default=0)),
+                ("thumb_height", models.PositiveIntegerField(default=0)),
+                ("bytes", models.PositiveIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("content_type", models.CharField(default="image/png", max_length=40)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="images",
+                        to="gallery.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['kind', 'index'],
+                "ordering": ["kind", "index"],
             },
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['owner', '-created_at'], name='job_owner_recent'),
+            model_name="job",
+            index=models.Index(fields=["owner", "-created_at"], name="job_owner_recent"),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['provider', 'status'], name='job_provider_status'),
+            model_name="job",
+            index=models.Index(fields=["provider", "status"], name="job_provider_status"),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['root'], name='job_root'),
+            model_name="job",
+            index=models.Index(fields=["root"], name="job_root"),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'submitted', 'running', 'modal', 'succeeded', 'failed', 'cancelled'])), name='job_status_valid'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "status__in",
+                        [
+                            "queued",
+                            "submitted",
+                            "running",
+                            "modal",
+                            "succeeded",
+                            "failed",
+                            "cancelled",
+                        ],
+                    )
+                ),
+                name="job_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('action__in', ['imagine', 'reroll', 'upscale', 'variation', 'vary_subtle', 'vary_strong', 'zoom_out', 'pan', 'upscale_subtle', 'upscale_creative', 'import'])), name='job_action_valid'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "action__in",
+                        [
+                            "imagine",
+                            "reroll",
+                            "upscale",
+                            "variation",
+                            "vary_subtle",
+                            "vary_strong",
+                            "zoom_out",
+                            "pan",
+                            "upscale_subtle",
+                            "upscale_creative",
+                            "import",
+                        ],
+                    )
+                ),
+                name="job_action_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('mode__in', ['fast', 'relax', 'turbo'])), name='job_mode_valid'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("mode__in", ["fast", "relax", "turbo"])), name="job_mode_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('fail_kind', ''), ('fail_kind__in', ['rejected_prompt', 'provider_error', 'timeout', 'cancelled', 'image_unavailable']), _connector='OR'), name='job_fail_kind_valid'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("fail_kind", ""),
+                    (
+                        "fail_kind__in",
+                        [
+                            "rejected_prompt",
+                            "provider_error",
+                            "timeout",
+                            "cancelled",
+                            "image_unavailable",
+                        ],
+                    ),
+                    _connector="OR",
+                ),
+                name="job_fail_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('progress__lte', 100)), name='job_progress_percent'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("progress__lte", 100)), name="job_progress_percent"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.UniqueConstraint(condition=models.Q(('provider_job_id', ''), _negated=True), fields=('provider', 'provider_job_id'), name='job_provider_id_unique'),
+            model_name="job",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("provider_job_id", ""), _negated=True),
+                fields=("provider", "provider_job_id"),
+                name="job_provider_id_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.UniqueConstraint(condition=models.Q(('submit_key__isnull', False)), fields=('owner', 'submit_key'), name='job_owner_submit_key_unique'),
+            model_name="job",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("submit_key__isnull", False)),
+                fields=("owner", "submit_key"),
+                name="job_owner_submit_key_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='image',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['grid', 'single', 'tile'])), name='image_kind_valid'),
+            model_name="image",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["grid", "single", "tile"])),
+                name="image_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='image',
-            constraint=models.UniqueConstraint(fields=('job', 'kind', 'index'), name='image_job_kind_index_unique'),
+            model_name="image",
+            constraint=models.UniqueConstraint(
+                fields=("job", "kind", "index"), name="image_job_kind_index_unique"
+            ),
         ),
     ]
