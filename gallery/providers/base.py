@@ -110,8 +110,15 @@ class Provider(ABC):
 
     @abstractmethod
     def action(
-        self, *, parent_job_id: str, button: Button, mode: str, state: str
-    ) -> Submission: ...
+        self, *, parent_job_id: str, button: Button, mode: str, state: str, prompt: str = ""
+    ) -> Submission:
+        """Press a button of a finished task. `prompt` is an edited prompt where the provider
+        takes one with the press (PiAPI reroll/variation); "" keeps the parent's."""
+
+    @abstractmethod
+    def modal(self, *, provider_job_id: str, prompt: str) -> Submission:
+        """Answer a task waiting in MODAL (Remix) with its prompt. The returned id is the task
+        to follow from now on: the same one or a new one, depending on the service."""
 
     @abstractmethod
     def fetch(self, provider_job_id: str) -> TaskSnapshot | None:

@@ -202,7 +202,11 @@ class CometAPI(Provider):
         body = {"prompt": prompt, "botType": "MID_JOURNEY", "state": state}
         return self._submit(f"{self._prefix(mode)}/mj/submit/imagine", body)
 
-    def action(self, *, parent_job_id: str, button: Button, mode: str, state: str) -> Submission:
+    def action(
+        self, *, parent_job_id: str, button: Button, mode: str, state: str, prompt: str = ""
+    ) -> Submission:
+        # midjourney-proxy takes no prompt with a press: an edited prompt goes through the
+        # remix modal (/mj/submit/modal) once the new task reports MODAL.
         body = {
             "taskId": parent_job_id,
             "customId": button.custom_id,
@@ -210,6 +214,11 @@ class CometAPI(Provider):
             "state": state,
         }
         return self._submit(f"{self._prefix(mode)}/mj/submit/action", body)
+
+    def modal(self, *, provider_job_id: str, prompt: str) -> Submission:
+        # taskId is the task waiting in MODAL (the child), as trueai's SubmitModal reads it.
+        body = {"taskId": provider_job_id, "prompt": prompt}
+        return self._submit("/mj/submit/modal", body)
 
     def _prefix(self, mode: str) -> str:
         return self.mode_prefixes.get(mode, "").rstrip("/")
