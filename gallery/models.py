@@ -363,3 +363,32 @@ class PollLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} until {self.expires_at:%H:%M:%S}"
+
+
+class ProviderCall(models.Model):
+    """One HTTP exchange with a provider, for the audit trail: append-only.
+
+    Bodies are truncated and secrets redacted before they get here (gallery.audit); API keys
+    travel in headers, which are never recorded.
+    """
+
+    job = models.ForeignKey(
+        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="provider_calls"
+    )
+    provider = models.CharField(max_length=20)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=500)
+    # None when no answer came (timeout, connection refused).
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    request_body = models.TextField(blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["provider", "-created_at"], name="call_provider_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} → {self.status_code or self.error[:30]}"

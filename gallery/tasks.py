@@ -23,7 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from gallery import imaging, services
+from gallery import audit, imaging, services
 from gallery.models import Image, Job, PollLease
 from gallery.providers import ProviderError, get_provider
 from gallery.providers.base import TaskSnapshot, TaskStatus, button_from_dict
@@ -56,7 +56,7 @@ def dispatch(job_id: int) -> None:
         return  # already dispatched, leased by another run, ended, or not due yet
     job = Job.objects.select_related("parent").get(pk=job_id)
     try:
-        with get_provider(job.provider) as provider:
+        with get_provider(job.provider, recorder=audit.recorder(job.provider, job)) as provider:
             if job.action == Job.Action.IMAGINE:
                 submission = provider.imagine(prompt=job.prompt, mode=job.mode, state=str(job.code))
             else:
@@ -180,7 +180,9 @@ def tick(provider: str) -> bool:
     jobs = list(Job.objects.pollable(provider))
     if jobs:
         try:
-            with get_provider(provider) as client:
+            # One call for the whole batch: linked to its job when there is just one.
+            record = audit.recorder(provider, jobs[0] if len(jobs) == 1 else None)
+            with get_provider(provider, recorder=record) as client:
                 snapshots = client.fetch_many(job.provider_job_id for job in jobs)
         except ProviderError as exc:
             logger.warning("batched fetch for %s failed: %r", provider, exc)
