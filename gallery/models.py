@@ -171,6 +171,11 @@ class Job(models.Model):
     dispatch_lease_until = models.DateTimeField(null=True, blank=True)
     ingest_attempts = models.PositiveSmallIntegerField(default=0)
 
+    # Pressed with Remix mode on: the provider parks the new task in MODAL for a prompt.
+    remix = models.BooleanField(default=False)
+    # The prompt the user gave a job waiting in MODAL, until it is sent to the provider.
+    remix_prompt = models.TextField(blank=True)
+
     # Credits held at submit and charged on success (0 until prices exist).
     cost = models.PositiveIntegerField(default=0)
     # One per form render: a double click or a resent POST finds the job it already made.
@@ -221,6 +226,15 @@ class Job(models.Model):
         return self.status in self.IN_FLIGHT
 
     @property
+    def awaiting_user(self) -> bool:
+        """In MODAL and nothing typed yet: the card waits for the user and does not poll."""
+        return self.status == self.Status.MODAL and not self.remix_prompt
+
+    @property
+    def polls(self) -> bool:
+        return self.is_in_flight and not self.awaiting_user
+
+    @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
 
@@ -260,7 +274,9 @@ class Job(models.Model):
         if self.status == self.Status.SUBMITTED:
             return "Waiting for the provider to start…"
         if self.status == self.Status.MODAL:
-            return "The provider is waiting for a prompt."
+            if self.remix_prompt:
+                return "Sending your prompt…"
+            return "Remix: edit the prompt and send it."
         if self.status == self.Status.RUNNING:
             return "Saving the images…" if self.result_url else f"Rendering, {self.progress}%"
         return self.get_status_display()

@@ -16,6 +16,8 @@ from gallery.models import Job
 from gallery.providers import current_name
 
 MAX_PROMPT_LENGTH = 2000
+# The presses Midjourney's Remix mode applies to (it opens the prompt box for these).
+REMIX_ACTIONS = {Job.Action.REROLL, Job.Action.VARIATION, Job.Action.PAN}
 
 
 class SubmitError(Exception):
@@ -71,8 +73,27 @@ def press(
             "parent": parent,
             "root_id": parent.root_id or parent.pk,
             "provider": parent.provider,
+            "remix": bool(getattr(owner, "remix_mode", False)) and action in REMIX_ACTIONS,
         },
     )
+
+
+def answer_modal(*, job: Job, prompt: str) -> Job:
+    """The user's prompt for a job waiting in MODAL: kept, and sent by a task."""
+    prompt = " ".join(prompt.split())
+    if not prompt:
+        raise SubmitError("Type a prompt first.")
+    if len(prompt) > MAX_PROMPT_LENGTH:
+        raise SubmitError(f"Prompts are limited to {MAX_PROMPT_LENGTH} characters.")
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job.pk, status=Job.Status.MODAL, remix_prompt="").update(
+            remix_prompt=prompt
+        )
+        if updated != 1:
+            raise SubmitError("This job is no longer waiting for a prompt.")
+        async_task("gallery.tasks.submit_modal", job.pk, task_name=f"modal-{job.code}")
+    job.refresh_from_db()
+    return job
 
 
 def _create(*, owner: Any, submit_key: uuid.UUID | None, fields: dict[str, Any]) -> Job:

@@ -35,6 +35,7 @@ DISPATCH_LEASE = timedelta(seconds=120)
 # A queued job whose dispatch task has not run after this long is dispatched again.
 LOST_DISPATCH_AFTER = timedelta(seconds=60)
 INGEST_ATTEMPTS = 3
+MODAL_ATTEMPTS = 3
 
 
 def backoff(attempt: int) -> timedelta:
@@ -74,6 +75,7 @@ def dispatch(job_id: int) -> None:
                     button=button_from_dict(button),
                     mode=job.mode,
                     state=str(job.code),
+                    remix=job.remix,
                 )
     except ProviderError as exc:
         _dispatch_failed(job, exc)
@@ -108,6 +110,41 @@ def _dispatch_failed(job: Job, exc: ProviderError) -> None:
         dispatch_lease_until=None,
         next_attempt_at=timezone.now() + backoff(job.attempts),
         fail_reason=exc.message[:4000],
+    )
+    kick(job.provider)
+
+
+def submit_modal(job_id: int) -> None:
+    """Send the prompt a user typed for a job waiting in MODAL, then follow the answer's id."""
+    now = timezone.now()
+    claimed = (
+        Job.objects.filter(pk=job_id, status=Job.Status.MODAL)
+        .exclude(remix_prompt="")
+        .filter(Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now))
+        .update(dispatch_lease_until=now + DISPATCH_LEASE)
+    )
+    if claimed != 1:
+        return
+    job = Job.objects.get(pk=job_id)
+    for attempt in range(MODAL_ATTEMPTS):
+        try:
+            with get_provider(job.provider, recorder=audit.recorder(job.provider, job)) as api:
+                submission = api.modal(provider_job_id=job.provider_job_id, prompt=job.remix_prompt)
+            break
+        except ProviderError as exc:
+            if exc.permanent or attempt == MODAL_ATTEMPTS - 1:
+                services.fail(job, kind=exc.fail_kind, reason=exc.message)
+                return
+            time.sleep(min(8, 2**attempt))
+    deadline = settings.MJ_DEADLINES.get(job.mode, settings.MJ_DEADLINES["fast"])
+    # trueai answers with the same id, a gateway may hand out a new one: follow the answer.
+    job.transition(
+        Job.Status.SUBMITTED,
+        provider_job_id=submission.provider_job_id,
+        final_prompt=job.remix_prompt,
+        remix_prompt="",
+        dispatch_lease_until=None,
+        deadline_at=timezone.now() + timedelta(seconds=deadline),
     )
     kick(job.provider)
 

@@ -69,6 +69,8 @@ urlpatterns = [
     path("jobs/<uuid:code>/upscale-creative/", views.upscale_creative, name="upscale_creative"),
     path("jobs/<uuid:code>/zoom-out/<zoom:factor>/", views.zoom_out, name="zoom_out"),
     path("jobs/<uuid:code>/pan/<pan:direction>/", views.pan, name="pan"),
+    path("jobs/<uuid:code>/remix/", views.remix, name="remix"),
+    path("settings/remix-mode/", views.remix_mode, name="remix_mode"),
     path(
         "jobs/<uuid:code>/images/<kind:kind>/<int:index>/<size:size>/",
         views.image_file,

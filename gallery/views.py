@@ -171,6 +171,40 @@ def pan(request: HttpRequest, code: uuid.UUID, direction: str) -> HttpResponse:
     return _press(request, code, Job.Action.PAN, variant=direction)
 
 
+@require_POST
+@login_required
+def remix(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    """The prompt for a job the provider parked in MODAL (Remix)."""
+    job = _own_job(request, code)
+    error = ""
+    try:
+        job = services.answer_modal(job=job, prompt=request.POST.get("prompt", ""))
+    except services.SubmitError as exc:
+        error = str(exc)
+    if not request.htmx:
+        if error:
+            return render(
+                request,
+                "gallery/job_detail.html",
+                {"job": job, "children": [], "error": error},
+                status=422,
+            )
+        return redirect(job)
+    return render(request, "gallery/_job_card.html", {"job": job, "error": error})
+
+
+@require_POST
+@login_required
+def remix_mode(request: HttpRequest) -> HttpResponse:
+    """Switch Remix mode on or off for the signed-in user."""
+    user = request.user
+    user.remix_mode = request.POST.get("remix_mode") == "on"  # type: ignore[union-attr]
+    user.save(update_fields=["remix_mode"])  # type: ignore[union-attr]
+    if not request.htmx:
+        return redirect("gallery:home")
+    return render(request, "gallery/_remix_toggle.html")
+
+
 @require_GET
 @login_required
 def image_file(

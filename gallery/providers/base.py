@@ -110,10 +110,18 @@ class Provider(ABC):
 
     @abstractmethod
     def action(
-        self, *, parent_job_id: str, button: Button, mode: str, state: str, prompt: str = ""
+        self,
+        *,
+        parent_job_id: str,
+        button: Button,
+        mode: str,
+        state: str,
+        prompt: str = "",
+        remix: bool = False,
     ) -> Submission:
         """Press a button of a finished task. `prompt` is an edited prompt where the provider
-        takes one with the press (PiAPI reroll/variation); "" keeps the parent's."""
+        takes one with the press (PiAPI reroll/variation); "" keeps the parent's. `remix` asks
+        the provider to wait for a prompt (MODAL) where it supports that."""
 
     @abstractmethod
     def modal(self, *, provider_job_id: str, prompt: str) -> Submission:

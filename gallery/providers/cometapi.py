@@ -203,16 +203,25 @@ class CometAPI(Provider):
         return self._submit(f"{self._prefix(mode)}/mj/submit/imagine", body)
 
     def action(
-        self, *, parent_job_id: str, button: Button, mode: str, state: str, prompt: str = ""
+        self,
+        *,
+        parent_job_id: str,
+        button: Button,
+        mode: str,
+        state: str,
+        prompt: str = "",
+        remix: bool = False,
     ) -> Submission:
         # midjourney-proxy takes no prompt with a press: an edited prompt goes through the
         # remix modal (/mj/submit/modal) once the new task reports MODAL.
-        body = {
+        body: dict[str, Any] = {
             "taskId": parent_job_id,
             "customId": button.custom_id,
             "chooseSameChannel": True,
             "state": state,
         }
+        if remix:
+            body["enableRemix"] = True
         return self._submit(f"{self._prefix(mode)}/mj/submit/action", body)
 
     def modal(self, *, provider_job_id: str, prompt: str) -> Submission:

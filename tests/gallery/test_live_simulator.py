@@ -117,3 +117,29 @@ def test_a_wrong_api_key_fails_the_job_with_the_providers_words(
     assert job.status == Job.Status.FAILED
     assert job.fail_kind == Job.FailKind.PROVIDER_ERROR
     assert "HTTP 401" in job.fail_reason
+
+
+def test_a_remix_reroll_waits_for_the_prompt(
+    simulator: SimulatorServer, clock: Clock, alice: Any
+) -> None:
+    parent = run_to_completion(services.submit(owner=alice, prompt="a quiet harbour"), clock)
+    alice.remix_mode = True
+    alice.save()
+    child = services.press(owner=alice, parent=parent, action=Job.Action.REROLL)
+    tasks.dispatch(child.pk)
+    child.refresh_from_db()
+    assert child.status == Job.Status.MODAL and child.awaiting_user
+    services.answer_modal(job=child, prompt="a quiet harbour at night, lanterns")
+    tasks.submit_modal(child.pk)
+    child.refresh_from_db()
+    assert child.status == Job.Status.SUBMITTED
+    assert child.final_prompt == "a quiet harbour at night, lanterns"
+    for _ in range(40):
+        clock.now += 0.5
+        tasks.tick(child.provider)
+        child.refresh_from_db()
+        if child.result_url:
+            break
+    tasks.ingest(child.pk)
+    child.refresh_from_db()
+    assert child.status == Job.Status.SUCCEEDED, (child.fail_kind, child.fail_reason)
