@@ -141,6 +141,8 @@ def submit_modal(job_id: int) -> None:
     job.transition(
         Job.Status.SUBMITTED,
         provider_job_id=submission.provider_job_id,
+        # The user rewrote the prompt for this job: it is this job's prompt from now on.
+        prompt=job.remix_prompt,
         final_prompt=job.remix_prompt,
         remix_prompt="",
         dispatch_lease_until=None,

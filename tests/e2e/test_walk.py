@@ -79,3 +79,57 @@ def test_sign_up_imagine_watch_and_reroll(stack: Stack, browser_page: Any) -> No
     page.get_by_role("link", name=re.compile("Parent: Imagine")).first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "walk-job.png"), full_page=True)
     assert not [e for e in page.errors if "Content Security Policy" in e], page.errors
+
+
+def wait_for_result(page: Any, card: Any) -> None:
+    card.locator("img.result").wait_for(timeout=GRID_TIMEOUT)
+
+
+def newest_card(page: Any, count: int) -> Any:
+    """The newest card, once `count` cards are on the page."""
+    page.locator("article.card").nth(count - 1).wait_for()
+    return page.locator("article.card").first
+
+
+def test_upscale_vary_reroll_and_a_remix_reroll(stack: Stack, browser_page: Any) -> None:
+    page = browser_page
+    sign_up(page, stack)
+    page.get_by_label("Prompt").fill("a red fox in the snow")
+    page.get_by_label("Turbo").check()
+    page.get_by_role("button", name="Imagine").click()
+    grid = newest_card(page, 1)
+    wait_for_result(page, grid)
+
+    grid.get_by_role("button", name=re.compile(r"^U2\b")).click()
+    upscale = newest_card(page, 2)
+    assert upscale.locator(".badge.action").inner_text() == "U2"
+    wait_for_result(page, upscale)
+    for name in ["Vary (Strong)", "Vary (Subtle)", "Zoom Out 2x", "Zoom Out 1.5x",
+                 "Upscale (Subtle)", "Upscale (Creative)", "Pan left", "Pan up"]:  # fmt: skip
+        assert upscale.get_by_role("button", name=re.compile(re.escape(name))).count() == 1, name
+    assert upscale.get_by_role("button", name=re.compile(r"^Reroll")).count() == 0
+
+    upscale.get_by_role("button", name=re.compile(r"^Vary \(Strong\)")).click()
+    vary = newest_card(page, 3)
+    assert vary.locator(".badge.action").inner_text() == "Vary (Strong)"
+    wait_for_result(page, vary)
+
+    vary.get_by_role("button", name=re.compile(r"^Reroll")).click()
+    reroll = newest_card(page, 4)
+    wait_for_result(page, reroll)
+
+    # Remix on: the next reroll stops and asks for the prompt, pre-filled.
+    page.get_by_role("button", name="Remix mode: off").click()
+    page.get_by_role("button", name="Remix mode: on").wait_for()
+    reroll.get_by_role("button", name=re.compile(r"^Reroll")).click()
+    remix = newest_card(page, 5)
+    box = remix.get_by_label(re.compile("edit the prompt"))
+    box.wait_for(timeout=GRID_TIMEOUT)
+    assert box.input_value() == "a red fox in the snow"
+    box.fill("a red fox in the snow at night, lanterns")
+    remix.get_by_role("button", name="Send prompt").click()
+    remix = page.locator("article.card").first
+    wait_for_result(page, remix)
+    page.screenshot(path=str(ARTIFACTS / "actions.png"), full_page=True)
+    remix.get_by_role("link", name=re.compile("Open")).click()
+    page.get_by_text("a red fox in the snow at night, lanterns").first.wait_for()

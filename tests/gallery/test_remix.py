@@ -132,6 +132,7 @@ def test_the_modal_call_follows_the_same_or_a_new_id(
     assert job.status == Job.Status.SUBMITTED
     assert job.provider_job_id == answer_id
     assert job.final_prompt == "fox at night" and job.remix_prompt == ""
+    assert job.prompt == "fox at night"
 
 
 def test_a_remix_press_sends_enable_remix(
