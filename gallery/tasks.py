@@ -26,8 +26,7 @@ from django_q.tasks import async_task
 from gallery import audit, imaging, services
 from gallery.models import Image, Job, PollLease
 from gallery.providers import ProviderError, get_provider
-from gallery.providers.base import TaskSnapshot, TaskStatus, button_from_dict
-from gallery.providers.cometapi import looks_banned
+from gallery.providers.base import TaskSnapshot, TaskStatus, button_from_dict, classify_failure
 
 logger = logging.getLogger(__name__)
 
@@ -269,8 +268,7 @@ def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
     status = snapshot.status
     if status is TaskStatus.FAILED:
         reason = snapshot.fail_reason or "The provider reported a failure without a reason."
-        kind = Job.FailKind.REJECTED_PROMPT if looks_banned(reason) else Job.FailKind.PROVIDER_ERROR
-        services.fail(job, kind=kind, reason=reason)
+        services.fail(job, kind=classify_failure(reason), reason=reason)
         return
     if status is TaskStatus.MODAL:
         if job.status != Job.Status.MODAL:

@@ -150,6 +150,41 @@ class Provider(ABC):
         self.close()
 
 
+# Failure texts seen from Midjourney, the proxies and PiAPI, English and Chinese, mapped to
+# our fail kinds. Order matters: "Request cancelled due to image filters" is a rejection.
+_FAILURE_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "rejected_prompt",
+        (
+            "banned",
+            "敏感词",
+            "违规",
+            "image denied",
+            "request cancelled due to",
+            "filters",
+            "moderation",
+            "invalid prompt",
+            "prompt check",
+        ),
+    ),
+    ("timeout", ("超时", "timeout", "timed out")),
+    ("cancelled", ("取消任务", "cancelled by", "canceled by")),
+)
+
+
+def classify_failure(reason: str) -> str:
+    """Our fail kind for a provider's failure text (kept verbatim beside it)."""
+    lowered = reason.lower()
+    for kind, markers in _FAILURE_MARKERS:
+        if any(marker in lowered for marker in markers):
+            return kind
+    return "provider_error"
+
+
+def looks_banned(reason: str) -> bool:
+    return classify_failure(reason) == "rejected_prompt"
+
+
 def button_from_dict(data: dict[str, Any]) -> Button:
     return Button(
         action=str(data["action"]),

@@ -37,6 +37,7 @@ from gallery.providers.base import (
     Submission,
     TaskSnapshot,
     TaskStatus,
+    looks_banned,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,6 @@ _STATUS = {
     "FAILURE": TaskStatus.FAILED,
     "CANCEL": TaskStatus.FAILED,
 }
-
-_BANNED_MARKERS = ("banned", "敏感词", "image denied", "filters", "moderation")
 
 _PAN = re.compile(r"^pan_(left|right|up|down)$")
 
@@ -137,11 +136,6 @@ def parse_progress(value: Any) -> int:
         return max(0, min(100, int(float(text))))
     except ValueError:
         return 0
-
-
-def looks_banned(reason: str) -> bool:
-    lowered = reason.lower()
-    return any(marker in lowered for marker in _BANNED_MARKERS)
 
 
 def parse_task(data: Any) -> TaskSnapshot:
@@ -256,6 +250,9 @@ class CometAPI(Provider):
                 final_prompt=str(properties.get("finalPrompt") or ""),
                 raw=data,
             )
+        if code == 4 and looks_banned(description):
+            # trueai / new-api use 4 for some prompt checks too.
+            raise ProviderError(description, permanent=True, fail_kind="rejected_prompt", code=code)
         if code == 24:
             banned = properties.get("bannedWord")
             text = f"{description} ({banned})" if banned else description

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from gallery.providers.base import Button, ProviderError, TaskStatus
+from gallery.providers.base import Button, ProviderError, TaskStatus, classify_failure
 from gallery.providers.cometapi import CometAPI, parse_custom_id
 from tests.conftest import load
 
@@ -290,3 +290,26 @@ def test_the_recorder_sees_every_exchange() -> None:
 )
 def test_parse_custom_id(custom_id: str, expected: object) -> None:
     assert parse_custom_id(custom_id) == expected
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        (
+            "[Banned prompt detected] Sorry! Our AI moderator thinks this prompt is...",
+            "rejected_prompt",
+        ),
+        ("可能包含敏感词", "rejected_prompt"),
+        ("[Image denied] Request cancelled due to image filters", "rejected_prompt"),
+        ("[Invalid prompt] Unrecognized parameter(s): `--foo`", "rejected_prompt"),
+        ("任务超时", "timeout"),
+        ("执行超时 5 分钟", "timeout"),
+        ("上游任务超时（超过1小时）", "timeout"),
+        ("取消任务", "cancelled"),
+        ("[Invalid parameter] Invalid value", "provider_error"),
+        ("[Queue full] Your job queue is full.", "provider_error"),
+        ("", "provider_error"),
+    ],
+)
+def test_failure_texts_map_to_fail_kinds(reason: str, kind: str) -> None:
+    assert classify_failure(reason) == kind

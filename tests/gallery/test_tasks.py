@@ -168,7 +168,7 @@ def test_one_tick_fetches_every_in_flight_job_in_one_call(fake: FakeProvider, al
     assert len(finished.buttons) == 9
     assert queued_tasks("gallery.tasks.ingest") == 1
     assert failed.status == Job.Status.FAILED
-    assert failed.fail_kind == Job.FailKind.PROVIDER_ERROR
+    assert failed.fail_kind == Job.FailKind.TIMEOUT  # the provider's own timeout
     assert failed.fail_reason == "任务超时"
     assert waiting.status == Job.Status.SUBMITTED
     # The next tick neither re-fetches the finished job nor enqueues its ingest again.
