@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -35,12 +36,30 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.filter(status__in=Job.IN_FLIGHT)
 
     def pollable(self, provider: str) -> JobQuerySet:
-        """Jobs the provider knows about and whose outcome we have not seen yet."""
-        return self.filter(
-            provider=provider,
-            status__in=(Job.Status.SUBMITTED, Job.Status.RUNNING, Job.Status.MODAL),
-            result_url="",
-        ).exclude(provider_job_id="")
+        """Jobs the provider knows about and whose outcome we have not seen yet.
+
+        That includes jobs we timed out a little while ago: a late success is still
+        delivered (`deadline_at` is cleared once the provider reports a real end).
+        """
+        late = Q(
+            status=Job.Status.FAILED,
+            fail_kind=Job.FailKind.TIMEOUT,
+            deadline_at__isnull=False,
+            finished_at__gte=timezone.now() - timedelta(seconds=settings.MJ_LATE_SUCCESS_WINDOW),
+        )
+        waiting = Q(status__in=(Job.Status.SUBMITTED, Job.Status.RUNNING, Job.Status.MODAL))
+        return self.filter(waiting | late, provider=provider, result_url="").exclude(
+            provider_job_id=""
+        )
+
+    def occupying(self, provider: str) -> JobQuerySet:
+        """Jobs holding one of the provider account's slots (running or in its queue).
+
+        A task in MODAL holds none (midjourney-proxy-plus docs); a dispatch in flight does.
+        """
+        submitted = Q(status__in=(Job.Status.SUBMITTED, Job.Status.RUNNING), result_url="")
+        dispatching = Q(status=Job.Status.QUEUED, dispatch_lease_until__gt=timezone.now())
+        return self.filter(submitted | dispatching, provider=provider)
 
     def dispatchable(self, provider: str) -> JobQuerySet:
         return self.filter(provider=provider, status=Job.Status.QUEUED)
@@ -165,6 +184,8 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
+    # Waiting locally for a free slot at the provider: how many jobs are ahead (None: not waiting).
+    slot_position = models.PositiveIntegerField(null=True, blank=True)
     # Dispatch attempts so far; bounded by MJ_DISPATCH_MAX_ATTEMPTS.
     attempts = models.PositiveSmallIntegerField(default=0)
     # A dispatch in progress holds this lease so that a redelivered task does not submit twice.
@@ -268,6 +289,14 @@ class Job(models.Model):
     def stage(self) -> str:
         """What the card says about where the job is."""
         if self.status == self.Status.QUEUED:
+            if self.slot_position is not None:
+                ahead = self.slot_position
+                jobs = "job is" if ahead == 1 else "jobs are"
+                return (
+                    f"Waiting for a free slot at the provider: {ahead} {jobs} ahead of this one."
+                    if ahead
+                    else "Waiting for a free slot at the provider: next in line."
+                )
             if self.attempts and self.fail_reason:
                 return "Waiting to retry: the provider was busy."
             return "Queued, sending to the provider…"

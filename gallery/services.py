@@ -129,4 +129,5 @@ def fail(job: Job, *, kind: str, reason: str) -> bool:
 
 
 def succeed(job: Job) -> bool:
-    return job.transition(Job.Status.SUCCEEDED, progress=100)
+    """End a job as succeeded, once; a late success after a timeout clears the failure."""
+    return job.transition(Job.Status.SUCCEEDED, progress=100, fail_kind="", fail_reason="")

@@ -45,15 +45,8 @@ def backoff(attempt: int) -> timedelta:
 
 
 def dispatch(job_id: int) -> None:
-    now = timezone.now()
-    claimed = (
-        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED)
-        .filter(Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now))
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(dispatch_lease_until=now + DISPATCH_LEASE, attempts=F("attempts") + 1)
-    )
-    if claimed != 1:
-        return  # already dispatched, leased by another run, ended, or not due yet
+    if not _claim_for_dispatch(job_id):
+        return  # already dispatched, leased by another run, ended, not due, or no free slot
     job = Job.objects.select_related("parent").get(pk=job_id)
     try:
         with get_provider(job.provider, recorder=audit.recorder(job.provider, job)) as provider:
@@ -98,6 +91,47 @@ def dispatch(job_id: int) -> None:
     if not moved:
         logger.warning("job %s changed while it was being submitted", job.code)
     kick(job.provider)
+
+
+def _claim_for_dispatch(job_id: int) -> bool:
+    """Lease the job for one submit if it is due and the provider account has a free slot.
+
+    The provider's lease row is locked while counting, so two dispatches never both take the
+    last slot; jobs that find no slot wait locally and keep their place (oldest first).
+    """
+    now = timezone.now()
+    job = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).first()
+    if job is None:
+        return False
+    capacity = settings.MJ_PROVIDER_RUNNING + settings.MJ_PROVIDER_QUEUED
+    PollLease.objects.get_or_create(provider=job.provider)
+    with transaction.atomic():
+        PollLease.objects.select_for_update().get(provider=job.provider)
+        free = capacity - Job.objects.occupying(job.provider).count()
+        ahead = (
+            Job.objects.dispatchable(job.provider)
+            .filter(created_at__lt=job.created_at)
+            .filter(Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now))
+            .count()
+        )
+        due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+        waiting = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).filter(due)
+        if ahead >= free:
+            waiting.update(
+                slot_position=ahead,
+                next_attempt_at=now + timedelta(seconds=settings.MJ_POLL_INTERVAL),
+            )
+            kick(job.provider)
+            return False
+        claimed = (
+            waiting.filter(Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now))
+            .update(
+                dispatch_lease_until=now + DISPATCH_LEASE,
+                attempts=F("attempts") + 1,
+                slot_position=None,
+            )
+        )
+    return claimed == 1
 
 
 def _dispatch_failed(job: Job, exc: ProviderError) -> None:
@@ -266,6 +300,9 @@ def _redispatch_due(provider: str, now: datetime) -> None:
 def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
     """Move a job forward to what the provider reports; never backwards."""
     status = snapshot.status
+    if job.status == Job.Status.FAILED:
+        _apply_late(job, snapshot)
+        return
     if status is TaskStatus.FAILED:
         reason = snapshot.fail_reason or "The provider reported a failure without a reason."
         services.fail(job, kind=classify_failure(reason), reason=reason)
@@ -300,12 +337,30 @@ def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
         async_task("gallery.tasks.ingest", job.pk, task_name=f"ingest-{job.code}")
 
 
+def _apply_late(job: Job, snapshot: TaskSnapshot) -> None:
+    """A job we timed out: deliver a late success; stop asking once the provider ends it."""
+    if snapshot.status is TaskStatus.SUCCEEDED and snapshot.image_url:
+        recorded = Job.objects.filter(pk=job.pk, status=Job.Status.FAILED, result_url="").update(
+            result_url=snapshot.image_url,
+            buttons=[button.as_dict() for button in snapshot.buttons],
+            final_prompt=snapshot.final_prompt or job.final_prompt or job.prompt,
+            provider_payload=snapshot.raw,
+        )
+        if recorded == 1:
+            async_task("gallery.tasks.ingest", job.pk, task_name=f"ingest-{job.code}")
+    elif snapshot.status is TaskStatus.FAILED:
+        Job.objects.filter(pk=job.pk, status=Job.Status.FAILED).update(deadline_at=None)
+
+
 # --- ingest ---------------------------------------------------------------------------
 
 
 def ingest(job_id: int) -> None:
     job = Job.objects.filter(pk=job_id).first()
-    if job is None or job.status != Job.Status.RUNNING or not job.result_url:
+    if job is None or not job.result_url:
+        return
+    late = job.status == Job.Status.FAILED and job.fail_kind == Job.FailKind.TIMEOUT
+    if job.status != Job.Status.RUNNING and not late:
         return
     allowed = set(settings.MJ_IMAGE_HOSTS)
     with get_provider(job.provider) as provider:

@@ -201,6 +201,13 @@ MJ_POLL_INTERVAL = env_float(
     "MJ_POLL_INTERVAL", 1.5 if MJ_PROVIDER == "simulator" else 5.0, minimum=0.5
 )
 MJ_DISPATCH_MAX_ATTEMPTS = env_int("MJ_DISPATCH_MAX_ATTEMPTS", 5, minimum=1)
+# A job still unfinished past its deadline fails as timed out; its late success is still
+# delivered if it comes within this many seconds.
+MJ_LATE_SUCCESS_WINDOW = env_int("MJ_LATE_SUCCESS_WINDOW", 3600, minimum=0)
+# One provider account runs this many jobs and queues this many more (Midjourney fast:
+# 3 and 10); beyond that our jobs wait locally, in submission order.
+MJ_PROVIDER_RUNNING = env_int("MJ_PROVIDER_RUNNING", 3, minimum=1)
+MJ_PROVIDER_QUEUED = env_int("MJ_PROVIDER_QUEUED", 10, minimum=0)
 MJ_DEADLINES = {
     "fast": env_int("MJ_DEADLINE_FAST", 600, minimum=30),
     "turbo": env_int("MJ_DEADLINE_TURBO", 300, minimum=30),

@@ -332,3 +332,71 @@ def test_garbage_bytes_fail_the_job_without_retrying(
     job.refresh_from_db()
     assert attempts == [1]
     assert job.fail_kind == Job.FailKind.IMAGE_UNAVAILABLE
+
+
+def test_a_late_success_after_a_timeout_is_still_delivered(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeProvider, alice: Any
+) -> None:
+    job = submitted(alice, "1001", deadline_at=timezone.now() - timedelta(seconds=1))
+    fake.routes["/mj/task/list-by-condition"] = json_answer(
+        [task_answer("fetch_in_progress.json", id="1001")]
+    )
+    tasks.tick("simulator")  # the last fetch still shows it running: timed out
+    job.refresh_from_db()
+    assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.TIMEOUT)
+    fake.routes["/mj/task/list-by-condition"] = json_answer(
+        [task_answer("fetch_success.json", id="1001")]
+    )
+    assert tasks.tick("simulator") is False  # nothing left to poll once the result is in
+    assert "1001" in json.loads(fake.requests[-1].content)["ids"]
+    monkeypatch.setattr(imaging, "download", lambda url, **kw: png_bytes((256, 256)))
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert (job.fail_kind, job.fail_reason) == ("", "")
+    assert Image.objects.filter(job=job).count() == 1
+
+
+def test_a_timed_out_job_the_provider_failed_is_not_polled_again(
+    fake: FakeProvider, alice: Any
+) -> None:
+    job = make_job(alice, status=Job.Status.FAILED, fail_kind=Job.FailKind.TIMEOUT,
+                   provider_job_id="1003", finished_at=timezone.now(),
+                   deadline_at=timezone.now())  # fmt: skip
+    fake.routes["/mj/task/list-by-condition"] = json_answer(
+        [task_answer("fetch_timeout_failure.json", id="1003")]
+    )
+    tasks.tick("simulator")
+    calls = len(fake.requests)
+    tasks.tick("simulator")
+    assert len(fake.requests) == calls  # no more fetches for it
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and job.deadline_at is None
+
+
+def test_jobs_beyond_the_provider_capacity_wait_in_submission_order(
+    fake: FakeProvider, alice: Any, settings: Any
+) -> None:
+    settings.MJ_PROVIDER_RUNNING, settings.MJ_PROVIDER_QUEUED = 1, 1
+    answers = iter(["2001", "2002", "2003", "2004"])
+    fake.routes["/mj/submit/imagine"] = lambda r: httpx.Response(
+        200, json={**load("cometapi/submit_success.json"), "result": next(answers)}
+    )
+    jobs = [make_job(alice, prompt=f"job {i}") for i in range(4)]
+    for job in jobs:
+        tasks.dispatch(job.pk)
+    for job in jobs:
+        job.refresh_from_db()
+    assert [j.status for j in jobs] == ["submitted", "submitted", "queued", "queued"]
+    assert (jobs[2].slot_position, jobs[3].slot_position) == (0, 1)
+    assert "next in line" in jobs[2].stage and "1 job is ahead" in jobs[3].stage
+    assert len(fake.requests) == 2
+    # A slot frees up; the youngest asks first but the oldest waiting job goes first.
+    Job.objects.filter(pk=jobs[0].pk).update(status=Job.Status.SUCCEEDED)
+    Job.objects.filter(pk__in=[jobs[2].pk, jobs[3].pk]).update(next_attempt_at=None)
+    tasks.dispatch(jobs[3].pk)
+    tasks.dispatch(jobs[2].pk)
+    jobs[2].refresh_from_db()
+    jobs[3].refresh_from_db()
+    assert (jobs[2].status, jobs[2].slot_position) == ("submitted", None)
+    assert jobs[3].status == "queued"
