@@ -191,6 +191,8 @@ class Job(models.Model):
     # A dispatch in progress holds this lease so that a redelivered task does not submit twice.
     dispatch_lease_until = models.DateTimeField(null=True, blank=True)
     ingest_attempts = models.PositiveSmallIntegerField(default=0)
+    # Last webhook hint acted on: hints closer together than half a second cost one fetch.
+    hinted_at = models.DateTimeField(null=True, blank=True)
 
     # Pressed with Remix mode on: the provider parks the new task in MODAL for a prompt.
     remix = models.BooleanField(default=False)
@@ -408,6 +410,23 @@ class PollLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} until {self.expires_at:%H:%M:%S}"
+
+
+class WebhookEvent(models.Model):
+    """A delivery we acted on, keyed so that a retried or replayed one is recognised."""
+
+    provider = models.CharField(max_length=20)
+    # PiAPI: "<task id>:<status>:<timestamp>" (its documented way to spot duplicates).
+    key = models.CharField(max_length=200)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "key"], name="webhook_event_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.key}"
 
 
 class ProviderCall(models.Model):

@@ -123,13 +123,12 @@ def _claim_for_dispatch(job_id: int) -> bool:
             )
             kick(job.provider)
             return False
-        claimed = (
-            waiting.filter(Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now))
-            .update(
-                dispatch_lease_until=now + DISPATCH_LEASE,
-                attempts=F("attempts") + 1,
-                slot_position=None,
-            )
+        claimed = waiting.filter(
+            Q(dispatch_lease_until__isnull=True) | Q(dispatch_lease_until__lt=now)
+        ).update(
+            dispatch_lease_until=now + DISPATCH_LEASE,
+            attempts=F("attempts") + 1,
+            slot_position=None,
         )
     return claimed == 1
 
@@ -182,6 +181,35 @@ def submit_modal(job_id: int) -> None:
         deadline_at=timezone.now() + timedelta(seconds=deadline),
     )
     kick(job.provider)
+
+
+def hint(job: Job) -> bool:
+    """A webhook said this job changed: fetch it now (at most twice a second per job)."""
+    now = timezone.now()
+    recent = now - timedelta(seconds=0.5)
+    claimed = (
+        Job.objects.filter(pk=job.pk)
+        .filter(Q(hinted_at__isnull=True) | Q(hinted_at__lt=recent))
+        .update(hinted_at=now)
+    )
+    if claimed == 1:
+        async_task("gallery.tasks.refresh", job.pk, task_name=f"refresh-{job.code}")
+    return claimed == 1
+
+
+def refresh(job_id: int) -> None:
+    """Fetch one job from its provider now and move it forward (webhooks, re-sync)."""
+    job = Job.objects.filter(pk=job_id).exclude(provider_job_id="").first()
+    if job is None or job.status not in (*Job.IN_FLIGHT, Job.Status.FAILED):
+        return
+    try:
+        with get_provider(job.provider, recorder=audit.recorder(job.provider, job)) as api:
+            snapshot = api.fetch(job.provider_job_id)
+    except ProviderError as exc:
+        logger.info("refresh of %s failed: %r; the poll will catch up", job.code, exc)
+        return
+    if snapshot is not None:
+        apply_snapshot(job, snapshot)
 
 
 # --- polling --------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from gallery import views
+from gallery import hooks, views
 
 
 class ChoiceConverter:
@@ -71,6 +71,8 @@ urlpatterns = [
     path("jobs/<uuid:code>/pan/<pan:direction>/", views.pan, name="pan"),
     path("jobs/<uuid:code>/remix/", views.remix, name="remix"),
     path("settings/remix-mode/", views.remix_mode, name="remix_mode"),
+    path("hooks/cometapi/<str:token>/", hooks.cometapi, name="hook_cometapi"),
+    path("hooks/piapi/<str:token>/", hooks.piapi, name="hook_piapi"),
     path(
         "jobs/<uuid:code>/images/<kind:kind>/<int:index>/<size:size>/",
         views.image_file,

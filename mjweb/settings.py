@@ -201,6 +201,14 @@ MJ_POLL_INTERVAL = env_float(
     "MJ_POLL_INTERVAL", 1.5 if MJ_PROVIDER == "simulator" else 5.0, minimum=0.5
 )
 MJ_DISPATCH_MAX_ATTEMPTS = env_int("MJ_DISPATCH_MAX_ATTEMPTS", 5, minimum=1)
+# Provider callbacks: sent with every submit so results arrive without waiting for a poll.
+# The URL is SITE_URL + /hooks/<protocol>/<token>/; the token and PiAPI's secret are derived
+# from SECRET_KEY unless given.
+MJ_WEBHOOKS = env_bool("MJ_WEBHOOKS", True)
+MJ_WEBHOOK_TOKEN = env_str("MJ_WEBHOOK_TOKEN")
+PIAPI_WEBHOOK_SECRET = env_str("PIAPI_WEBHOOK_SECRET")
+# PiAPI deliveries older than this (by their timestamp) are ignored.
+MJ_WEBHOOK_MAX_AGE = env_int("MJ_WEBHOOK_MAX_AGE", 3600, minimum=60)
 # A job still unfinished past its deadline fails as timed out; its late success is still
 # delivered if it comes within this many seconds.
 MJ_LATE_SUCCESS_WINDOW = env_int("MJ_LATE_SUCCESS_WINDOW", 3600, minimum=0)
@@ -225,11 +233,15 @@ COMETAPI_MODE_PREFIXES = {
 
 PIAPI_BASE_URL = env_str("PIAPI_BASE_URL", "https://api.piapi.ai").rstrip("/")
 PIAPI_API_KEY = env_str("PIAPI_API_KEY")
+# Which of PiAPI's two Midjourney APIs to speak: the unified task API or the legacy v2 one.
+PIAPI_API = env_choice("PIAPI_API", "unified", ("unified", "legacy"))
 
 MJ_SIMULATOR_HOST = env_str("MJ_SIMULATOR_HOST", "127.0.0.1")
 MJ_SIMULATOR_PORT = env_int("MJ_SIMULATOR_PORT", 8001, minimum=0)
 MJ_SIMULATOR_DURATION = env_float("MJ_SIMULATOR_DURATION", 6.0, minimum=0.1)
 MJ_SIMULATOR_API_KEY = env_str("MJ_SIMULATOR_API_KEY", "sim-local-key")
+# The simulator serves both protocols; this picks the adapter that drives it.
+MJ_SIMULATOR_PROTOCOL = env_choice("MJ_SIMULATOR_PROTOCOL", "cometapi", ("cometapi", "piapi"))
 
 # --- Images -----------------------------------------------------------------------------
 # Hosts images may be downloaded from, beyond the configured provider's own host.

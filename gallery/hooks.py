@@ -1,0 +1,74 @@
+"""Webhook endpoints: authenticate, find the job, hint it, answer fast."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+
+from django.conf import settings
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from gallery import tasks, webhooks
+from gallery.models import Job, WebhookEvent
+from gallery.providers import current_name
+
+
+def _ignored(reason: str) -> JsonResponse:
+    # 200: the sender must not retry something we deliberately ignore.
+    return JsonResponse({"ok": True, "ignored": reason})
+
+
+def _hinted(job: Job | None) -> JsonResponse:
+    if job is None:
+        return _ignored("unknown task")
+    tasks.hint(job)
+    return JsonResponse({"ok": True})
+
+
+def _job(provider_job_id: str) -> Job | None:
+    return Job.objects.filter(provider=current_name(), provider_job_id=provider_job_id).first()
+
+
+@csrf_exempt
+@require_POST
+def cometapi(request: HttpRequest, token: str) -> HttpResponse:
+    """midjourney-proxy notifyHook: the full task object, unsigned; the path token is the key."""
+    if not hmac.compare_digest(token.encode(), webhooks.path_token().encode()):
+        return HttpResponse(status=404)
+    try:
+        data = json.loads(request.body)
+        task_id = str(data["id"]).strip()
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"ok": False, "error": "malformed task object"}, status=400)
+    if not task_id:
+        return JsonResponse({"ok": False, "error": "malformed task object"}, status=400)
+    return _hinted(_job(task_id))
+
+
+@csrf_exempt
+@require_POST
+def piapi(request: HttpRequest, token: str) -> HttpResponse:
+    """PiAPI webhook: x-webhook-secret must match; `timestamp` spots retried deliveries."""
+    from gallery.providers.piapi import parse_webhook
+
+    if not hmac.compare_digest(token.encode(), webhooks.path_token().encode()):
+        return HttpResponse(status=404)
+    secret = request.headers.get("x-webhook-secret", "")
+    if not hmac.compare_digest(secret.encode(), webhooks.piapi_secret().encode()):
+        return JsonResponse({"ok": False, "error": "bad secret"}, status=401)
+    try:
+        task_id, status, timestamp = parse_webhook(request.body)
+    except ValueError:
+        return JsonResponse({"ok": False, "error": "malformed delivery"}, status=400)
+    if timestamp is not None and abs(time.time() - timestamp) > settings.MJ_WEBHOOK_MAX_AGE:
+        return _ignored("stale delivery")
+    if timestamp is not None:
+        try:
+            WebhookEvent.objects.create(provider="piapi", key=f"{task_id}:{status}:{timestamp}")
+        except IntegrityError:
+            return _ignored("duplicate delivery")
+    return _hinted(_job(task_id))

@@ -1,0 +1,33 @@
+"""Where providers call us back, and how we know it is them.
+
+A webhook is only a hint: it makes us fetch that one job now instead of at the next poll.
+State changes still come from the provider's own answer to that fetch, so a duplicate, a
+replay or an out-of-order delivery cannot move a job anywhere the provider did not say.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils.crypto import salted_hmac
+
+
+def path_token() -> str:
+    """The unguessable path segment of our webhook URLs (CometAPI's hook is unsigned)."""
+    if settings.MJ_WEBHOOK_TOKEN:
+        return settings.MJ_WEBHOOK_TOKEN
+    return salted_hmac("mjweb.webhooks.path", "v1", algorithm="sha256").hexdigest()[:40]
+
+
+def piapi_secret() -> str:
+    """What PiAPI sends back in x-webhook-secret."""
+    if settings.PIAPI_WEBHOOK_SECRET:
+        return settings.PIAPI_WEBHOOK_SECRET
+    return salted_hmac("mjweb.webhooks.piapi", "v1", algorithm="sha256").hexdigest()[:40]
+
+
+def url(protocol: str) -> str:
+    """Our webhook URL for a provider protocol ("cometapi" or "piapi"), or "" when disabled."""
+    if not settings.MJ_WEBHOOKS:
+        return ""
+    return settings.SITE_URL + reverse(f"gallery:hook_{protocol}", args=[path_token()])

@@ -1,0 +1,143 @@
+"""Webhooks are hints: authenticated, de-duplicated, and only ever trigger a fetch."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from gallery import tasks, webhooks
+from gallery.models import Job
+from gallery.providers.cometapi import CometAPI
+from tests.conftest import load
+from tests.gallery.factories import make_job
+
+pytestmark = pytest.mark.django_db
+
+
+def hook_url(token: str | None = None) -> str:
+    return reverse("gallery:hook_cometapi", args=[token or webhooks.path_token()])
+
+
+def post(client: Client, url: str, body: Any) -> Any:
+    data = body if isinstance(body, str) else json.dumps(body)
+    return client.post(url, data, content_type="application/json")
+
+
+def refreshes() -> int:
+    return sum(1 for q in OrmQ.objects.all() if q.func() == "gallery.tasks.refresh")
+
+
+def test_the_hook_url_is_unguessable_and_on_site_url(settings: Any) -> None:
+    settings.SITE_URL = "https://studio.example.com"
+    url = webhooks.url("cometapi")
+    assert url.startswith("https://studio.example.com/hooks/cometapi/")
+    assert len(webhooks.path_token()) >= 32
+    settings.MJ_WEBHOOKS = False
+    assert webhooks.url("cometapi") == ""
+
+
+def test_a_delivery_for_a_known_job_enqueues_one_fetch(client: Client, alice: Any) -> None:
+    job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
+    delivery = load("cometapi/fetch_success.json")
+    response = post(client, hook_url(), delivery)
+    assert response.status_code == 200
+    assert refreshes() == 1
+    # The same delivery again, at once: answered, and no second fetch.
+    assert post(client, hook_url(), delivery).status_code == 200
+    assert refreshes() == 1
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING  # the hook itself changes nothing
+
+
+def test_hints_further_apart_each_fetch(client: Client, alice: Any) -> None:
+    job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
+    post(client, hook_url(), load("cometapi/fetch_in_progress.json"))
+    Job.objects.filter(pk=job.pk).update(hinted_at=timezone.now() - timedelta(seconds=2))
+    post(client, hook_url(), load("cometapi/fetch_success.json"))
+    assert refreshes() == 2
+
+
+def test_a_wrong_token_is_a_404_and_changes_nothing(client: Client, alice: Any) -> None:
+    make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
+    response = post(client, hook_url("not-the-token"), load("cometapi/fetch_success.json"))
+    assert response.status_code == 404
+    assert refreshes() == 0
+
+
+def test_an_unknown_task_is_ignored_quickly(client: Client) -> None:
+    response = post(client, hook_url(), {**load("cometapi/fetch_success.json"), "id": "42"})
+    assert response.status_code == 200
+    assert response.json()["ignored"] == "unknown task"
+    assert refreshes() == 0
+
+
+@pytest.mark.parametrize("body", ["not json", "[]", '{"status": "SUCCESS"}', '{"id": ""}'])
+def test_malformed_deliveries_are_refused(client: Client, body: str) -> None:
+    assert post(client, hook_url(), body).status_code == 400
+    assert refreshes() == 0
+
+
+def test_hooks_take_only_post_and_need_no_csrf_token(alice: Any) -> None:
+    client = Client(enforce_csrf_checks=True)
+    make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
+    assert client.get(hook_url()).status_code == 405
+    assert post(client, hook_url(), load("cometapi/fetch_success.json")).status_code == 200
+
+
+def test_refresh_fetches_the_one_job_and_moves_it_forward(
+    monkeypatch: pytest.MonkeyPatch, alice: Any
+) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, json=load("cometapi/fetch_success.json"))
+
+    monkeypatch.setattr(
+        tasks,
+        "get_provider",
+        lambda name=None, **kw: CometAPI(
+            name="simulator",
+            base_url="https://api.cometapi.com",
+            api_key="k",
+            mode_prefixes={},
+            transport=httpx.MockTransport(handler),
+        ),
+    )
+    job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
+    tasks.refresh(job.pk)
+    assert seen == ["/mj/task/1773314942177684/fetch"]
+    job.refresh_from_db()
+    assert job.result_url and len(job.buttons) == 9
+    tasks.refresh(job.pk)  # the result is recorded: a repeat enqueues no second ingest
+    assert sum(1 for q in OrmQ.objects.all() if q.func() == "gallery.tasks.ingest") == 1
+
+
+def test_an_out_of_order_delivery_cannot_move_a_job_back(
+    monkeypatch: pytest.MonkeyPatch, alice: Any
+) -> None:
+    monkeypatch.setattr(
+        tasks,
+        "get_provider",
+        lambda name=None, **kw: CometAPI(
+            name="simulator",
+            base_url="https://api.cometapi.com",
+            api_key="k",
+            mode_prefixes={},
+            transport=httpx.MockTransport(
+                lambda r: httpx.Response(200, json=load("cometapi/fetch_blank.json"))
+            ),
+        ),
+    )
+    job = make_job(alice, status=Job.Status.SUCCEEDED, provider_job_id="1773314942177684")
+    tasks.refresh(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
