@@ -8,6 +8,15 @@ from gallery.models import Job
 from gallery.services import MAX_PROMPT_LENGTH
 
 
+class ImportForm(forms.Form):
+    task_id = forms.CharField(
+        label="Provider task id",
+        max_length=64,
+        widget=forms.TextInput(attrs={"placeholder": "1773314942177684", "autocomplete": "off"}),
+        error_messages={"required": "Paste a task id first."},
+    )
+
+
 class ImagineForm(forms.Form):
     prompt = forms.CharField(
         max_length=MAX_PROMPT_LENGTH,

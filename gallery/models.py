@@ -249,6 +249,21 @@ class Job(models.Model):
         return self.status in self.IN_FLIGHT
 
     @property
+    def is_single_image(self) -> bool:
+        """An upscale (one picture) rather than a 2x2 grid."""
+        if self.action in (
+            JobAction.UPSCALE,
+            JobAction.UPSCALE_SUBTLE,
+            JobAction.UPSCALE_CREATIVE,
+        ):
+            return True
+        # An imported task: the buttons it offers say what it is.
+        after_upscale = {"vary_subtle", "vary_strong", "zoom_out", "pan", "upscale_subtle"}
+        return self.action == JobAction.IMPORT and any(
+            button.get("action") in after_upscale for button in self.buttons
+        )
+
+    @property
     def awaiting_user(self) -> bool:
         """In MODAL and nothing typed yet: the card waits for the user and does not poll."""
         return self.status == self.Status.MODAL and not self.remix_prompt

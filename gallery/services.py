@@ -6,14 +6,17 @@ broker writes its queue row through our connection), so either both happened or 
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django_q.tasks import async_task
 
+from gallery import audit
 from gallery.models import Job
-from gallery.providers import current_name
+from gallery.providers import ProviderError, current_name, get_provider
+from gallery.providers.base import TaskStatus
 
 MAX_PROMPT_LENGTH = 2000
 # The presses Midjourney's Remix mode applies to (it opens the prompt box for these).
@@ -76,6 +79,64 @@ def press(
             "remix": bool(getattr(owner, "remix_mode", False)) and action in REMIX_ACTIONS,
         },
     )
+
+
+_TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def import_task(*, owner: Any, provider_job_id: str) -> Job:
+    """Bring a task made elsewhere with this provider account into the user's gallery.
+
+    Reroll and the other buttons need "a previously created task context": once imported,
+    the task is a root job like any imagine. The provider only answers for tasks of our own
+    account, which is what proves it belongs here.
+    """
+    task_id = provider_job_id.strip()
+    if not _TASK_ID.match(task_id):
+        raise SubmitError("Paste the task id the provider gave you (letters, digits, - or _).")
+    provider = current_name()
+    existing = Job.objects.filter(provider=provider, provider_job_id=task_id).first()
+    if existing is not None:
+        if existing.owner_id == owner.pk:
+            raise SubmitError("This task is already in your gallery.")
+        raise SubmitError("This task already belongs to another account here.")
+    try:
+        with get_provider(provider, recorder=audit.recorder(provider)) as api:
+            snapshot = api.fetch(task_id)
+    except ProviderError as exc:
+        raise SubmitError(f"The provider could not be asked about it: {exc.message}") from exc
+    if snapshot is None:
+        raise SubmitError("The provider does not know this task id in our account.")
+    if snapshot.status is TaskStatus.FAILED:
+        raise SubmitError("That task failed at the provider: there is no image to import.")
+    if snapshot.status is TaskStatus.MODAL:
+        raise SubmitError("That task is waiting for a remix prompt; finish it first.")
+    finished = snapshot.status is TaskStatus.SUCCEEDED and bool(snapshot.image_url)
+    prompt = snapshot.final_prompt or str(snapshot.raw.get("prompt") or "") or "(imported task)"
+    fields: dict[str, Any] = {
+        "action": Job.Action.IMPORT,
+        "prompt": prompt[:MAX_PROMPT_LENGTH],
+        "final_prompt": snapshot.final_prompt,
+        "provider": provider,
+        "provider_job_id": task_id,
+        "provider_payload": snapshot.raw,
+        "status": Job.Status.RUNNING if finished else Job.Status.SUBMITTED,
+        "progress": 100 if finished else snapshot.progress,
+        "result_url": snapshot.image_url if finished else "",
+        "buttons": [button.as_dict() for button in snapshot.buttons],
+    }
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(owner=owner, **fields)
+            Job.objects.filter(pk=job.pk).update(root=job)
+            job.root_id = job.pk
+            if finished:
+                async_task("gallery.tasks.ingest", job.pk, task_name=f"ingest-{job.code}")
+            else:
+                async_task("gallery.tasks.poll", provider, "", task_name=f"poll-{provider}")
+    except IntegrityError:
+        raise SubmitError("This task was just imported.") from None
+    return job
 
 
 def answer_modal(*, job: Job, prompt: str) -> Job:

@@ -416,11 +416,8 @@ def ingest(job_id: int) -> None:
     services.succeed(job)
 
 
-SINGLE_IMAGE_ACTIONS = {Job.Action.UPSCALE, Job.Action.UPSCALE_SUBTLE, Job.Action.UPSCALE_CREATIVE}
-
-
 def store_picture(job: Job, picture: imaging.Picture) -> Image:
-    kind = Image.Kind.SINGLE if job.action in SINGLE_IMAGE_ACTIONS else Image.Kind.GRID
+    kind = Image.Kind.SINGLE if job.is_single_image else Image.Kind.GRID
     existing = Image.objects.filter(job=job, kind=kind, index=0).first()
     if existing is not None:
         return existing

@@ -57,6 +57,7 @@ app_name = "gallery"
 urlpatterns = [
     path("", views.home, name="home"),
     path("imagine/", views.imagine, name="imagine"),
+    path("import/", views.import_task, name="import"),
     path("jobs/<uuid:code>/", views.job_detail, name="job"),
     path("jobs/<uuid:code>/card/", views.job_card, name="card"),
     path("jobs/<uuid:code>/preview/", views.preview, name="preview"),

@@ -15,7 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget
 
 from gallery import imaging, services
-from gallery.forms import ImagineForm
+from gallery.forms import ImagineForm, ImportForm
 from gallery.models import Image, Job
 from gallery.providers import get_provider
 
@@ -36,7 +36,8 @@ def _own_job(request: HttpRequest, code: uuid.UUID) -> Job:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     page = Paginator(_jobs(request), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "gallery/home.html", {"form": ImagineForm(), "page": page})
+    context = {"form": ImagineForm(), "import_form": ImportForm(), "page": page}
+    return render(request, "gallery/home.html", context)
 
 
 @require_POST
@@ -58,9 +59,36 @@ def imagine(request: HttpRequest) -> HttpResponse:
             )
     if not request.htmx:
         page = Paginator(_jobs(request), PAGE_SIZE).get_page(1)
-        return render(request, "gallery/home.html", {"form": form, "page": page}, status=422)
+        context = {"form": form, "import_form": ImportForm(), "page": page}
+        return render(request, "gallery/home.html", context, status=422)
     response = render(request, "gallery/_imagine_form.html", {"form": form})
     return reswap(retarget(response, "#imagine-form"), "outerHTML")
+
+
+@require_POST
+@login_required
+def import_task(request: HttpRequest) -> HttpResponse:
+    """Bring an existing provider task (made elsewhere with this account) into the gallery."""
+    form = ImportForm(request.POST)
+    if form.is_valid():
+        try:
+            job = services.import_task(
+                owner=request.user, provider_job_id=form.cleaned_data["task_id"]
+            )
+        except services.SubmitError as exc:
+            form.add_error("task_id", str(exc))
+        else:
+            if not request.htmx:
+                return redirect(job)
+            return render(
+                request, "gallery/_job_created.html", {"job": job, "import_form": ImportForm()}
+            )
+    if not request.htmx:
+        page = Paginator(_jobs(request), PAGE_SIZE).get_page(1)
+        context = {"form": ImagineForm(), "import_form": form, "page": page}
+        return render(request, "gallery/home.html", context, status=422)
+    response = render(request, "gallery/_import_form.html", {"import_form": form})
+    return reswap(retarget(response, "#import-form"), "outerHTML")
 
 
 @require_GET

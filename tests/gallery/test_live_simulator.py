@@ -143,3 +143,24 @@ def test_a_remix_reroll_waits_for_the_prompt(
     tasks.ingest(child.pk)
     child.refresh_from_db()
     assert child.status == Job.Status.SUCCEEDED, (child.fail_kind, child.fail_reason)
+
+
+def test_an_imported_task_can_be_rerolled(
+    simulator: SimulatorServer, clock: Clock, alice: Any
+) -> None:
+    import httpx
+
+    made_elsewhere = httpx.post(
+        simulator.base_url + "/mj/submit/imagine",
+        json={"prompt": "a windmill in tulip fields"},
+        headers={"Authorization": "Bearer live-key"},
+    ).json()["result"]
+    clock.now += 30
+    job = services.import_task(owner=alice, provider_job_id=made_elsewhere)
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED and job.action == Job.Action.IMPORT
+    child = run_to_completion(
+        services.press(owner=alice, parent=job, action=Job.Action.REROLL), clock
+    )
+    assert child.root_id == job.pk
