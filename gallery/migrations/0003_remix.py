@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('gallery', '0002_provider_call'),
+        ("gallery", "0002_provider_call"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='remix',
+            model_name="job",
+            name="remix",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='job',
-            name='remix_prompt',
+            model_name="job",
+            name="remix_prompt",
             field=models.TextField(blank=True),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('gallery', '0003_remix'),
+        ("gallery", "0003_remix"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='slot_position',
+            model_name="job",
+            name="slot_position",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
     ]

@@ -5,27 +5,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('gallery', '0004_slot_position'),
+        ("gallery", "0004_slot_position"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='hinted_at',
+            model_name="job",
+            name="hinted_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="WebhookEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(max_length=20)),
-                ('key', models.CharField(max_length=200)),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(max_length=20)),
+                ("key", models.CharField(max_length=200)),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('provider', 'key'), name='webhook_event_unique')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("provider", "key"), name="webhook_event_unique")
+                ],
             },
         ),
     ]

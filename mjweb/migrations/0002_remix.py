@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('mjweb', '0001_initial'),
+        ("mjweb", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='user',
-            name='remix_mode',
+            model_name="user",
+            name="remix_mode",
             field=models.BooleanField(default=False),
         ),
     ]
