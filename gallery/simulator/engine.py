@@ -238,7 +238,10 @@ class Engine:
         state: str = "",
         notify_hook: str = "",
         enable_remix: bool = False,
+        prompt: str | None = None,
     ) -> Task:
+        """Press a button of a finished task. `prompt` edits the prompt with the press itself
+        (PiAPI's reroll/variation), with no modal round trip; None keeps the parent's."""
         with self._lock:
             parent = self._tasks.get(task_id)
             if parent is None:
@@ -268,9 +271,14 @@ class Engine:
                 else:
                     recipe = Recipe(op, tile)
             remix = enable_remix and op in _REMIX_OPS
+            new_prompt = parent.prompt
+            if prompt and prompt.strip() and prompt != parent.prompt:
+                new_prompt = prompt
+                if recipe.source is not None:  # the tile is redrawn under the new prompt
+                    recipe = replace(recipe, source=replace(recipe.source, prompt=prompt))
             return self._add(
                 action=action,
-                prompt=parent.prompt,
+                prompt=new_prompt,
                 mode=mode,
                 seed=seed,
                 recipe=recipe,

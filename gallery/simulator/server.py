@@ -3,7 +3,8 @@
 Standard library only, so `python -m gallery.simulator` runs without Django. The answers
 copy the new-api gateway that CometAPI runs (see docs/provider-protocols.md, sections 1
 and 2): its auth rules and error envelopes, `task_no_found ` with the trailing space,
-and a `/mj/image/{id}` proxy that needs no key.
+and a `/mj/image/{id}` proxy that needs no key. PiAPI's routes (/api/v1/task...,
+/mj/v2/...) are answered by gallery.simulator.piapi on the same engine.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from gallery.simulator import piapi
 from gallery.simulator.engine import Clock, Engine, SubmitError
 
 log = logging.getLogger("gallery.simulator")
@@ -135,6 +137,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         path = urlsplit(self.path).path  # query strings such as ?rand=37 never route
+        if piapi.handles(path):
+            status, payload, headers = self.server.sim.piapi.respond(
+                method, path, self.headers, body
+            )
+            self._json(status, payload, headers)
+            return
         mode = "FAST"
         for prefix, prefix_mode in _MODE_PREFIXES.items():
             if path.startswith(prefix + "/"):
@@ -286,6 +294,7 @@ class SimulatorServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._foreground = False  # serve_forever() is running in some caller's thread
+        self.piapi = piapi.PiAPISimulator(self)
 
     @property
     def base_url(self) -> str:
@@ -322,6 +331,7 @@ class SimulatorServer:
             daemon=True,
         )
         self._thread.start()
+        self.piapi.start()  # webhook watcher
         return self
 
     def serve_forever(self, on_ready: Callable[[SimulatorServer], None] | None = None) -> None:
@@ -329,17 +339,20 @@ class SimulatorServer:
         httpd = self._bind()
         self._foreground = True
         try:
+            self.piapi.start()  # webhook watcher
             if on_ready is not None:
                 on_ready(self)
             httpd.serve_forever(poll_interval=0.2)
         except KeyboardInterrupt:
             pass
         finally:
+            self.piapi.stop()
             self._foreground = False
             httpd.server_close()
             self._httpd = None
 
     def stop(self) -> None:
+        self.piapi.stop()
         httpd, thread = self._httpd, self._thread
         if httpd is None:
             return

@@ -1,0 +1,462 @@
+"""PiAPI's Midjourney surface for the simulator: the unified task API and the legacy v2 API.
+
+The same Engine draws and schedules the jobs as for the CometAPI routes; this module only
+translates. PiAPI names tasks with UUIDs, so each PiAPI task id maps to an engine task id
+(image links stay the server's `/mj/image/<engine id>`). Shapes follow
+docs/provider-protocols.md section 3; where PiAPI documents no body (401, unknown task,
+refusals) the envelope copies its other answers: {"code", "data", "message"}.
+
+Webhooks: a task created with an endpoint is POSTed to it once it is completed or failed,
+by a watcher thread that looks at the (injectable) engine clock every 0.2 s of real time.
+`shape_deliveries` is the seam for fault injection: it gets each round's due deliveries
+and returns what to send (duplicated, reordered, dropped).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import threading
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import Message
+from typing import TYPE_CHECKING, Any
+
+from gallery.simulator.engine import SubmitError, buttons
+
+if TYPE_CHECKING:
+    from gallery.simulator.server import SimulatorServer
+
+log = logging.getLogger("gallery.simulator")
+
+Reply = tuple[int, Any, dict[str, str]]
+
+_CREATE = "/api/v1/task"
+_GET = re.compile(r"^/api/v1/task/([^/]+)$")
+_LEGACY = re.compile(r"^/mj/v2/(imagine|reroll|upscale|variation|outpaint|pan|fetch)$")
+_TASK_TYPES = ("imagine", "reroll", "upscale", "variation", "outpaint", "pan")
+_INDEXES = ("1", "2", "3", "4")
+_MODES = {"fast": "FAST", "relax": "RELAX", "turbo": "TURBO", "mixed": "FAST"}
+# engine (gateway) status -> PiAPI status, per dialect
+_UNIFIED_STATUS = {"IN_PROGRESS": "processing", "SUCCESS": "completed", "FAILURE": "failed"}
+_LEGACY_STATUS = {"IN_PROGRESS": "processing", "SUCCESS": "finished", "FAILURE": "failed"}
+_TERMINAL = ("SUCCESS", "FAILURE")
+_ZERO_TIME = "0001-01-01T00:00:00Z"  # what PiAPI's Go backend shows for a time not yet set
+_ENGLISH = {
+    "关联任务不存在或已失效": "origin task not found",
+    "关联任务状态错误": "origin task is not completed",
+    "prompt不能为空": "prompt is required",
+}
+
+
+def handles(path: str) -> bool:
+    """Whether a request path belongs to PiAPI's surface rather than midjourney-proxy's."""
+    return path == _CREATE or path.startswith(_CREATE + "/") or path.startswith("/mj/v2/")
+
+
+def piapi_action(custom_id: str) -> str | None:
+    """The PiAPI action string for one of the engine's midjourney-proxy customIds."""
+    parts = custom_id.split("::")
+    if len(parts) < 4 or parts[0] != "MJ":
+        return None
+    if parts[1] == "Outpaint":
+        return {"50": "outpaint_2x", "75": "outpaint_1.5x"}.get(parts[2])
+    verb, index = parts[2], parts[3]
+    if verb in ("upsample", "variation"):
+        return f"{'upscale' if verb == 'upsample' else 'variation'}{index}"
+    if verb.endswith(("_subtle", "_creative")):
+        return "upscale_" + verb.rsplit("_", 1)[1]
+    if verb in ("reroll", "low_variation", "high_variation") or verb.startswith("pan_"):
+        return verb
+    return None
+
+
+def wanted_action(task_type: str, params: dict[str, Any]) -> str | None:
+    """The PiAPI action a create request asks for, or None when its fields make no sense."""
+    index = str(params.get("index") or "")
+    if task_type == "reroll":
+        return "reroll"
+    if task_type == "upscale":
+        named = {"subtle": "upscale_subtle", "creative": "upscale_creative"}
+        return f"upscale{index}" if index in _INDEXES else named.get(index)
+    if task_type == "variation":
+        if index in ("low_variation", "high_variation"):
+            return index
+        return f"variation{index}" if index in _INDEXES else None
+    if task_type == "outpaint":
+        try:
+            ratio = float(params.get("zoom_ratio") or 0)
+        except (TypeError, ValueError):
+            return None
+        return {2.0: "outpaint_2x", 1.5: "outpaint_1.5x"}.get(ratio)
+    direction = params.get("direction")
+    if task_type == "pan" and direction in ("left", "right", "up", "down"):
+        return f"pan_{direction}"
+    return None
+
+
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return _ZERO_TIME
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
+def _error(status: int, message: str) -> Reply:
+    return status, {"code": status, "data": {}, "message": message}, {}
+
+
+class _Refused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class Record:
+    """One PiAPI task: the engine task behind it and what PiAPI echoes back about it."""
+
+    task_id: str  # PiAPI's UUID
+    engine_id: str
+    api: str  # "unified" or "legacy": which shape its webhook carries
+    task_type: str
+    input: dict[str, Any]
+    process_mode: str
+    origin_task_id: str = ""
+    endpoint: str = ""
+    secret: str = ""
+    delivered: bool = False  # its terminal webhook went out (fault injection may resend)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    url: str
+    secret: str
+    body: bytes
+    task_id: str
+    status: str
+
+
+class PiAPISimulator:
+    """PiAPI's routes and task records on top of a SimulatorServer's engine."""
+
+    def __init__(self, sim: SimulatorServer, *, webhook_timeout: float = 2.0) -> None:
+        self.sim = sim
+        self.webhook_timeout = webhook_timeout
+        # fault-injection seam: the due deliveries of one round -> what actually gets sent
+        self.shape_deliveries: Callable[[list[Delivery]], list[Delivery]] = lambda due: due
+        self.deliveries: list[Delivery] = []  # everything handed to a sender, in order
+        self._records: dict[str, Record] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    def respond(self, method: str, path: str, headers: Message, raw: bytes) -> Reply:
+        if not self._authorized(headers):
+            # PiAPI documents a 401 but not its body: this copies its other envelopes.
+            return _error(401, "invalid api key")
+        get = _GET.match(path)
+        legacy = _LEGACY.match(path)
+        if get is None and legacy is None and path != _CREATE:
+            return _error(404, "not found")
+        allowed = "GET" if get else "POST"
+        if method != allowed and not (method == "HEAD" and allowed == "GET"):
+            status, payload, _ = _error(405, "method not allowed")
+            return status, payload, {"Allow": allowed}
+        if get:
+            return self._get(get.group(1))
+        try:
+            body = json.loads(raw.decode("utf-8")) if raw.strip() else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            return _error(400, "invalid request body")
+        if legacy is None:
+            return self._create(body)
+        if legacy.group(1) == "fetch":
+            return self._fetch(body)
+        return self._legacy_create(legacy.group(1), body)
+
+    def _authorized(self, headers: Message) -> bool:
+        key = self.sim.api_key
+        if not key:
+            return True
+        given = (headers.get("X-API-Key") or "").strip()  # header names are case-insensitive
+        return bool(given) and hmac.compare_digest(given.encode(), key.encode())
+
+    def _create(self, body: dict[str, Any]) -> Reply:
+        params, config = body.get("input"), body.get("config")
+        if body.get("model") != "midjourney" or not isinstance(params, dict):
+            return _error(400, "invalid request: model must be midjourney, input an object")
+        hook = config.get("webhook_config") if isinstance(config, dict) else None
+        hook = hook if isinstance(hook, dict) else {}
+        try:
+            record = self._start(
+                "unified",
+                str(body.get("task_type") or ""),
+                params,
+                str(hook.get("endpoint") or ""),
+                str(hook.get("secret") or ""),
+            )
+        except _Refused as refused:
+            return _error(400, refused.message)
+        return 200, {"code": 200, "data": self.unified_data(record), "message": "success"}, {}
+
+    def _legacy_create(self, task_type: str, body: dict[str, Any]) -> Reply:
+        endpoint = body.get("webhook_endpoint")
+        secret = body.get("webhook_secret")
+        try:
+            record = self._start(
+                "legacy",
+                task_type,
+                body,
+                endpoint if isinstance(endpoint, str) else "",
+                secret if isinstance(secret, str) else "",
+            )
+        except _Refused as refused:
+            return 200, {"task_id": "", "status": "failed", "message": refused.message}, {}
+        return 200, {"task_id": record.task_id, "status": "success", "message": ""}, {}
+
+    def _get(self, task_id: str) -> Reply:
+        record = self.record(task_id)
+        if record is None:
+            return _error(404, "task not found")
+        return 200, {"code": 200, "data": self.unified_data(record), "message": "success"}, {}
+
+    def _fetch(self, body: dict[str, Any]) -> Reply:
+        record = self.record(str(body.get("task_id") or ""))
+        if record is None:
+            return _error(404, "task not found")
+        return 200, self.legacy_data(record), {}
+
+    # -- tasks -----------------------------------------------------------------------
+
+    def _start(
+        self, api: str, task_type: str, params: dict[str, Any], endpoint: str, secret: str
+    ) -> Record:
+        if task_type not in _TASK_TYPES:
+            raise _Refused(f"unsupported task_type {task_type!r}")
+        engine = self.sim.engine
+        prompt = params.get("prompt") if isinstance(params.get("prompt"), str) else ""
+        mode = _MODES.get(str(params.get("process_mode") or "").lower())
+        origin = str(params.get("origin_task_id") or "")
+        try:
+            if task_type == "imagine":
+                task = engine.imagine(prompt, mode=mode or "FAST")
+            else:
+                parent = self.record(origin)
+                parent_task = engine.get(parent.engine_id) if parent else None
+                if parent is None or parent_task is None:
+                    raise _Refused("origin task not found")
+                wanted = wanted_action(task_type, params)
+                if wanted is None:
+                    raise _Refused(f"invalid {task_type} parameters")
+                custom_id = next(
+                    (
+                        b["customId"]
+                        for b in buttons(parent_task)
+                        if piapi_action(b["customId"]) == wanted
+                    ),
+                    None,
+                )
+                if custom_id is None:
+                    raise _Refused(f"{wanted} is not available on the origin task")
+                # PiAPI takes an edited prompt with the press: the engine redraws under it
+                task = engine.action(
+                    parent.engine_id,
+                    custom_id,
+                    mode=mode or parent_task.mode,
+                    prompt=prompt or None,
+                )
+        except SubmitError as refused:
+            raise _Refused(_ENGLISH.get(refused.description, refused.description)) from refused
+        record = Record(
+            task_id=str(uuid.uuid4()),
+            engine_id=task.id,
+            api=api,
+            task_type=task_type,
+            input={k: v for k, v in params.items() if not k.startswith("webhook_")},
+            process_mode=task.mode.lower(),
+            origin_task_id=origin if task_type != "imagine" else "",
+            endpoint=endpoint,
+            secret=secret,
+        )
+        with self._lock:
+            self._records[record.task_id] = record
+        return record
+
+    def record(self, task_id: str) -> Record | None:
+        with self._lock:
+            return self._records.get(task_id)
+
+    def _state(self, record: Record) -> dict[str, Any]:
+        """The engine's view of the task, in the pieces both PiAPI shapes are made of."""
+        view = self.sim.engine.view(record.engine_id, self.sim.public_url)
+        if view is None:  # pragma: no cover - engine tasks are never deleted
+            raise KeyError(record.engine_id)
+        status = view["status"]
+        done = status == "SUCCESS"
+        return {
+            "status": status,
+            "image_url": view["imageUrl"] if done else "",
+            # the engine serves a blurry preview at the in-progress link
+            "intermediate": [view["imageUrl"]] if status == "IN_PROGRESS" else [],
+            "progress": int(view["progress"].rstrip("%")),
+            "actions": [
+                a for b in view["buttons"] if (a := piapi_action(b["customId"])) is not None
+            ]
+            if done
+            else [],
+            "reason": view["failReason"] if status == "FAILURE" else "",
+            "times": (view["submitTime"], view["startTime"], view["finishTime"]),
+        }
+
+    def unified_data(self, record: Record) -> dict[str, Any]:
+        state = self._state(record)
+        created, started, ended = state["times"]
+        reason = state["reason"]
+        return {
+            "task_id": record.task_id,
+            "model": "midjourney",
+            "task_type": record.task_type,
+            "status": _UNIFIED_STATUS.get(state["status"], "pending"),
+            "config": {
+                "service_mode": "public",
+                "webhook_config": {"endpoint": record.endpoint, "secret": record.secret},
+            },
+            "input": record.input,
+            "output": {
+                "image_url": state["image_url"],
+                "image_urls": [],
+                "temporary_image_urls": [],
+                "discord_image_url": "",
+                "progress": state["progress"],
+                "intermediate_image_urls": state["intermediate"],
+                "actions": state["actions"],
+            },
+            "meta": {
+                "created_at": _iso(created),
+                "started_at": _iso(started),
+                "ended_at": _iso(ended),
+                "usage": {"type": "point", "frozen": 0, "consume": 0},
+                "is_using_private_pool": False,
+            },
+            "detail": None,
+            "logs": [],
+            # the failure code is undocumented: any non-zero value marks an error
+            "error": {
+                "code": 10000 if reason else 0,
+                "raw_message": reason,
+                "message": reason,
+                "detail": None,
+            },
+        }
+
+    def legacy_data(self, record: Record) -> dict[str, Any]:
+        state = self._state(record)
+        created, started, ended = state["times"]
+        reason = state["reason"]
+
+        def seconds(ms: int | None) -> int:
+            return ms // 1000 if ms is not None else 0
+
+        return {
+            "task_id": record.task_id,
+            "status": _LEGACY_STATUS.get(state["status"], "pending"),
+            "process_time": seconds(ended) - seconds(started) if ended and started else 0,
+            "retry_count": 0,
+            "meta": {
+                "task_type": record.task_type,
+                "origin_task_id": record.origin_task_id,
+                "process_mode": record.process_mode,
+                "created_at": seconds(created),
+                "started_at": seconds(started),
+                "ended_at": seconds(ended),
+                "task_param": record.input,
+            },
+            "task_result": {
+                "image_url": state["image_url"],
+                "image_urls": [],
+                "discord_image_url": "",
+                "temporary_image_urls": [],
+                "task_progress": state["progress"],
+                "intermediate_image_urls": state["intermediate"],
+                "actions": state["actions"],
+                "error_messages": [reason] if reason else [],
+                "message": "",
+            },
+        }
+
+    # -- webhooks --------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._watcher is not None:
+            return
+        self._stop.clear()
+        self._watcher = threading.Thread(
+            target=self._watch, name="mj-simulator-webhooks", daemon=True
+        )
+        self._watcher.start()
+
+    def stop(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        self._stop.set()
+        if watcher is not None:
+            watcher.join(timeout=5)
+
+    def _watch(self) -> None:
+        # progress is a function of the clock, read lazily: someone has to look
+        while not self._stop.wait(0.2):
+            try:
+                self.scan_webhooks()
+            except Exception:  # the watcher must outlive one bad round
+                log.exception("webhook scan failed")
+
+    def scan_webhooks(self) -> list[Delivery]:
+        """Send the webhook of every hooked task that just reached completed or failed."""
+        due: list[Delivery] = []
+        with self._lock:
+            waiting = [r for r in self._records.values() if r.endpoint and not r.delivered]
+        for record in waiting:
+            state = self._state(record)
+            if state["status"] not in _TERMINAL:
+                continue
+            with self._lock:
+                if record.delivered:  # a concurrent scan got there first
+                    continue
+                record.delivered = True
+            if record.api == "legacy":
+                payload: dict[str, Any] = self.legacy_data(record)
+                status = payload["status"]
+            else:
+                data = self.unified_data(record)
+                status = data["status"]
+                finished = state["times"][2]
+                payload = {"timestamp": (finished or 0) // 1000, "data": data}
+            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            due.append(Delivery(record.endpoint, record.secret, body, record.task_id, status))
+        for delivery in self.shape_deliveries(due):
+            self.deliveries.append(delivery)
+            threading.Thread(target=self._post, args=(delivery,), daemon=True).start()
+        return due
+
+    def _post(self, delivery: Delivery) -> None:
+        headers = {"Content-Type": "application/json"}
+        if delivery.secret:
+            headers["x-webhook-secret"] = delivery.secret
+        request = urllib.request.Request(
+            delivery.url, data=delivery.body, headers=headers, method="POST"
+        )
+        # straight to the receiver: an HTTP proxy from the environment must not swallow it
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=self.webhook_timeout) as answer:
+                answer.read()
+        except (OSError, ValueError) as exc:  # like the real services: no retry, no error
+            log.info("webhook to %s failed: %s", delivery.url, exc)
