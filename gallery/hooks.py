@@ -7,7 +7,7 @@ import json
 import time
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -68,7 +68,10 @@ def piapi(request: HttpRequest, token: str) -> HttpResponse:
         return _ignored("stale delivery")
     if timestamp is not None:
         try:
-            WebhookEvent.objects.create(provider="piapi", key=f"{task_id}:{status}:{timestamp}")
+            # Its own savepoint: a duplicate must not break an enclosing transaction.
+            with transaction.atomic():
+                key = f"{task_id}:{status}:{timestamp}"
+                WebhookEvent.objects.create(provider="piapi", key=key)
         except IntegrityError:
             return _ignored("duplicate delivery")
     return _hinted(_job(task_id))

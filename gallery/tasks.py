@@ -68,6 +68,8 @@ def dispatch(job_id: int) -> None:
                     mode=job.mode,
                     state=str(job.code),
                     remix=job.remix,
+                    # PiAPI lists the prompt as required on variations; rerolls keep theirs.
+                    prompt=job.prompt if job.action == Job.Action.VARIATION else "",
                 )
     except ProviderError as exc:
         _dispatch_failed(job, exc)

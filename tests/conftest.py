@@ -27,6 +27,8 @@ def _media_root(settings: Any, tmp_path: Path) -> None:
     }
     # Tests speak to a simulator or to MockTransports on loopback.
     settings.MJ_PROVIDER = "simulator"
+    # No callbacks to whatever may listen on SITE_URL; webhook tests turn them on.
+    settings.MJ_WEBHOOKS = False
 
 
 @pytest.fixture

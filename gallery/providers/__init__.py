@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from django.conf import settings
 
+from gallery import webhooks
 from gallery.providers.base import Provider, ProviderError
 from gallery.providers.cometapi import CometAPI, Recorder
 from gallery.providers.piapi import PiAPI
@@ -27,46 +30,42 @@ def get_provider(
     recorder: Recorder | None = None,
 ) -> Provider:
     name = name or current_name()
-    if name == "simulator" and settings.MJ_SIMULATOR_PROTOCOL == "piapi":
-        # The simulator also speaks PiAPI (both dialects) on the same port.
-        return PiAPI(
-            name="simulator",
-            base_url=simulator_base_url(),
-            api_key=settings.MJ_SIMULATOR_API_KEY,
-            api=settings.PIAPI_API,
-            timeout=settings.MJ_HTTP_TIMEOUT,
-            transport=transport,
-            recorder=recorder,
-        )
+    seams = {"transport": transport, "recorder": recorder}
     if name == "simulator":
-        # The simulator speaks CometAPI's protocol byte for byte: the same adapter drives it.
-        return CometAPI(
-            name="simulator",
-            base_url=simulator_base_url(),
-            api_key=settings.MJ_SIMULATOR_API_KEY,
-            mode_prefixes=settings.COMETAPI_MODE_PREFIXES,
-            timeout=settings.MJ_HTTP_TIMEOUT,
-            transport=transport,
-            recorder=recorder,
-        )
+        # The simulator speaks both protocols on one port, byte for byte like the real services:
+        # the same adapters drive it.
+        key = settings.MJ_SIMULATOR_API_KEY
+        if settings.MJ_SIMULATOR_PROTOCOL == "piapi":
+            return _piapi(name, simulator_base_url(), key, **seams)
+        return _cometapi(name, simulator_base_url(), key, **seams)
     if name == "cometapi":
-        return CometAPI(
-            name="cometapi",
-            base_url=settings.COMETAPI_BASE_URL,
-            api_key=settings.COMETAPI_API_KEY,
-            mode_prefixes=settings.COMETAPI_MODE_PREFIXES,
-            timeout=settings.MJ_HTTP_TIMEOUT,
-            transport=transport,
-            recorder=recorder,
-        )
+        return _cometapi(name, settings.COMETAPI_BASE_URL, settings.COMETAPI_API_KEY, **seams)
     if name == "piapi":
-        return PiAPI(
-            name="piapi",
-            base_url=settings.PIAPI_BASE_URL,
-            api_key=settings.PIAPI_API_KEY,
-            api=settings.PIAPI_API,
-            timeout=settings.MJ_HTTP_TIMEOUT,
-            transport=transport,
-            recorder=recorder,
-        )
+        return _piapi(name, settings.PIAPI_BASE_URL, settings.PIAPI_API_KEY, **seams)
     raise ProviderError(f"Provider {name!r} is not available in this build.", permanent=True)
+
+
+def _cometapi(name: str, base_url: str, api_key: str, **seams: Any) -> CometAPI:
+    return CometAPI(
+        name=name,
+        base_url=base_url,
+        api_key=api_key,
+        mode_prefixes=settings.COMETAPI_MODE_PREFIXES,
+        timeout=settings.MJ_HTTP_TIMEOUT,
+        notify_hook=webhooks.url("cometapi"),
+        **seams,
+    )
+
+
+def _piapi(name: str, base_url: str, api_key: str, **seams: Any) -> PiAPI:
+    endpoint = webhooks.url("piapi")
+    return PiAPI(
+        name=name,
+        base_url=base_url,
+        api_key=api_key,
+        api=settings.PIAPI_API,
+        timeout=settings.MJ_HTTP_TIMEOUT,
+        webhook_endpoint=endpoint,
+        webhook_secret=webhooks.piapi_secret() if endpoint else "",
+        **seams,
+    )

@@ -170,8 +170,12 @@ class CometAPI(Provider):
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         recorder: Recorder | None = None,
+        notify_hook: str = "",
     ) -> None:
         self.name = name
+        # Sent with every submit; the gateway may strip it (MjNotifyEnabled off), so polling
+        # stays the safety net.
+        self.notify_hook = notify_hook
         self.base_url = base_url.rstrip("/")
         self.mode_prefixes = mode_prefixes
         self.recorder = recorder
@@ -194,6 +198,8 @@ class CometAPI(Provider):
 
     def imagine(self, *, prompt: str, mode: str, state: str) -> Submission:
         body = {"prompt": prompt, "botType": "MID_JOURNEY", "state": state}
+        if self.notify_hook:
+            body["notifyHook"] = self.notify_hook
         return self._submit(f"{self._prefix(mode)}/mj/submit/imagine", body)
 
     def action(
@@ -216,6 +222,8 @@ class CometAPI(Provider):
         }
         if remix:
             body["enableRemix"] = True
+        if self.notify_hook:
+            body["notifyHook"] = self.notify_hook
         return self._submit(f"{self._prefix(mode)}/mj/submit/action", body)
 
     def modal(self, *, provider_job_id: str, prompt: str) -> Submission:

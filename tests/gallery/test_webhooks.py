@@ -36,6 +36,7 @@ def refreshes() -> int:
 
 
 def test_the_hook_url_is_unguessable_and_on_site_url(settings: Any) -> None:
+    settings.MJ_WEBHOOKS = True
     settings.SITE_URL = "https://studio.example.com"
     url = webhooks.url("cometapi")
     assert url.startswith("https://studio.example.com/hooks/cometapi/")
@@ -141,3 +142,98 @@ def test_an_out_of_order_delivery_cannot_move_a_job_back(
     tasks.refresh(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
+
+
+def test_submits_carry_our_hook_urls(settings: Any) -> None:
+    from gallery.providers import get_provider
+
+    settings.MJ_WEBHOOKS = True
+    settings.SITE_URL = "https://studio.example.com"
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.startswith("/api/v1/"):
+            return httpx.Response(200, json=load("piapi/unified_create_success.json"))
+        return httpx.Response(200, json=load("cometapi/submit_success.json"))
+
+    transport = httpx.MockTransport(handler)
+    settings.MJ_SIMULATOR_PROTOCOL = "cometapi"
+    with get_provider("simulator", transport=transport) as api:
+        api.imagine(prompt="x", mode="fast", state="s")
+    assert json.loads(seen[-1].content)["notifyHook"] == webhooks.url("cometapi")
+    settings.MJ_SIMULATOR_PROTOCOL = "piapi"
+    settings.PIAPI_API = "unified"
+    with get_provider("simulator", transport=transport) as api:
+        api.imagine(prompt="x", mode="fast", state="s")
+    config = json.loads(seen[-1].content)["config"]["webhook_config"]
+    assert config == {"endpoint": webhooks.url("piapi"), "secret": webhooks.piapi_secret()}
+
+
+def piapi_url(token: str | None = None) -> str:
+    return reverse("gallery:hook_piapi", args=[token or webhooks.path_token()])
+
+
+def piapi_delivery(task_id: str, status: str = "completed", timestamp: int | None = None) -> str:
+    body = load("piapi/webhook_unified.json")
+    body["timestamp"] = int(timezone.now().timestamp()) if timestamp is None else timestamp
+    body["data"]["task_id"] = task_id
+    body["data"]["status"] = status
+    return json.dumps(body)
+
+
+def post_piapi(client: Client, body: str, secret: str | None, token: str | None = None) -> Any:
+    headers = {} if secret is None else {"HTTP_X_WEBHOOK_SECRET": secret}
+    return client.post(piapi_url(token), body, content_type="application/json", **headers)
+
+
+@pytest.fixture
+def piapi_job(alice: Any, settings: Any) -> Job:
+    settings.MJ_PROVIDER = "piapi"
+    return make_job(alice, provider="piapi", status=Job.Status.RUNNING,
+                    provider_job_id="0f5b1c2e-7d7f-4e6b-9f1e-3c5a9d2b8e11")  # fmt: skip
+
+
+def test_piapi_valid_delivery_hints_once_and_replays_change_nothing(
+    client: Client, piapi_job: Job
+) -> None:
+    body = piapi_delivery(piapi_job.provider_job_id)
+    assert post_piapi(client, body, webhooks.piapi_secret()).status_code == 200
+    assert refreshes() == 1
+    replay = post_piapi(client, body, webhooks.piapi_secret())
+    assert replay.status_code == 200 and replay.json()["ignored"] == "duplicate delivery"
+    assert refreshes() == 1
+
+
+@pytest.mark.parametrize("secret", [None, "", "wrong", "WRONG-CASE"])
+def test_piapi_needs_the_exact_secret(client: Client, piapi_job: Job, secret: str | None) -> None:
+    response = post_piapi(client, piapi_delivery(piapi_job.provider_job_id), secret)
+    assert response.status_code == 401
+    assert refreshes() == 0
+
+
+def test_piapi_wrong_token_is_a_404(client: Client, piapi_job: Job) -> None:
+    body = piapi_delivery(piapi_job.provider_job_id)
+    assert post_piapi(client, body, webhooks.piapi_secret(), token="nope").status_code == 404
+    assert refreshes() == 0
+
+
+def test_piapi_stale_and_unknown_deliveries_are_ignored(client: Client, piapi_job: Job) -> None:
+    stale = piapi_delivery(piapi_job.provider_job_id, timestamp=1_000_000_000)
+    assert post_piapi(client, stale, webhooks.piapi_secret()).json()["ignored"] == "stale delivery"
+    unknown = piapi_delivery("11111111-2222-3333-4444-555555555555")
+    assert post_piapi(client, unknown, webhooks.piapi_secret()).json()["ignored"] == "unknown task"
+    assert refreshes() == 0
+
+
+def test_piapi_malformed_delivery_is_refused(client: Client, piapi_job: Job) -> None:
+    assert post_piapi(client, "{not json", webhooks.piapi_secret()).status_code == 400
+    assert refreshes() == 0
+
+
+def test_the_secret_is_compared_in_constant_time() -> None:
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[2].joinpath("gallery", "hooks.py").read_text()
+    assert "compare_digest" in source
+    assert "secret ==" not in source and "== secret" not in source
