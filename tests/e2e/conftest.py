@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,11 +53,10 @@ class Stack:
     log: Path
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextmanager
+def running_stack(root: Path, **extra_env: str) -> Iterator[Stack]:
     """The real thing: web server, qcluster worker and simulator, as `make run` starts them."""
     require_browser()
-    data = tmp_path_factory.mktemp("stack")
     web, sim = free_port(), free_port()
     env = {
         key: value
@@ -65,17 +65,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     env.update(
         DEBUG="1",
-        MJWEB_DATA_DIR=str(data),
+        MJWEB_DATA_DIR=str(root),
+        SITE_URL=f"http://127.0.0.1:{web}",
         MJ_PROVIDER="simulator",
         MJ_SIMULATOR_PORT=str(sim),
         MJ_SIMULATOR_DURATION="5",
         MJ_POLL_INTERVAL="0.5",
         MJWEB_WORKERS="2",
         PYTHONUNBUFFERED="1",
+        **extra_env,
     )
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--no-input"], env=env, check=True, capture_output=True)
-    log = data / "stack.log"
+    log = root / "stack.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*manage, "runall", "--addrport", f"127.0.0.1:{web}"],
@@ -97,8 +99,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 process.wait()
 
 
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session", params=["unified", "legacy"])
+def piapi_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp(f"piapi-{request.param}")
+    with running_stack(root, MJ_SIMULATOR_PROTOCOL="piapi", PIAPI_API=request.param) as running:
+        yield running
+
+
 @pytest.fixture
-def browser_page(stack: Stack) -> Iterator[object]:
+def browser_page() -> Iterator[object]:
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)

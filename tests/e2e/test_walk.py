@@ -91,8 +91,8 @@ def newest_card(page: Any, count: int) -> Any:
     return page.locator("article.card").first
 
 
-def test_upscale_vary_reroll_and_a_remix_reroll(stack: Stack, browser_page: Any) -> None:
-    page = browser_page
+def walk_actions(page: Any, stack: Stack) -> Any:
+    """imagine -> U2 -> Vary (Strong) -> reroll; returns the reroll's card."""
     sign_up(page, stack)
     page.get_by_label("Prompt").fill("a red fox in the snow")
     page.get_by_label("Turbo").check()
@@ -117,6 +117,12 @@ def test_upscale_vary_reroll_and_a_remix_reroll(stack: Stack, browser_page: Any)
     vary.get_by_role("button", name=re.compile(r"^Reroll")).click()
     reroll = newest_card(page, 4)
     wait_for_result(page, reroll)
+    return reroll
+
+
+def test_upscale_vary_reroll_and_a_remix_reroll(stack: Stack, browser_page: Any) -> None:
+    reroll = walk_actions(browser_page, stack)
+    page = browser_page
 
     # Remix on: the next reroll stops and asks for the prompt, pre-filled.
     page.get_by_role("button", name="Remix mode: off").click()
@@ -133,3 +139,9 @@ def test_upscale_vary_reroll_and_a_remix_reroll(stack: Stack, browser_page: Any)
     page.screenshot(path=str(ARTIFACTS / "actions.png"), full_page=True)
     remix.get_by_role("link", name=re.compile("Open")).click()
     page.get_by_text("a red fox in the snow at night, lanterns").first.wait_for()
+
+
+def test_every_kind_of_button_on_piapi(piapi_stack: Stack, browser_page: Any) -> None:
+    reroll = walk_actions(browser_page, piapi_stack)
+    reroll.get_by_role("button", name=re.compile(r"^V3\b")).click()
+    wait_for_result(browser_page, newest_card(browser_page, 5))
