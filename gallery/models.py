@@ -129,6 +129,8 @@ class Job(models.Model):
             Status.CANCELLED,
         ),
         Status.MODAL: (
+            # A remix asked before the press (PiAPI) goes on to be dispatched.
+            Status.QUEUED,
             Status.SUBMITTED,
             Status.RUNNING,
             Status.SUCCEEDED,

@@ -15,7 +15,7 @@ from django_q.tasks import async_task
 
 from gallery import audit
 from gallery.models import Job
-from gallery.providers import ProviderError, current_name, get_provider
+from gallery.providers import ProviderError, current_name, get_provider, remix_asks_first
 from gallery.providers.base import TaskStatus
 
 MAX_PROMPT_LENGTH = 2000
@@ -64,6 +64,16 @@ def press(
         raise SubmitError("Buttons work once the job has finished.")
     if parent.button(action, index, variant) is None:
         raise SubmitError("The provider did not offer this button on this job.")
+    remix = bool(getattr(owner, "remix_mode", False)) and action in REMIX_ACTIONS
+    if remix and remix_asks_first(parent.provider):
+        return _create_waiting_for_prompt(
+            owner=owner,
+            parent=parent,
+            action=action,
+            index=index,
+            variant=variant,
+            submit_key=submit_key,
+        )
     return _create(
         owner=owner,
         submit_key=submit_key,
@@ -76,9 +86,45 @@ def press(
             "parent": parent,
             "root_id": parent.root_id or parent.pk,
             "provider": parent.provider,
-            "remix": bool(getattr(owner, "remix_mode", False)) and action in REMIX_ACTIONS,
+            "remix": remix,
         },
     )
+
+
+def _create_waiting_for_prompt(
+    *,
+    owner: Any,
+    parent: Job,
+    action: str,
+    index: int | None,
+    variant: str,
+    submit_key: uuid.UUID | None,
+) -> Job:
+    """A remix press on a provider that takes the prompt with the press: ask first, locally."""
+    if submit_key is not None:
+        existing = Job.objects.filter(owner=owner, submit_key=submit_key).first()
+        if existing is not None:
+            return existing
+    try:
+        return Job.objects.create(
+            owner=owner,
+            submit_key=submit_key,
+            action=action,
+            index=index,
+            variant=variant,
+            prompt=parent.final_prompt or parent.prompt,
+            final_prompt=parent.final_prompt or parent.prompt,
+            mode=parent.mode,
+            parent=parent,
+            root_id=parent.root_id or parent.pk,
+            provider=parent.provider,
+            remix=True,
+            status=Job.Status.MODAL,
+        )
+    except IntegrityError:
+        if submit_key is None:
+            raise
+        return Job.objects.get(owner=owner, submit_key=submit_key)
 
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -147,12 +193,21 @@ def answer_modal(*, job: Job, prompt: str) -> Job:
     if len(prompt) > MAX_PROMPT_LENGTH:
         raise SubmitError(f"Prompts are limited to {MAX_PROMPT_LENGTH} characters.")
     with transaction.atomic():
-        updated = Job.objects.filter(pk=job.pk, status=Job.Status.MODAL, remix_prompt="").update(
-            remix_prompt=prompt
-        )
-        if updated != 1:
-            raise SubmitError("This job is no longer waiting for a prompt.")
-        async_task("gallery.tasks.submit_modal", job.pk, task_name=f"modal-{job.code}")
+        waiting = Job.objects.filter(pk=job.pk, status=Job.Status.MODAL, remix_prompt="")
+        if not job.provider_job_id:
+            # Asked before the press: the edited prompt goes with the submit itself.
+            if (
+                waiting.filter(provider_job_id="").update(
+                    status=Job.Status.QUEUED, prompt=prompt, final_prompt=prompt
+                )
+                != 1
+            ):
+                raise SubmitError("This job is no longer waiting for a prompt.")
+            async_task("gallery.tasks.dispatch", job.pk, task_name=f"dispatch-{job.code}")
+        else:
+            if waiting.update(remix_prompt=prompt) != 1:
+                raise SubmitError("This job is no longer waiting for a prompt.")
+            async_task("gallery.tasks.submit_modal", job.pk, task_name=f"modal-{job.code}")
     job.refresh_from_db()
     return job
 

@@ -68,8 +68,9 @@ def dispatch(job_id: int) -> None:
                     mode=job.mode,
                     state=str(job.code),
                     remix=job.remix,
-                    # PiAPI lists the prompt as required on variations; rerolls keep theirs.
-                    prompt=job.prompt if job.action == Job.Action.VARIATION else "",
+                    # PiAPI lists the prompt as required on variations; a remix sends the
+                    # edited one; a plain reroll keeps the parent's.
+                    prompt=job.prompt if job.remix or job.action == Job.Action.VARIATION else "",
                 )
     except ProviderError as exc:
         _dispatch_failed(job, exc)

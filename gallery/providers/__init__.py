@@ -19,6 +19,14 @@ def current_name() -> str:
     return settings.MJ_PROVIDER
 
 
+def remix_asks_first(name: str) -> bool:
+    """Whether Remix must ask for the prompt before the press (PiAPI takes it with the press),
+    rather than after it, when the provider parks the new task in MODAL (midjourney-proxy)."""
+    if name == "simulator":
+        return settings.MJ_SIMULATOR_PROTOCOL == "piapi"
+    return name == "piapi"
+
+
 def simulator_base_url() -> str:
     return f"http://{settings.MJ_SIMULATOR_HOST}:{settings.MJ_SIMULATOR_PORT}"
 

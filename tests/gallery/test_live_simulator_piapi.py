@@ -76,3 +76,21 @@ def test_a_wrong_api_key_fails_the_job_with_the_providers_words(
     assert job.status == Job.Status.FAILED
     assert job.fail_kind == Job.FailKind.PROVIDER_ERROR
     assert "HTTP 401" in job.fail_reason and "invalid api key" in job.fail_reason
+
+
+def test_a_remix_reroll_sends_the_edited_prompt_with_the_press(
+    piapi_simulator: tuple[SimulatorServer, Clock], alice: Any
+) -> None:
+    from gallery.models import ProviderCall
+
+    _, clock = piapi_simulator
+    parent = run_to_completion(services.submit(owner=alice, prompt="a quiet harbour"), clock)
+    alice.remix_mode = True
+    alice.save()
+    child = services.press(owner=alice, parent=parent, action=Job.Action.REROLL)
+    assert child.status == Job.Status.MODAL
+    child = services.answer_modal(job=child, prompt="a quiet harbour at night, lanterns")
+    child = run_to_completion(child, clock)
+    assert child.prompt == "a quiet harbour at night, lanterns"
+    press = ProviderCall.objects.filter(job=child).order_by("created_at", "id").first()
+    assert press is not None and "a quiet harbour at night, lanterns" in press.request_body

@@ -157,3 +157,21 @@ def test_code_1_then_a_fetched_modal_status_asks_for_the_prompt(
     job.refresh_from_db()
     assert job.status == Job.Status.MODAL
     assert job.awaiting_user
+
+
+def test_on_piapi_a_remix_press_asks_before_anything_is_sent(
+    alice_client: Client, alice: Any, settings: Any
+) -> None:
+    settings.MJ_SIMULATOR_PROTOCOL = "piapi"
+    alice.remix_mode = True
+    alice.save()
+    parent = make_finished_job(alice, final_prompt="a quiet harbour")
+    response = alice_client.post(reverse("gallery:reroll", args=[parent.code]), **HX)
+    child = Job.objects.get(parent=parent)
+    assert (child.status, child.provider_job_id, child.remix) == ("modal", "", True)
+    assert OrmQ.objects.count() == 0  # nothing reaches the provider before the prompt
+    assert ">a quiet harbour</textarea>" in response.content.decode()
+    alice_client.post(reverse("gallery:remix", args=[child.code]), {"prompt": "a harbour at night"})
+    child.refresh_from_db()
+    assert (child.status, child.prompt) == ("queued", "a harbour at night")
+    assert [q.func() for q in OrmQ.objects.all()] == ["gallery.tasks.dispatch"]
