@@ -1,4 +1,5 @@
-"""`python -m gallery.simulator`: the simulator without Django."""
+"""`python -m gallery.simulator`: the fake provider (CometAPI and PiAPI protocols) without
+Django."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import sys
 from types import FrameType
 
+from gallery.simulator.faults import DIRECTIVES, Faults
 from gallery.simulator.server import SimulatorServer
 
 
@@ -16,7 +18,12 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gallery.simulator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gallery.simulator",
+        description=__doc__,
+        epilog="Per-job directives in a prompt: "
+        + ", ".join(f"[sim:{name}]" for name in DIRECTIVES),
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument(
@@ -24,8 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--api-key", default="", help="require this key (empty: no auth)")
     parser.add_argument("--public-url", default=None, help="base of image links")
+    parser.add_argument(
+        "--faults",
+        default="",
+        help='faults to inject, "k=v,k=v", e.g. latency=0.3,error_rate=0.05,remix=1',
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
     args = parser.parse_args(argv)
+    try:
+        faults = Faults.parse(args.faults)
+    except ValueError as exc:
+        parser.error(f"--faults: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     server = SimulatorServer(
         host=args.host,
@@ -34,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         api_key=args.api_key,
         public_url=args.public_url,
         log_requests=not args.quiet,
+        faults=faults,
     )
     # also SIGINT: a shell that starts us in the background leaves it ignored
     signal.signal(signal.SIGTERM, _interrupt)
@@ -41,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def ready(srv: SimulatorServer) -> None:
         auth = "key required" if args.api_key else "no auth"
-        print(f"mj simulator on {srv.base_url} (duration {args.duration}s, {auth})", flush=True)
+        injected = f", faults {faults.describe()}" if faults.describe() else ""
+        print(
+            f"mj simulator on {srv.base_url} (duration {args.duration}s, {auth}{injected})",
+            flush=True,
+        )
 
     server.serve_forever(on_ready=ready)
     return 0

@@ -8,6 +8,10 @@ derived from the wall time at submit plus the elapsed monotonic time, so the two
 
 Mutations (submit, modal confirmation, forced failure) happen under one lock; rendering
 happens outside it (images.render and images.preview keep bounded caches of the bytes).
+
+Fault injection (gallery.simulator.faults) reaches the engine through `shape_task`, which
+may alter a new task before anyone can see it (hold it, slow it, fail it later), through
+`fail` and `finish`, and through the `ttl` of `image`.
 """
 
 from __future__ import annotations
@@ -94,6 +98,8 @@ class Task:
     awaiting_modal: bool = False
     forced_failure: str | None = None  # fault injection: failReason to report
     failed_at: float | None = None
+    hold: float | None = None  # fault injection: the fraction of the run it never gets past
+    image_ttl: float | None = None  # fault injection: seconds its image outlives the finish
     schedule: list[tuple[float, int]] = field(default_factory=list)  # (fraction, percent)
 
     def wall_ms(self, at: float) -> int:
@@ -134,6 +140,8 @@ def phase(task: Task, now: float) -> Phase:
     if task.awaiting_modal:
         return Phase("MODAL", 0, None, None)
     f = (now - task.origin) / task.duration
+    if task.hold is not None:
+        f = min(f, task.hold)
     started = task.origin + NOT_START_UNTIL * task.duration
     if f >= 1.0:
         return Phase("SUCCESS", 100, started, task.origin + task.duration)
@@ -198,6 +206,8 @@ class Engine:
         self._tasks: dict[str, Task] = {}
         # one fake Discord account: real answers name the instance and channel used
         self.instance_id = f"{self._rng.getrandbits(64):016x}"
+        # fault-injection seam: called with each new task, under the lock, before it is seen
+        self.shape_task: Callable[[Task], None] | None = None
 
     # -- submits ---------------------------------------------------------------------
 
@@ -322,6 +332,25 @@ class Engine:
             task.forced_failure = reason
             task.failed_at = self.clock() if at is None else at
 
+    def finish(self, task_id: str) -> Task:
+        """Fault injection: the task reports SUCCESS from now on, whatever held or failed it
+        (the proxy that lost a job finds its message again: a late success)."""
+        with self._lock:
+            task = self._tasks[task_id]
+            task.forced_failure = task.failed_at = task.hold = None
+            task.awaiting_modal = False
+            task.origin = self.clock() - task.duration
+            return task
+
+    def unfinished(self) -> int:
+        """Tasks holding a slot of the account: neither ended nor parked in MODAL."""
+        with self._lock:
+            now = self.clock()
+            return sum(
+                phase(task, now).status not in ("SUCCESS", "FAILURE", "MODAL")
+                for task in self._tasks.values()
+            )
+
     def _add(
         self,
         *,
@@ -366,6 +395,8 @@ class Engine:
             awaiting_modal=awaiting_modal,
             schedule=progress_schedule(seed),
         )
+        if self.shape_task is not None:
+            self.shape_task(task)
         self._tasks[task_id] = task
         return task
 
@@ -413,14 +444,22 @@ class Engine:
                 "properties": {"finalPrompt": task.prompt, "finalZhPrompt": ""},
             }
 
-    def image(self, task_id: str) -> ImageResult | None:
-        """The final picture once SUCCESS, a blurry preview while IN_PROGRESS, else None."""
+    def image(self, task_id: str, ttl: float | None = None) -> ImageResult | None:
+        """The final picture once SUCCESS, a blurry preview while IN_PROGRESS, else None.
+
+        `ttl` (and the task's own): seconds after the finish the picture stays reachable,
+        like a signed CDN link that expires; None keeps it forever.
+        """
         with self._lock:
             task = self._tasks.get(task_id)
             if task is None:
                 return None
-            p = phase(task, self.clock())
+            now = self.clock()
+            p = phase(task, now)
             picture = task.picture
+            ttls = [t for t in (ttl, task.image_ttl) if t is not None]
+            if ttls and p.finished_at is not None and now >= p.finished_at + min(ttls):
+                return None
         # rendering runs outside the lock; images caches the bytes per picture
         if p.status == "SUCCESS":
             return ImageResult(images.render(picture), "image/png", True)

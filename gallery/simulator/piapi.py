@@ -6,10 +6,16 @@ translates. PiAPI names tasks with UUIDs, so each PiAPI task id maps to an engin
 docs/provider-protocols.md section 3; where PiAPI documents no body (401, unknown task,
 refusals) the envelope copies its other answers: {"code", "data", "message"}.
 
-Webhooks: a task created with an endpoint is POSTed to it once it is completed or failed,
-by a watcher thread that looks at the (injectable) engine clock every 0.2 s of real time.
-`shape_deliveries` is the seam for fault injection: it gets each round's due deliveries
-and returns what to send (duplicated, reordered, dropped).
+Webhooks: a task created with an endpoint is POSTed to it once it is completed or failed.
+`Watcher` (one thread per server, shared with CometAPI's notifyHook in server.py) looks at
+the (injectable) engine clock every 0.2 s of real time and runs each protocol's scan; each
+round's deliveries go out in order from one sender thread. `shape_deliveries` is the seam
+for fault injection: it gets each round's due deliveries and returns what to send
+(duplicated, reordered, dropped); by default the server's `Faults` decide.
+
+Faults (gallery.simulator.faults) on this surface: injected 5xx/429 after the key check,
+[sim:429|500|timeout] on creates, the banned-word pre-check, the queue limit (HTTP 429, as
+PiAPI documents no body for it), and cut-off JSON for [sim:malformed] tasks.
 """
 
 from __future__ import annotations
@@ -27,14 +33,15 @@ from datetime import UTC, datetime
 from email.message import Message
 from typing import TYPE_CHECKING, Any
 
-from gallery.simulator.engine import SubmitError, buttons
+from gallery.simulator import faults
+from gallery.simulator.engine import SubmitError, Task, buttons
 
 if TYPE_CHECKING:
     from gallery.simulator.server import SimulatorServer
 
 log = logging.getLogger("gallery.simulator")
 
-Reply = tuple[int, Any, dict[str, str]]
+Reply = tuple[int, Any, dict[str, str]]  # payload: JSON-able, faults.RawBody or NO_ANSWER
 
 _CREATE = "/api/v1/task"
 _GET = re.compile(r"^/api/v1/task/([^/]+)$")
@@ -47,6 +54,15 @@ _UNIFIED_STATUS = {"IN_PROGRESS": "processing", "SUCCESS": "completed", "FAILURE
 _LEGACY_STATUS = {"IN_PROGRESS": "processing", "SUCCESS": "finished", "FAILURE": "failed"}
 _TERMINAL = ("SUCCESS", "FAILURE")
 _ZERO_TIME = "0001-01-01T00:00:00Z"  # what PiAPI's Go backend shows for a time not yet set
+# PiAPI's words for injected HTTP errors (its bodies for these are undocumented)
+_BUSY = {
+    429: "too many requests, please try again later",
+    500: "internal server error",
+    502: "bad gateway",
+    503: "service temporarily unavailable",
+    504: "gateway timeout",
+    524: "a timeout occurred",
+}
 _ENGLISH = {
     "关联任务不存在或已失效": "origin task not found",
     "关联任务状态错误": "origin task is not completed",
@@ -116,6 +132,14 @@ class _Refused(Exception):
         self.message = message
 
 
+class _Injected(Exception):
+    """A create that a fault answers, whichever dialect asked."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply[0])
+        self.reply = reply
+
+
 @dataclass
 class Record:
     """One PiAPI task: the engine task behind it and what PiAPI echoes back about it."""
@@ -134,11 +158,79 @@ class Record:
 
 @dataclass(frozen=True)
 class Delivery:
+    """One webhook POST, of either protocol (CometAPI's has no secret)."""
+
     url: str
     secret: str
     body: bytes
     task_id: str
     status: str
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in ("SUCCESS", "FAILURE", "completed", "finished", "failed")
+
+
+class Watcher:
+    """The server's one webhook thread: every `interval` s of real time it runs each scan.
+
+    Progress is a function of the clock, read lazily: someone has to look. Every protocol's
+    scan runs here, so a server has one watcher however many kinds of hook it sends.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.scans: list[Callable[[], object]] = []
+        self.thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        if self.thread is not None:
+            return
+        self._stop.clear()
+        self.thread = threading.Thread(target=self._run, name="mj-simulator-webhooks", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        thread, self.thread = self.thread, None
+        self._stop.set()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for scan in list(self.scans):
+                try:
+                    scan()
+                except Exception:  # the watcher must outlive one bad round
+                    log.exception("webhook scan failed")
+
+
+def send(deliveries: list[Delivery], timeout: float) -> None:
+    """POST one round's deliveries in their order, from one thread (order is a fault too)."""
+    if deliveries:
+        threading.Thread(target=_post_all, args=(deliveries, timeout), daemon=True).start()
+
+
+def _post_all(deliveries: list[Delivery], timeout: float) -> None:
+    for delivery in deliveries:
+        _post(delivery, timeout)
+
+
+def _post(delivery: Delivery, timeout: float) -> None:
+    headers = {"Content-Type": "application/json"}
+    if delivery.secret:
+        headers["x-webhook-secret"] = delivery.secret
+    request = urllib.request.Request(
+        delivery.url, data=delivery.body, headers=headers, method="POST"
+    )
+    # straight to the receiver: an HTTP proxy from the environment must not swallow it
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as answer:
+            answer.read()
+    except (OSError, ValueError) as exc:  # like the real services: no retry, no error
+        log.info("webhook to %s failed: %s", delivery.url, exc)
 
 
 class PiAPISimulator:
@@ -148,12 +240,14 @@ class PiAPISimulator:
         self.sim = sim
         self.webhook_timeout = webhook_timeout
         # fault-injection seam: the due deliveries of one round -> what actually gets sent
-        self.shape_deliveries: Callable[[list[Delivery]], list[Delivery]] = lambda due: due
+        self.shape_deliveries: Callable[[list[Delivery]], list[Delivery]] = self._shape
         self.deliveries: list[Delivery] = []  # everything handed to a sender, in order
         self._records: dict[str, Record] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._watcher: threading.Thread | None = None
+
+    def _shape(self, due: list[Delivery]) -> list[Delivery]:
+        # PiAPI sends terminal states only, so shuffling has no earlier state to resend
+        return faults.shape(due, self.sim.faults)
 
     # -- HTTP ------------------------------------------------------------------------
 
@@ -161,6 +255,9 @@ class PiAPISimulator:
         if not self._authorized(headers):
             # PiAPI documents a 401 but not its body: this copies its other envelopes.
             return _error(401, "invalid api key")
+        injected = self.sim.faults.draw_error()
+        if injected is not None:
+            return _error(injected, _BUSY.get(injected, "internal server error"))
         get = _GET.match(path)
         legacy = _LEGACY.match(path)
         if get is None and legacy is None and path != _CREATE:
@@ -206,6 +303,8 @@ class PiAPISimulator:
             )
         except _Refused as refused:
             return _error(400, refused.message)
+        except _Injected as injected:
+            return injected.reply
         return 200, {"code": 200, "data": self.unified_data(record), "message": "success"}, {}
 
     def _legacy_create(self, task_type: str, body: dict[str, Any]) -> Reply:
@@ -221,19 +320,28 @@ class PiAPISimulator:
             )
         except _Refused as refused:
             return 200, {"task_id": "", "status": "failed", "message": refused.message}, {}
+        except _Injected as injected:
+            return injected.reply
         return 200, {"task_id": record.task_id, "status": "success", "message": ""}, {}
 
     def _get(self, task_id: str) -> Reply:
         record = self.record(task_id)
         if record is None:
             return _error(404, "task not found")
-        return 200, {"code": 200, "data": self.unified_data(record), "message": "success"}, {}
+        payload = {"code": 200, "data": self.unified_data(record), "message": "success"}
+        return 200, self._maybe_malformed(record, payload), {}
 
     def _fetch(self, body: dict[str, Any]) -> Reply:
         record = self.record(str(body.get("task_id") or ""))
         if record is None:
             return _error(404, "task not found")
-        return 200, self.legacy_data(record), {}
+        return 200, self._maybe_malformed(record, self.legacy_data(record)), {}
+
+    def _maybe_malformed(self, record: Record, payload: dict[str, Any]) -> Any:
+        if not self.sim.fault_state.take_malformed([record.engine_id]):
+            return payload
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return faults.RawBody(faults.malformed(text))
 
     # -- tasks -----------------------------------------------------------------------
 
@@ -242,40 +350,16 @@ class PiAPISimulator:
     ) -> Record:
         if task_type not in _TASK_TYPES:
             raise _Refused(f"unsupported task_type {task_type!r}")
-        engine = self.sim.engine
         prompt = params.get("prompt") if isinstance(params.get("prompt"), str) else ""
         mode = _MODES.get(str(params.get("process_mode") or "").lower())
         origin = str(params.get("origin_task_id") or "")
-        try:
-            if task_type == "imagine":
-                task = engine.imagine(prompt, mode=mode or "FAST")
-            else:
-                parent = self.record(origin)
-                parent_task = engine.get(parent.engine_id) if parent else None
-                if parent is None or parent_task is None:
-                    raise _Refused("origin task not found")
-                wanted = wanted_action(task_type, params)
-                if wanted is None:
-                    raise _Refused(f"invalid {task_type} parameters")
-                custom_id = next(
-                    (
-                        b["customId"]
-                        for b in buttons(parent_task)
-                        if piapi_action(b["customId"]) == wanted
-                    ),
-                    None,
-                )
-                if custom_id is None:
-                    raise _Refused(f"{wanted} is not available on the origin task")
-                # PiAPI takes an edited prompt with the press: the engine redraws under it
-                task = engine.action(
-                    parent.engine_id,
-                    custom_id,
-                    mode=mode or parent_task.mode,
-                    prompt=prompt or None,
-                )
-        except SubmitError as refused:
-            raise _Refused(_ENGLISH.get(refused.description, refused.description)) from refused
+        parent = self.record(origin) if task_type != "imagine" else None
+        parent_task = self.sim.engine.get(parent.engine_id) if parent else None
+        self._check_faults(task_type, params, prompt, parent_task.prompt if parent_task else "")
+        with self.sim.admission() as full:  # the count and the create, atomically
+            if full:
+                raise _Injected(_error(429, faults.PIAPI_QUEUE_FULL))
+            task = self._create_task(task_type, params, prompt, mode, parent, parent_task)
         record = Record(
             task_id=str(uuid.uuid4()),
             engine_id=task.id,
@@ -290,6 +374,67 @@ class PiAPISimulator:
         with self._lock:
             self._records[record.task_id] = record
         return record
+
+    def _create_task(
+        self,
+        task_type: str,
+        params: dict[str, Any],
+        prompt: str,
+        mode: str | None,
+        parent: Record | None,
+        parent_task: Task | None,
+    ) -> Task:
+        engine = self.sim.engine
+        try:
+            if task_type == "imagine":
+                return engine.imagine(prompt, mode=mode or "FAST")
+            if parent is None or parent_task is None:
+                raise _Refused("origin task not found")
+            wanted = wanted_action(task_type, params)
+            if wanted is None:
+                raise _Refused(f"invalid {task_type} parameters")
+            custom_id = next(
+                (
+                    b["customId"]
+                    for b in buttons(parent_task)
+                    if piapi_action(b["customId"]) == wanted
+                ),
+                None,
+            )
+            if custom_id is None:
+                raise _Refused(f"{wanted} is not available on the origin task")
+            # PiAPI takes an edited prompt with the press: the engine redraws under it
+            return engine.action(
+                parent.engine_id,
+                custom_id,
+                mode=mode or parent_task.mode,
+                prompt=prompt or None,
+            )
+        except SubmitError as refused:
+            raise _Refused(_ENGLISH.get(refused.description, refused.description)) from refused
+
+    def _check_faults(
+        self, task_type: str, params: dict[str, Any], prompt: str, origin_prompt: str
+    ) -> None:
+        """Refuse a create the way the faults say: a directive's HTTP error or hang, or the
+        banned-word pre-check (a full queue is checked with the create, in _start)."""
+        sim = self.sim
+        if task_type == "imagine":
+            key = f"imagine:{prompt}"
+        else:  # a retried press: the same origin and the same fields
+            key = json.dumps([task_type, params], sort_keys=True, default=str)
+        directive = sim.fault_state.submit_fault(sim.faults, key, prompt or origin_prompt)
+        if directive == "timeout":
+            sim.hang()
+            raise _Injected((504, faults.NO_ANSWER, {}))
+        if directive is not None:
+            status = int(directive)
+            raise _Injected(_error(status, _BUSY[status]))
+        word = faults.banned_word(sim.faults.banned_words, prompt)
+        if word is not None:
+            # PiAPI's own words are undocumented (section 3.4); the bannedWord goes in brackets
+            # like the proxies' answer, so both read the same in the product.
+            raise _Refused(f"Banned prompt detected: the prompt contains a banned word ({word})")
 
     def record(self, task_id: str) -> Record | None:
         with self._lock:
@@ -395,28 +540,16 @@ class PiAPISimulator:
 
     # -- webhooks --------------------------------------------------------------------
 
+    @property
+    def _watcher(self) -> threading.Thread | None:
+        """The server's webhook thread (shared with CometAPI's notifyHook)."""
+        return self.sim.watcher.thread
+
     def start(self) -> None:
-        if self._watcher is not None:
-            return
-        self._stop.clear()
-        self._watcher = threading.Thread(
-            target=self._watch, name="mj-simulator-webhooks", daemon=True
-        )
-        self._watcher.start()
+        self.sim.watcher.start()
 
     def stop(self) -> None:
-        watcher, self._watcher = self._watcher, None
-        self._stop.set()
-        if watcher is not None:
-            watcher.join(timeout=5)
-
-    def _watch(self) -> None:
-        # progress is a function of the clock, read lazily: someone has to look
-        while not self._stop.wait(0.2):
-            try:
-                self.scan_webhooks()
-            except Exception:  # the watcher must outlive one bad round
-                log.exception("webhook scan failed")
+        self.sim.watcher.stop()
 
     def scan_webhooks(self) -> list[Delivery]:
         """Send the webhook of every hooked task that just reached completed or failed."""
@@ -441,22 +574,7 @@ class PiAPISimulator:
                 payload = {"timestamp": (finished or 0) // 1000, "data": data}
             body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
             due.append(Delivery(record.endpoint, record.secret, body, record.task_id, status))
-        for delivery in self.shape_deliveries(due):
-            self.deliveries.append(delivery)
-            threading.Thread(target=self._post, args=(delivery,), daemon=True).start()
+        shaped = self.shape_deliveries(due)
+        self.deliveries.extend(shaped)
+        send(shaped, self.webhook_timeout)
         return due
-
-    def _post(self, delivery: Delivery) -> None:
-        headers = {"Content-Type": "application/json"}
-        if delivery.secret:
-            headers["x-webhook-secret"] = delivery.secret
-        request = urllib.request.Request(
-            delivery.url, data=delivery.body, headers=headers, method="POST"
-        )
-        # straight to the receiver: an HTTP proxy from the environment must not swallow it
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(request, timeout=self.webhook_timeout) as answer:
-                answer.read()
-        except (OSError, ValueError) as exc:  # like the real services: no retry, no error
-            log.info("webhook to %s failed: %s", delivery.url, exc)

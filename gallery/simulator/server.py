@@ -1,10 +1,17 @@
-"""HTTP front of the provider simulator: CometAPI's midjourney-proxy surface.
+"""HTTP front of the provider simulator: CometAPI's midjourney-proxy surface, and PiAPI's.
 
 Standard library only, so `python -m gallery.simulator` runs without Django. The answers
 copy the new-api gateway that CometAPI runs (see docs/provider-protocols.md, sections 1
 and 2): its auth rules and error envelopes, `task_no_found ` with the trailing space,
 and a `/mj/image/{id}` proxy that needs no key. PiAPI's routes (/api/v1/task...,
 /mj/v2/...) are answered by gallery.simulator.piapi on the same engine.
+
+A task submitted with `notifyHook` is POSTed to it (the fetch JSON, unsigned, no retry) on
+every change of status or progress the webhook watcher sees (section 1.10).
+
+`faults` (gallery.simulator.faults) makes it fail the ways the real services do: latency,
+injected 5xx/429, a full queue, banned prompts, Remix, expiring images, per-job directives
+in the prompt, duplicated and reordered webhooks. `Faults()` changes nothing else.
 """
 
 from __future__ import annotations
@@ -16,14 +23,16 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from gallery.simulator import piapi
-from gallery.simulator.engine import Clock, Engine, SubmitError
+from gallery.simulator import faults, piapi
+from gallery.simulator.engine import Clock, Engine, SubmitError, Task
+from gallery.simulator.faults import Faults, FaultState
 
 log = logging.getLogger("gallery.simulator")
 
@@ -37,6 +46,33 @@ _POSTS = (
     "/mj/task/list-by-condition",
 )
 _MAX_BODY = 32 * 1024 * 1024  # base64Array may carry reference images
+
+
+# new-api's words for the errors it answers itself (section 2.2); CometAPI rebrands `type`
+_GATEWAY_ERRORS = {
+    429: ("rate_limit_exceeded", "当前分组上游负载已饱和，请稍后再试"),
+    500: ("do_request_failed", "upstream error: do request failed"),
+    502: ("bad_response_status_code", "bad response status code 502"),
+    503: ("model_not_found", "no available channel for this model, please try again later"),
+    504: ("do_request_failed", "upstream error: gateway timeout"),
+    524: ("do_request_failed", "upstream error: a timeout occurred"),
+}
+
+
+def _request_id() -> str:
+    return time.strftime("%Y%m%d%H%M%S") + f"{random.randrange(10**12):012d}"
+
+
+def _gateway_error(status: int) -> dict[str, Any]:
+    code, message = _GATEWAY_ERRORS.get(status, _GATEWAY_ERRORS[500])
+    return {
+        "error": {
+            "message": f"{message} (request id: {_request_id()})",
+            "type": "comet_api_error",
+            "param": "",
+            "code": code,
+        }
+    }
 
 
 def _submit_answer(
@@ -129,6 +165,15 @@ class _Handler(BaseHTTPRequestHandler):
         given, wanted = token.removeprefix("sk-"), key.removeprefix("sk-")
         return bool(given) and hmac.compare_digest(given.encode(), wanted.encode())
 
+    def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        """Send a JSON answer, or what a fault made of it (raw cut-off bytes, nothing)."""
+        if isinstance(payload, faults.NoAnswer):
+            self.close_connection = True  # the client gave up long ago
+        elif isinstance(payload, faults.RawBody):
+            self._send(status, payload.body, "application/json; charset=utf-8", headers)
+        else:
+            self._json(status, payload, headers)
+
     def _dispatch(self, method: str) -> None:
         try:
             body = self._read_body()
@@ -136,12 +181,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(413, {"error": "request_too_large"}, {"Connection": "close"})
             self.close_connection = True
             return
+        sim = self.server.sim
+        sim.delay()  # the latency fault: every answer, before any work
         path = urlsplit(self.path).path  # query strings such as ?rand=37 never route
         if piapi.handles(path):
-            status, payload, headers = self.server.sim.piapi.respond(
-                method, path, self.headers, body
-            )
-            self._json(status, payload, headers)
+            status, payload, headers = sim.piapi.respond(method, path, self.headers, body)
+            self._reply(status, payload, headers)
             return
         mode = "FAST"
         for prefix, prefix_mode in _MODE_PREFIXES.items():
@@ -153,12 +198,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         image = _IMAGE.match(path)
         if image is None and not self._authorized():
-            request_id = time.strftime("%Y%m%d%H%M%S") + f"{random.randrange(10**12):012d}"
             self._json(
                 401,
                 {
                     "error": {
-                        "message": f"Invalid token (request id: {request_id})",
+                        "message": f"Invalid token (request id: {_request_id()})",
                         "type": "comet_api_error",
                         "param": "",
                         "code": "invalid_request",
@@ -166,6 +210,11 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return
+        if image is None:  # image bytes are not API calls: expiry is their fault
+            injected = sim.faults.draw_error()
+            if injected is not None:
+                self._json(injected, _gateway_error(injected))
+                return
         fetch = _FETCH.match(path)
         allowed = "GET" if image or fetch else "POST" if path in _POSTS else None
         if allowed is None:
@@ -186,10 +235,19 @@ class _Handler(BaseHTTPRequestHandler):
         if view is None:
             self._json(400, {"description": "task_no_found ", "type": "upstream_error", "code": 4})
         else:
-            self._json(200, view)
+            self._json_or_malformed([task_id], view)
+
+    def _json_or_malformed(self, task_ids: list[str], payload: Any) -> None:
+        """The answer, cut off half way if it carries a task marked [sim:malformed]."""
+        if self.server.sim.fault_state.take_malformed(task_ids):
+            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            self._reply(200, faults.RawBody(faults.malformed(body)))
+        else:
+            self._json(200, payload)
 
     def _image(self, task_id: str) -> None:
-        found = self.server.sim.engine.image(task_id)
+        sim = self.server.sim
+        found = sim.engine.image(task_id, ttl=sim.faults.image_ttl)
         if found is None:
             self._json(404, {"error": "midjourney_task_not_found"})
             return
@@ -207,33 +265,43 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/mj/task/list-by-condition":
             self._list(body)
             return
-        engine = self.server.sim.engine
+        sim = self.server.sim
+        engine = sim.engine
 
         def text(name: str) -> str:
             value = body.get(name)
             return value if isinstance(value, str) else ""
 
+        if self._refused_by_faults(path, text):
+            return
         try:
             if path == "/mj/submit/imagine":
-                task = engine.imagine(
-                    text("prompt"),
-                    mode=mode,
-                    state=text("state"),
-                    bot_type=text("botType") or "MID_JOURNEY",
-                    notify_hook=text("notifyHook"),
-                )
+                with sim.admission() as full:  # the count and the create, atomically
+                    if full:
+                        raise SubmitError(*sim.fault_state.queue_refusal())
+                    task = engine.imagine(
+                        text("prompt"),
+                        mode=mode,
+                        state=text("state"),
+                        bot_type=text("botType") or "MID_JOURNEY",
+                        notify_hook=text("notifyHook"),
+                    )
             elif path == "/mj/submit/action":
                 if not text("taskId") or not text("customId"):
                     raise SubmitError(4, "参数错误")
-                task = engine.action(
-                    text("taskId"),
-                    text("customId"),
-                    mode=mode,
-                    state=text("state"),
-                    notify_hook=text("notifyHook"),
-                    enable_remix=body.get("enableRemix") is True,
-                )
-                if task.awaiting_modal:
+                with sim.admission() as full:
+                    if full:
+                        raise SubmitError(*sim.fault_state.queue_refusal())
+                    task = engine.action(
+                        text("taskId"),
+                        text("customId"),
+                        mode=mode,
+                        state=text("state"),
+                        notify_hook=text("notifyHook"),
+                        # account-level Remix parks the same presses an explicit one does
+                        enable_remix=body.get("enableRemix") is True or sim.faults.remix,
+                    )
+                if task.awaiting_modal and not sim.faults.remix_code1:
                     self._json(
                         200,
                         _submit_answer(
@@ -244,6 +312,8 @@ class _Handler(BaseHTTPRequestHandler):
                         ),
                     )
                     return
+                # remix_code1: the new-api gateway rewrites 21 to 1 (section 2.5.1); only the
+                # fetched status says MODAL
             else:
                 if not text("taskId"):
                     raise SubmitError(4, "参数错误")
@@ -252,6 +322,35 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, _submit_answer(refused.code, refused.description))
             return
         self._json(200, _submit_answer(1, "提交成功", task.id, engine.submit_properties()))
+
+    def _refused_by_faults(self, path: str, text: Callable[[str], str]) -> bool:
+        """Answer a submit the faults refuse (a directive's error or hang, a banned word)."""
+        sim = self.server.sim
+        prompt = text("prompt")
+        if path == "/mj/submit/imagine":
+            key = f"imagine:{prompt}"
+        elif path == "/mj/submit/action":
+            # a retried press: the parent's prompt carries the directives
+            parent = sim.engine.get(text("taskId"))
+            prompt = parent.prompt if parent is not None else ""
+            key = f"action:{text('taskId')}:{text('customId')}"
+        else:
+            key = f"modal:{text('taskId')}:{prompt}"
+        directive = sim.fault_state.submit_fault(sim.faults, key, prompt)
+        if directive == "timeout":
+            sim.hang()
+            self._reply(504, faults.NO_ANSWER)
+            return True
+        if directive is not None:
+            self._json(int(directive), _gateway_error(int(directive)))
+            return True
+        word = faults.banned_word(sim.faults.banned_words, text("prompt"))
+        if word is not None and path != "/mj/submit/action":  # a press carries no prompt
+            properties = {"promptEn": text("prompt"), "bannedWord": word}
+            answer = _submit_answer(24, faults.BANNED_DESCRIPTION, None, properties)
+            self._json(200, answer)
+            return True
+        return False
 
     def _list(self, body: dict[str, Any]) -> None:
         ids = body.get("ids")
@@ -262,7 +361,55 @@ class _Handler(BaseHTTPRequestHandler):
                     view = self.server.sim.engine.view(task_id, self.server.sim.public_url)
                     if view is not None:
                         views.append(view)
-        self._json(200, views)
+        self._json_or_malformed([v["id"] for v in views], views)
+
+
+class NotifyHooks:
+    """CometAPI's notifyHook: the task object, as fetch returns it, POSTed to the hook on
+    every change of status or progress, unsigned, never retried (section 1.10).
+
+    Runs in the server's webhook watcher, so it sees the states the (fake) clock has reached
+    at each look; states passed between two looks are not sent, as with a real proxy that
+    notices a change late.
+    """
+
+    def __init__(self, sim: SimulatorServer, *, timeout: float = 2.0) -> None:
+        self.sim = sim
+        self.timeout = timeout
+        self.deliveries: list[piapi.Delivery] = []  # everything handed to a sender, in order
+        self._lock = threading.Lock()
+        self._seen: dict[str, str] = {}  # task id -> "status:progress" last delivered
+        self._last: dict[str, piapi.Delivery] = {}  # task id -> its last delivery
+        self._done: set[str] = set()  # terminal states delivered: nothing more to say
+
+    def scan(self) -> list[piapi.Delivery]:
+        due: list[piapi.Delivery] = []
+        earlier: dict[str, piapi.Delivery] = {}
+        for task in self.sim.engine.tasks():
+            if not task.notify_hook or task.id in self._done:
+                continue
+            view = self.sim.engine.view(task.id, self.sim.public_url)
+            if view is None:  # pragma: no cover - engine tasks are never deleted
+                continue
+            state = f"{view['status']}:{view['progress']}"
+            with self._lock:
+                if self._seen.get(task.id) == state:
+                    continue
+                self._seen[task.id] = state
+                body = json.dumps(view, ensure_ascii=False).encode("utf-8")
+                delivery = piapi.Delivery(task.notify_hook, "", body, task.id, view["status"])
+                if task.id in self._last:
+                    earlier[task.id] = self._last[task.id]
+                self._last[task.id] = delivery
+                if delivery.terminal:
+                    self._done.add(task.id)
+                    self._seen.pop(task.id, None)
+                    self._last.pop(task.id, None)
+            due.append(delivery)
+        shaped = faults.shape(due, self.sim.faults, earlier)
+        self.deliveries.extend(shaped)
+        piapi.send(shaped, self.timeout)
+        return due
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -284,17 +431,70 @@ class SimulatorServer:
         public_url: str | None = None,
         log_requests: bool = False,
         engine: Engine | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.api_key = api_key
         self.log_requests = log_requests
         self.engine = engine or Engine(duration=duration, clock=clock)
+        # read on every request: assign a new value to change a running server's faults
+        self.faults = faults or Faults()
+        self.fault_state = FaultState()
+        self.engine.shape_task = self._shape_task
         self._public_url = public_url.rstrip("/") if public_url else None
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._foreground = False  # serve_forever() is running in some caller's thread
+        self._halt = threading.Event()  # set by stop(): ends latency waits and hangs
+        self._admission = threading.Lock()
+        self.watcher = piapi.Watcher()
         self.piapi = piapi.PiAPISimulator(self)
+        self.notify = NotifyHooks(self)
+        self.watcher.scans += [self.piapi.scan_webhooks, self.notify.scan]
+
+    # -- faults ------------------------------------------------------------------------
+
+    def _shape_task(self, task: Task) -> None:
+        """Apply the prompt's directives and the late banned words to a new engine task."""
+        found = faults.directives(task.prompt)
+        if "slow" in found:
+            task.duration *= faults.SLOW_FACTOR
+        if "blank" in found:
+            task.origin += faults.BLANK_FOR * task.duration
+        if "stuck" in found:
+            task.hold = faults.STUCK_AT
+        if "expire" in found:
+            task.image_ttl = 0.0
+        if "malformed" in found:
+            self.fault_state.mark_malformed(task.id)
+        failure = None
+        if faults.banned_word(self.faults.late_banned_words, task.prompt):
+            failure = (faults.BANNED_REASON, faults.LATE_BANNED_AT)
+        elif "fail" in found:
+            failure = (faults.TIMEOUT_REASON, faults.FAIL_AT)
+        elif "fail-en" in found:
+            failure = (faults.INVALID_REASON, faults.INVALID_AT)
+        if failure is not None:
+            task.forced_failure = failure[0]
+            task.failed_at = task.origin + failure[1] * task.duration
+
+    def delay(self) -> None:
+        """The latency fault (real time: the fake clock only moves the jobs)."""
+        if self.faults.latency > 0:
+            # an Event, not time.sleep: tests patch time.sleep, and stop() must not wait
+            self._halt.wait(self.faults.latency)
+
+    def hang(self) -> None:
+        """A request the provider never answers in time: wait past the client's timeout."""
+        self._halt.wait(self.faults.hang)
+
+    @contextmanager
+    def admission(self) -> Iterator[bool]:
+        """Hold the submit lock; yields whether the account's queue is full (queue_limit)."""
+        with self._admission:
+            limit = self.faults.queue_limit
+            yield limit is not None and self.engine.unfinished() >= limit
 
     @property
     def base_url(self) -> str:
@@ -331,7 +531,8 @@ class SimulatorServer:
             daemon=True,
         )
         self._thread.start()
-        self.piapi.start()  # webhook watcher
+        self._halt.clear()
+        self.watcher.start()  # webhooks of both protocols
         return self
 
     def serve_forever(self, on_ready: Callable[[SimulatorServer], None] | None = None) -> None:
@@ -339,20 +540,22 @@ class SimulatorServer:
         httpd = self._bind()
         self._foreground = True
         try:
-            self.piapi.start()  # webhook watcher
+            self._halt.clear()
+            self.watcher.start()  # webhooks of both protocols
             if on_ready is not None:
                 on_ready(self)
             httpd.serve_forever(poll_interval=0.2)
         except KeyboardInterrupt:
             pass
         finally:
-            self.piapi.stop()
+            self.watcher.stop()
             self._foreground = False
             httpd.server_close()
             self._httpd = None
 
     def stop(self) -> None:
-        self.piapi.stop()
+        self._halt.set()  # hung and delayed answers give up now
+        self.watcher.stop()
         httpd, thread = self._httpd, self._thread
         if httpd is None:
             return

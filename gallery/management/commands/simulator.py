@@ -9,8 +9,9 @@ from types import FrameType
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from gallery.simulator.faults import Faults
 from gallery.simulator.server import SimulatorServer
 
 
@@ -19,7 +20,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 class Command(BaseCommand):
-    help = "Run the provider simulator (CometAPI's Midjourney protocol) until Ctrl-C."
+    help = "Run the provider simulator (CometAPI's and PiAPI's Midjourney protocols) until Ctrl-C."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         # defaults come from settings at run time, so None means "not given"
@@ -32,6 +33,12 @@ class Command(BaseCommand):
             help="seconds from submit to SUCCESS in fast mode",
         )
         parser.add_argument("--api-key", default=None, help="require this key (empty: none)")
+        parser.add_argument(
+            "--faults",
+            default=None,
+            help='faults to inject, "k=v,k=v" (default: MJ_SIMULATOR_FAULTS), '
+            "e.g. latency=0.3,error_rate=0.05,remix=1",
+        )
         parser.add_argument("--quiet", action="store_true", help="do not log requests")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -43,6 +50,10 @@ class Command(BaseCommand):
         port = int(pick("port", "MJ_SIMULATOR_PORT", 8001))
         duration = float(pick("duration", "MJ_SIMULATOR_DURATION", 6.0))
         api_key = pick("api_key", "MJ_SIMULATOR_API_KEY", "") or ""
+        try:
+            faults = Faults.parse(pick("faults", "MJ_SIMULATOR_FAULTS", "") or "")
+        except ValueError as exc:
+            raise CommandError(f"--faults: {exc}") from exc
         if not options["quiet"]:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
         server = SimulatorServer(
@@ -51,11 +62,15 @@ class Command(BaseCommand):
             duration=duration,
             api_key=api_key,
             log_requests=not options["quiet"],
+            faults=faults,
         )
 
         def ready(srv: SimulatorServer) -> None:
             auth = "key required" if api_key else "no auth"
-            self.stdout.write(f"mj simulator on {srv.base_url} (duration {duration}s, {auth})")
+            injected = f", faults {faults.describe()}" if faults.describe() else ""
+            self.stdout.write(
+                f"mj simulator on {srv.base_url} (duration {duration}s, {auth}{injected})"
+            )
             self.stdout.flush()
 
         # also SIGINT: a shell that starts us in the background leaves it ignored
