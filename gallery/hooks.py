@@ -22,10 +22,14 @@ def _ignored(reason: str) -> JsonResponse:
     return JsonResponse({"ok": True, "ignored": reason})
 
 
-def _hinted(job: Job | None) -> JsonResponse:
+# midjourney-proxy statuses after which nothing more happens without us.
+_FINAL_STATUSES = {"SUCCESS", "FAILURE", "CANCEL", "MODAL"}
+
+
+def _hinted(job: Job | None, *, final: bool) -> JsonResponse:
     if job is None:
         return _ignored("unknown task")
-    tasks.hint(job)
+    tasks.hint(job, final=final)
     return JsonResponse({"ok": True})
 
 
@@ -46,7 +50,8 @@ def cometapi(request: HttpRequest, token: str) -> HttpResponse:
         return JsonResponse({"ok": False, "error": "malformed task object"}, status=400)
     if not task_id:
         return JsonResponse({"ok": False, "error": "malformed task object"}, status=400)
-    return _hinted(_job(task_id))
+    final = str(data.get("status") or "").upper() in _FINAL_STATUSES
+    return _hinted(_job(task_id), final=final)
 
 
 @csrf_exempt
@@ -74,4 +79,5 @@ def piapi(request: HttpRequest, token: str) -> HttpResponse:
                 WebhookEvent.objects.create(provider="piapi", key=key)
         except IntegrityError:
             return _ignored("duplicate delivery")
-    return _hinted(_job(task_id))
+    # Deliveries are de-duplicated above, and PiAPI sends ends (and few progress updates).
+    return _hinted(_job(task_id), final=True)

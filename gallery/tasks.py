@@ -186,15 +186,18 @@ def submit_modal(job_id: int) -> None:
     kick(job.provider)
 
 
-def hint(job: Job) -> bool:
-    """A webhook said this job changed: fetch it now (at most twice a second per job)."""
+def hint(job: Job, *, final: bool = False) -> bool:
+    """A webhook said this job changed: fetch it now.
+
+    Progress hints are throttled to two a second per job; a hint that the job ended
+    (`final`) always fetches, so a result never waits for the next poll.
+    """
     now = timezone.now()
-    recent = now - timedelta(seconds=0.5)
-    claimed = (
-        Job.objects.filter(pk=job.pk)
-        .filter(Q(hinted_at__isnull=True) | Q(hinted_at__lt=recent))
-        .update(hinted_at=now)
-    )
+    jobs = Job.objects.filter(pk=job.pk)
+    if not final:
+        recent = now - timedelta(seconds=0.5)
+        jobs = jobs.filter(Q(hinted_at__isnull=True) | Q(hinted_at__lt=recent))
+    claimed = jobs.update(hinted_at=now)
     if claimed == 1:
         async_task("gallery.tasks.refresh", job.pk, task_name=f"refresh-{job.code}")
     return claimed == 1
@@ -294,12 +297,10 @@ def tick(provider: str) -> bool:
             snapshot = snapshots.get(job.provider_job_id)
             if snapshot is not None:
                 apply_snapshot(job, snapshot)
-            if (
-                job.is_in_flight
-                and not job.result_url
-                and job.deadline_at
-                and job.deadline_at < now
-            ):
+            # A job waiting for the user's remix prompt is not late: the clock restarts when
+            # the prompt is sent.
+            overdue = job.deadline_at is not None and job.deadline_at < now
+            if overdue and job.is_in_flight and not job.result_url and not job.awaiting_user:
                 services.fail(
                     job,
                     kind=Job.FailKind.TIMEOUT,

@@ -47,7 +47,7 @@ def test_the_hook_url_is_unguessable_and_on_site_url(settings: Any) -> None:
 
 def test_a_delivery_for_a_known_job_enqueues_one_fetch(client: Client, alice: Any) -> None:
     job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
-    delivery = load("cometapi/fetch_success.json")
+    delivery = load("cometapi/fetch_in_progress.json")
     response = post(client, hook_url(), delivery)
     assert response.status_code == 200
     assert refreshes() == 1
@@ -237,3 +237,33 @@ def test_the_secret_is_compared_in_constant_time() -> None:
     source = Path(__file__).resolve().parents[2].joinpath("gallery", "hooks.py").read_text()
     assert "compare_digest" in source
     assert "secret ==" not in source and "== secret" not in source
+
+
+def test_an_ending_delivery_always_fetches(client: Client, alice: Any) -> None:
+    make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
+    post(client, hook_url(), load("cometapi/fetch_in_progress.json"))
+    # Right after a progress hint, the success must not wait for the next poll.
+    post(client, hook_url(), load("cometapi/fetch_success.json"))
+    assert refreshes() == 2
+
+
+def test_a_job_waiting_for_its_remix_prompt_does_not_time_out(
+    monkeypatch: pytest.MonkeyPatch, alice: Any
+) -> None:
+    modal = {**load("cometapi/fetch_blank.json"), "status": "MODAL"}
+    monkeypatch.setattr(
+        tasks,
+        "get_provider",
+        lambda name=None, **kw: CometAPI(
+            name="simulator",
+            base_url="https://api.cometapi.com",
+            api_key="k",
+            mode_prefixes={},
+            transport=httpx.MockTransport(lambda r: httpx.Response(200, json=[modal])),
+        ),
+    )
+    job = make_job(alice, status=Job.Status.MODAL, provider_job_id="1773314942177684",
+                   deadline_at=timezone.now() - timedelta(minutes=1))  # fmt: skip
+    tasks.tick("simulator")
+    job.refresh_from_db()
+    assert job.status == Job.Status.MODAL
