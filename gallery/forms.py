@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django import forms
 
@@ -34,3 +35,12 @@ class ImagineForm(forms.Form):
     )
     # A new key for every form shown: a double click or a resent POST makes one job.
     submit_key = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
+
+    def __init__(self, *args: Any, modes: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if modes is not None:
+            # Only the modes this user may choose are offered (and accepted).
+            field = self.fields["mode"]
+            field.choices = [(v, label) for v, label in Job.Mode.choices if v in modes]
+            if field.initial not in modes and modes:
+                field.initial = modes[0]

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django_q.tasks import async_task
 
+from billing import quotas
 from gallery import audit
 from gallery.models import Job
 from gallery.providers import ProviderError, current_name, get_provider, remix_asks_first
@@ -41,6 +42,7 @@ def submit(
         raise SubmitError(f"Prompts are limited to {MAX_PROMPT_LENGTH} characters.")
     if mode not in Job.Mode.values:
         raise SubmitError("Choose fast, relax or turbo.")
+    _check_mode(owner, mode)
     return _create(
         owner=owner,
         submit_key=submit_key,
@@ -64,6 +66,7 @@ def press(
         raise SubmitError("Buttons work once the job has finished.")
     if parent.button(action, index, variant) is None:
         raise SubmitError("The provider did not offer this button on this job.")
+    _check_mode(owner, parent.mode)
     remix = bool(getattr(owner, "remix_mode", False)) and action in REMIX_ACTIONS
     if remix and remix_asks_first(parent.provider):
         return _create_waiting_for_prompt(
@@ -210,6 +213,13 @@ def answer_modal(*, job: Job, prompt: str) -> Job:
             async_task("gallery.tasks.submit_modal", job.pk, task_name=f"modal-{job.code}")
     job.refresh_from_db()
     return job
+
+
+def _check_mode(owner: Any, mode: str) -> None:
+    allowed = quotas.allowed_modes(owner)
+    if mode not in allowed:
+        names = ", ".join(allowed) or "none"
+        raise SubmitError(f"Your account cannot use {mode} mode (allowed: {names}).")
 
 
 def _create(*, owner: Any, submit_key: uuid.UUID | None, fields: dict[str, Any]) -> Job:

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget
 
+from billing import quotas
 from gallery import imaging, services
 from gallery.forms import ImagineForm, ImportForm
 from gallery.models import Image, Job
@@ -28,6 +29,10 @@ def _jobs(request: HttpRequest) -> Any:
     )
 
 
+def _imagine_form(request: HttpRequest, data: Any = None, **kwargs: Any) -> ImagineForm:
+    return ImagineForm(data, modes=quotas.allowed_modes(request.user), **kwargs)
+
+
 def _own_job(request: HttpRequest, code: uuid.UUID) -> Job:
     return get_object_or_404(_jobs(request).select_related("parent"), code=code)
 
@@ -36,14 +41,14 @@ def _own_job(request: HttpRequest, code: uuid.UUID) -> Job:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     page = Paginator(_jobs(request), PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"form": ImagineForm(), "import_form": ImportForm(), "page": page}
+    context = {"form": _imagine_form(request), "import_form": ImportForm(), "page": page}
     return render(request, "gallery/home.html", context)
 
 
 @require_POST
 @login_required
 def imagine(request: HttpRequest) -> HttpResponse:
-    form = ImagineForm(request.POST)
+    form = _imagine_form(request, request.POST)
     if form.is_valid():
         try:
             job = services.submit(owner=request.user, **form.cleaned_data)
@@ -55,7 +60,12 @@ def imagine(request: HttpRequest) -> HttpResponse:
             return render(
                 request,
                 "gallery/_job_created.html",
-                {"job": job, "form": ImagineForm(initial={"prompt": job.prompt, "mode": job.mode})},
+                {
+                    "job": job,
+                    "form": _imagine_form(
+                        request, initial={"prompt": job.prompt, "mode": job.mode}
+                    ),
+                },
             )
     if not request.htmx:
         page = Paginator(_jobs(request), PAGE_SIZE).get_page(1)
@@ -85,7 +95,7 @@ def import_task(request: HttpRequest) -> HttpResponse:
             )
     if not request.htmx:
         page = Paginator(_jobs(request), PAGE_SIZE).get_page(1)
-        context = {"form": ImagineForm(), "import_form": form, "page": page}
+        context = {"form": _imagine_form(request), "import_form": form, "page": page}
         return render(request, "gallery/home.html", context, status=422)
     response = render(request, "gallery/_import_form.html", {"import_form": form})
     return reswap(retarget(response, "#import-form"), "outerHTML")

@@ -201,6 +201,12 @@ MJ_POLL_INTERVAL = env_float(
     "MJ_POLL_INTERVAL", 1.5 if MJ_PROVIDER == "simulator" else 5.0, minimum=0.5
 )
 MJ_DISPATCH_MAX_ATTEMPTS = env_int("MJ_DISPATCH_MAX_ATTEMPTS", 5, minimum=1)
+# Speed modes every user may choose unless their quota says otherwise.
+MJ_ALLOWED_MODES = [
+    mode
+    for mode in env_list("MJ_ALLOWED_MODES", ["fast", "relax", "turbo"])
+    if mode in ("fast", "relax", "turbo")
+] or ["fast"]
 # Provider callbacks: sent with every submit so results arrive without waiting for a poll.
 # The URL is SITE_URL + /hooks/<protocol>/<token>/; the token and PiAPI's secret are derived
 # from SECRET_KEY unless given.

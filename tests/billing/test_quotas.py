@@ -1,0 +1,64 @@
+"""Speed modes a user may choose: the site default, overridden per user."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.test import Client
+from django.urls import reverse
+
+from billing import quotas
+from billing.models import Quota
+from gallery import services
+from gallery.models import Job
+from tests.gallery.factories import make_finished_job
+
+pytestmark = pytest.mark.django_db
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def test_the_site_default_applies_until_a_user_override(alice: Any, settings: Any) -> None:
+    settings.MJ_ALLOWED_MODES = ["fast", "relax"]
+    assert quotas.allowed_modes(alice) == ["fast", "relax"]
+    Quota.objects.create(user=alice, allowed_modes="turbo,fast")
+    assert quotas.allowed_modes(alice) == ["fast", "turbo"]
+
+
+def test_the_form_offers_only_the_allowed_modes(
+    alice_client: Client, alice: Any, settings: Any
+) -> None:
+    settings.MJ_ALLOWED_MODES = ["relax"]
+    body = alice_client.get(reverse("gallery:home")).content.decode()
+    assert 'value="relax"' in body
+    assert 'value="fast"' not in body and 'value="turbo"' not in body
+
+
+def test_a_mode_outside_the_quota_is_refused_and_writes_nothing(
+    alice_client: Client, alice: Any
+) -> None:
+    Quota.objects.create(user=alice, allowed_modes="relax")
+    data = {"prompt": "x", "mode": "turbo", "submit_key": str(uuid.uuid4())}
+    response = alice_client.post(reverse("gallery:imagine"), data, **HX)
+    assert "Select a valid choice" in response.content.decode()
+    assert Job.objects.count() == 0
+    with pytest.raises(services.SubmitError, match="cannot use turbo mode"):
+        services.submit(owner=alice, prompt="x", mode="turbo")
+
+
+def test_a_press_keeps_its_parents_mode_only_if_still_allowed(alice: Any) -> None:
+    parent = make_finished_job(alice, mode="turbo")
+    Quota.objects.create(user=alice, allowed_modes="fast,relax")
+    with pytest.raises(services.SubmitError, match=r"allowed: fast, relax"):
+        services.press(owner=alice, parent=parent, action=Job.Action.REROLL)
+
+
+def test_unknown_modes_are_refused_in_the_admin(alice: Any) -> None:
+    quota = Quota(user=alice, allowed_modes="fast, warp")
+    with pytest.raises(ValidationError):
+        quota.full_clean()
+    quota.allowed_modes = "turbo , fast"
+    quota.full_clean()
+    assert quota.allowed_modes == "fast,turbo"
