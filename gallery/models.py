@@ -295,7 +295,7 @@ class Job(models.Model):
         FailKind.REJECTED_PROMPT: "The provider refused this prompt (banned words or content "
         "filters). Try rewording it.",
         FailKind.PROVIDER_ERROR: "The provider could not make this job.",
-        FailKind.TIMEOUT: "No result arrived before the deadline for this speed mode.",
+        FailKind.TIMEOUT: "This job took too long and was stopped. Try again, or a faster mode.",
         FailKind.CANCELLED: "This job was cancelled.",
         FailKind.IMAGE_UNAVAILABLE: "The result could not be downloaded from the provider.",
     }

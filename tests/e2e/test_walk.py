@@ -88,7 +88,8 @@ def wait_for_result(page: Any, card: Any) -> None:
 def newest_card(page: Any, count: int) -> Any:
     """The newest card, once `count` cards are on the page."""
     page.locator("article.card").nth(count - 1).wait_for()
-    return page.locator("article.card").first
+    # Pinned by id: "the first card" moves as new cards are prepended.
+    return page.locator(f"#{page.locator('article.card').first.get_attribute('id')}")
 
 
 def walk_actions(page: Any, stack: Stack) -> Any:
@@ -114,8 +115,17 @@ def walk_actions(page: Any, stack: Stack) -> Any:
     assert vary.locator(".badge.action").inner_text() == "Vary (Strong)"
     wait_for_result(page, vary)
 
+    upscale.get_by_role("button", name=re.compile(r"^Zoom Out 1\.5x")).click()
+    zoom = newest_card(page, 4)
+    assert zoom.locator(".badge.action").inner_text() == "Zoom out 1.5x"
+    wait_for_result(page, zoom)
+    upscale.get_by_role("button", name="Pan left").click()
+    pan = newest_card(page, 5)
+    assert pan.locator(".badge.action").inner_text() == "Pan left"
+    wait_for_result(page, pan)
+
     vary.get_by_role("button", name=re.compile(r"^Reroll")).click()
-    reroll = newest_card(page, 4)
+    reroll = newest_card(page, 6)
     wait_for_result(page, reroll)
     return reroll
 
@@ -128,13 +138,12 @@ def test_upscale_vary_reroll_and_a_remix_reroll(stack: Stack, browser_page: Any)
     page.get_by_role("button", name="Remix mode: off").click()
     page.get_by_role("button", name="Remix mode: on").wait_for()
     reroll.get_by_role("button", name=re.compile(r"^Reroll")).click()
-    remix = newest_card(page, 5)
+    remix = newest_card(page, 7)
     box = remix.get_by_label(re.compile("edit the prompt"))
     box.wait_for(timeout=GRID_TIMEOUT)
     assert box.input_value() == "a red fox in the snow"
     box.fill("a red fox in the snow at night, lanterns")
     remix.get_by_role("button", name="Send prompt").click()
-    remix = page.locator("article.card").first
     wait_for_result(page, remix)
     page.screenshot(path=str(ARTIFACTS / "actions.png"), full_page=True)
     remix.get_by_role("link", name=re.compile("Open")).click()
@@ -144,4 +153,4 @@ def test_upscale_vary_reroll_and_a_remix_reroll(stack: Stack, browser_page: Any)
 def test_every_kind_of_button_on_piapi(piapi_stack: Stack, browser_page: Any) -> None:
     reroll = walk_actions(browser_page, piapi_stack)
     reroll.get_by_role("button", name=re.compile(r"^V3\b")).click()
-    wait_for_result(browser_page, newest_card(browser_page, 5))
+    wait_for_result(browser_page, newest_card(browser_page, 7))
