@@ -8,8 +8,8 @@ import httpx
 from django.conf import settings
 
 from gallery import webhooks
-from gallery.providers.base import Provider, ProviderError
-from gallery.providers.cometapi import CometAPI, Recorder
+from gallery.providers.base import Provider, ProviderError, Recorder
+from gallery.providers.cometapi import CometAPI
 from gallery.providers.piapi import PiAPI
 
 __all__ = ["Provider", "ProviderError", "current_name", "get_provider"]

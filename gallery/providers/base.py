@@ -7,10 +7,18 @@ never look at provider JSON. Ids are strings everywhere.
 from __future__ import annotations
 
 import enum
+import json
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
+
+# Called after every HTTP exchange (for the audit trail): method, path, status, seconds,
+# request body, response text, error text.
+Recorder = Callable[[str, str, int | None, float, Any, str, str], None]
 
 
 class TaskStatus(enum.StrEnum):
@@ -183,6 +191,84 @@ def classify_failure(reason: str) -> str:
 
 def looks_banned(reason: str) -> bool:
     return classify_failure(reason) == "rejected_prompt"
+
+
+class HTTPProvider(Provider):
+    """The HTTP plumbing every adapter shares: one httpx.Client (no redirects, explicit
+    timeouts, a `transport=` seam for tests), each exchange timed and recorded, transport
+    failures and the HTTP statuses every provider means the same way mapped to ProviderError.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        base_url: str,
+        headers: dict[str, str],
+        timeout: float,
+        transport: httpx.BaseTransport | None,
+        recorder: Recorder | None,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.recorder = recorder
+        self.client = httpx.Client(
+            base_url=self.base_url,
+            headers={**headers, "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _exchange(self, method: str, path: str, body: Any) -> httpx.Response:
+        started = time.monotonic()
+        status: int | None = None
+        text = ""
+        error = ""
+        try:
+            response = self.client.request(method, path, json=body)
+            status = response.status_code
+            text = response.text
+        except httpx.TimeoutException as exc:
+            error = f"timeout: {exc.__class__.__name__}"
+            raise ProviderError("The provider did not answer in time.", permanent=False) from exc
+        except httpx.HTTPError as exc:
+            error = f"{exc.__class__.__name__}: {exc}"
+            raise ProviderError(f"Could not reach the provider ({exc}).", permanent=False) from exc
+        finally:
+            if self.recorder is not None:
+                self.recorder(method, path, status, time.monotonic() - started, body, text, error)
+        return response
+
+    @staticmethod
+    def _raise_for_common_status(code: int, detail: str) -> None:
+        """Statuses that mean the same with every provider: bad credentials, busy, failing."""
+        if code in (401, 403):
+            raise ProviderError(
+                f"The provider refused our credentials (HTTP {code}): {detail}",
+                permanent=True,
+                status_code=code,
+            )
+        if code == 429 or code >= 500:
+            raise ProviderError(
+                f"The provider is busy or failing (HTTP {code}): {detail}",
+                permanent=False,
+                status_code=code,
+            )
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProviderError(
+                f"The provider's answer was not JSON: {response.text[:200]!r}",
+                permanent=False,
+                status_code=response.status_code,
+            ) from exc
 
 
 def button_from_dict(data: dict[str, Any]) -> Button:

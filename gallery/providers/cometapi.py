@@ -20,11 +20,9 @@ Assumptions this adapter makes where the sources disagree or say nothing:
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,8 +30,9 @@ import httpx
 
 from gallery.providers.base import (
     Button,
-    Provider,
+    HTTPProvider,
     ProviderError,
+    Recorder,
     Submission,
     TaskSnapshot,
     TaskStatus,
@@ -41,10 +40,6 @@ from gallery.providers.base import (
 )
 
 logger = logging.getLogger(__name__)
-
-# Called after every HTTP exchange (for the audit trail): method, path, status, seconds,
-# request body, response text, error text.
-Recorder = Callable[[str, str, int | None, float, Any, str, str], None]
 
 _STATUS = {
     "": TaskStatus.PENDING,
@@ -159,7 +154,7 @@ def parse_task(data: Any) -> TaskSnapshot:
     )
 
 
-class CometAPI(Provider):
+class CometAPI(HTTPProvider):
     def __init__(
         self,
         *,
@@ -172,23 +167,18 @@ class CometAPI(Provider):
         recorder: Recorder | None = None,
         notify_hook: str = "",
     ) -> None:
-        self.name = name
+        super().__init__(
+            name=name,
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout,
+            transport=transport,
+            recorder=recorder,
+        )
+        self.mode_prefixes = mode_prefixes
         # Sent with every submit; the gateway may strip it (MjNotifyEnabled off), so polling
         # stays the safety net.
         self.notify_hook = notify_hook
-        self.base_url = base_url.rstrip("/")
-        self.mode_prefixes = mode_prefixes
-        self.recorder = recorder
-        self.client = httpx.Client(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport,
-            follow_redirects=False,
-        )
-
-    def close(self) -> None:
-        self.client.close()
 
     def image_hosts(self) -> set[str]:
         host = urlsplit(self.base_url).hostname
@@ -310,64 +300,24 @@ class CometAPI(Provider):
     def _request(
         self, method: str, path: str, body: Any, *, missing_ok: bool = False
     ) -> httpx.Response | None:
-        started = time.monotonic()
-        status: int | None = None
-        text = ""
-        error = ""
-        try:
-            response = self.client.request(method, path, json=body)
-            status = response.status_code
-            text = response.text
-        except httpx.TimeoutException as exc:
-            error = f"timeout: {exc.__class__.__name__}"
-            raise ProviderError("The provider did not answer in time.", permanent=False) from exc
-        except httpx.HTTPError as exc:
-            error = f"{exc.__class__.__name__}: {exc}"
-            raise ProviderError(f"Could not reach the provider ({exc}).", permanent=False) from exc
-        finally:
-            if self.recorder is not None:
-                self.recorder(method, path, status, time.monotonic() - started, body, text, error)
+        response = self._exchange(method, path, body)
         if response.status_code in (200, 201):
             return response
         if response.status_code == 204:
             return None if missing_ok else response
         detail = _error_text(response)
-        if (
-            missing_ok
-            and response.status_code in (400, 404)
-            and "not_found" in detail.replace("no_found", "not_found")
-        ):
+        not_found = "not_found" in detail.replace("no_found", "not_found")
+        if missing_ok and response.status_code in (400, 404) and not_found:
             return None
-        if response.status_code in (401, 403):
-            raise ProviderError(
-                f"The provider refused our credentials (HTTP {response.status_code}): {detail}",
-                permanent=True,
-                status_code=response.status_code,
-            )
-        if response.status_code == 429 or response.status_code >= 500:
-            raise ProviderError(
-                f"The provider is busy or failing (HTTP {response.status_code}): {detail}",
-                permanent=False,
-                status_code=response.status_code,
-            )
+        self._raise_for_common_status(response.status_code, detail)
         raise ProviderError(
             f"The provider rejected the request (HTTP {response.status_code}): {detail}",
             permanent=True,
             status_code=response.status_code,
         )
 
-    @staticmethod
-    def _json(response: httpx.Response | None) -> Any:
-        if response is None:
-            return None
-        try:
-            return response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ProviderError(
-                f"The provider's answer was not JSON: {response.text[:200]!r}",
-                permanent=False,
-                status_code=response.status_code,
-            ) from exc
+    def _json(self, response: httpx.Response | None) -> Any:
+        return None if response is None else self._decode(response)
 
 
 def _error_text(response: httpx.Response) -> str:

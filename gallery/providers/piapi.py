@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,13 +60,15 @@ import httpx
 
 from gallery.providers.base import (
     Button,
-    Provider,
+    HTTPProvider,
     ProviderError,
+    Recorder,
     Submission,
     TaskSnapshot,
     TaskStatus,
+    looks_banned,
 )
-from gallery.providers.cometapi import Recorder, looks_banned, parse_progress
+from gallery.providers.cometapi import parse_progress
 
 logger = logging.getLogger(__name__)
 
@@ -367,7 +368,7 @@ def _press(button: Button) -> tuple[str, dict[str, str]]:
     )
 
 
-class PiAPI(Provider):
+class PiAPI(HTTPProvider):
     def __init__(
         self,
         *,
@@ -383,22 +384,17 @@ class PiAPI(Provider):
     ) -> None:
         if api not in APIS:
             raise ValueError(f"api must be one of {APIS}, not {api!r}")
-        self.name = name
+        super().__init__(
+            name=name,
+            base_url=base_url,
+            headers={"X-API-Key": api_key},
+            timeout=timeout,
+            transport=transport,
+            recorder=recorder,
+        )
         self.api = api
-        self.base_url = base_url.rstrip("/")
-        self.recorder = recorder
         self.webhook_endpoint = webhook_endpoint
         self.webhook_secret = webhook_secret
-        self.client = httpx.Client(
-            base_url=self.base_url,
-            headers={"X-API-Key": api_key, "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport,
-            follow_redirects=False,
-        )
-
-    def close(self) -> None:
-        self.client.close()
 
     def image_hosts(self) -> set[str]:
         # image_url is PiAPI-hosted; discord_image_url and the tiles live on MJ/Discord CDNs
@@ -565,41 +561,14 @@ class PiAPI(Provider):
     def _request(
         self, method: str, path: str, body: Any, *, missing_ok: bool = False
     ) -> httpx.Response | None:
-        started = time.monotonic()
-        status: int | None = None
-        text = ""
-        error = ""
-        try:
-            response = self.client.request(method, path, json=body)
-            status = response.status_code
-            text = response.text
-        except httpx.TimeoutException as exc:
-            error = f"timeout: {exc.__class__.__name__}"
-            raise ProviderError("The provider did not answer in time.", permanent=False) from exc
-        except httpx.HTTPError as exc:
-            error = f"{exc.__class__.__name__}: {exc}"
-            raise ProviderError(f"Could not reach the provider ({exc}).", permanent=False) from exc
-        finally:
-            if self.recorder is not None:
-                self.recorder(method, path, status, time.monotonic() - started, body, text, error)
+        response = self._exchange(method, path, body)
         code = response.status_code
         if code in (200, 201):
             return response
         detail = _error_text(response)
         if missing_ok and (code == 404 or (400 <= code < 500 and _looks_missing(detail))):
             return None
-        if code in (401, 403):
-            raise ProviderError(
-                f"The provider refused our credentials (HTTP {code}): {detail}",
-                permanent=True,
-                status_code=code,
-            )
-        if code == 429 or code >= 500:
-            raise ProviderError(
-                f"The provider is busy or failing (HTTP {code}): {detail}",
-                permanent=False,
-                status_code=code,
-            )
+        self._raise_for_common_status(code, detail)
         # Other 4xx: PiAPI's words decide (a banned prompt is not a generic bad request).
         body_code = _body_code(response)
         raise refusal(detail or f"HTTP {code}", code=body_code, status_code=code)
@@ -608,14 +577,7 @@ class PiAPI(Provider):
     def _object(response: httpx.Response | None) -> dict[str, Any]:
         if response is None:
             return {}
-        try:
-            data = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ProviderError(
-                f"The provider's answer was not JSON: {response.text[:200]!r}",
-                permanent=False,
-                status_code=response.status_code,
-            ) from exc
+        data = HTTPProvider._decode(response)
         if not isinstance(data, dict):
             raise ProviderError(
                 "The provider's answer was not a JSON object.",
