@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
+import httpx
+import pytest
+from django.conf import settings
 from django.core.files.base import ContentFile
 from PIL import Image as PILImage
 
 from gallery.models import Image, Job
+from gallery.providers.cometapi import CometAPI
 
 GRID_BUTTONS = (
     [{"action": "upscale", "index": i, "variant": "", "label": f"U{i}",
@@ -58,3 +64,28 @@ def make_finished_job(owner: Any, **fields: Any) -> Job:
     image.thumbnail.save("grid-512.webp", ContentFile(png_bytes()), save=False)
     image.save()
     return job
+
+
+def answer_through(
+    monkeypatch: pytest.MonkeyPatch,
+    module: ModuleType,
+    handler: Callable[[httpx.Request], httpx.Response],
+    *,
+    api_key: str = "k",
+) -> None:
+    """Make `module.get_provider` build a CometAPI adapter answering through `handler` (an
+    httpx.MockTransport handler), and the module's backoff sleeps instant."""
+
+    def get_provider(name: str | None = None, **kwargs: Any) -> CometAPI:
+        return CometAPI(
+            name=name or "simulator",
+            base_url="https://api.cometapi.com",
+            api_key=api_key,
+            mode_prefixes=settings.COMETAPI_MODE_PREFIXES,
+            transport=httpx.MockTransport(handler),
+            recorder=kwargs.get("recorder"),
+        )
+
+    monkeypatch.setattr(module, "get_provider", get_provider)
+    if hasattr(module, "time"):
+        monkeypatch.setattr(module.time, "sleep", lambda seconds: None)

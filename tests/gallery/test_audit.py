@@ -14,7 +14,7 @@ from gallery.models import Job, ProviderCall
 from gallery.providers.base import ProviderError
 from gallery.providers.cometapi import CometAPI
 from tests.conftest import load
-from tests.gallery.factories import make_job
+from tests.gallery.factories import answer_through, make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -37,19 +37,12 @@ def test_redact_hides_secrets_and_hook_tokens() -> None:
 def test_dispatch_records_the_exchange_linked_to_the_job(
     monkeypatch: pytest.MonkeyPatch, settings: Any, alice: Any
 ) -> None:
-    def get_provider(name: str | None = None, **kwargs: Any) -> CometAPI:
-        return CometAPI(
-            name="simulator",
-            base_url="https://api.cometapi.com",
-            api_key="sk-must-not-appear",
-            mode_prefixes=settings.COMETAPI_MODE_PREFIXES,
-            transport=httpx.MockTransport(
-                lambda r: httpx.Response(200, json=load("cometapi/submit_success.json"))
-            ),
-            **kwargs,
-        )
-
-    monkeypatch.setattr(tasks, "get_provider", get_provider)
+    answer_through(
+        monkeypatch,
+        tasks,
+        lambda r: httpx.Response(200, json=load("cometapi/submit_success.json")),
+        api_key="sk-must-not-appear",
+    )
     job = make_job(alice, prompt="audited prompt")
     tasks.dispatch(job.pk)
     call = ProviderCall.objects.get()

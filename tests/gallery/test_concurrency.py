@@ -13,9 +13,8 @@ from django.db import connection
 
 from gallery import services, tasks
 from gallery.models import Job
-from gallery.providers.cometapi import CometAPI
 from tests.conftest import load
-from tests.gallery.factories import make_job
+from tests.gallery.factories import answer_through, make_job
 from tests.requirements import require_postgres
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -60,17 +59,7 @@ def test_concurrent_dispatches_submit_once(
             submits.append(1)
         return httpx.Response(200, json=load("cometapi/submit_success.json"))
 
-    monkeypatch.setattr(
-        tasks,
-        "get_provider",
-        lambda name=None, **kw: CometAPI(
-            name="simulator",
-            base_url="https://api.cometapi.com",
-            api_key="k",
-            mode_prefixes=settings.COMETAPI_MODE_PREFIXES,
-            transport=httpx.MockTransport(handler),
-        ),
-    )
+    answer_through(monkeypatch, tasks, handler)
     job = make_job(alice)
     race(8, lambda: tasks.dispatch(job.pk))
     job.refresh_from_db()

@@ -12,9 +12,8 @@ from django_q.models import OrmQ
 
 from gallery import services
 from gallery.models import Job
-from gallery.providers.cometapi import CometAPI
 from tests.conftest import load
-from tests.gallery.factories import make_job
+from tests.gallery.factories import answer_through, make_job
 
 pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -28,17 +27,7 @@ def provider(monkeypatch: pytest.MonkeyPatch) -> dict[str, httpx.Response]:
         task_id = request.url.path.split("/")[3]
         return answers.get(task_id, httpx.Response(400, json=load("cometapi/fetch_unknown.json")))
 
-    monkeypatch.setattr(
-        services,
-        "get_provider",
-        lambda name=None, **kw: CometAPI(
-            name="simulator",
-            base_url="https://api.cometapi.com",
-            api_key="k",
-            mode_prefixes={},
-            transport=httpx.MockTransport(handler),
-        ),
-    )
+    answer_through(monkeypatch, services, handler)
     return answers
 
 

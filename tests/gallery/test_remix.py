@@ -13,9 +13,8 @@ from django_q.models import OrmQ
 
 from gallery import services, tasks
 from gallery.models import Job
-from gallery.providers.cometapi import CometAPI
 from tests.conftest import load
-from tests.gallery.factories import make_finished_job, make_job
+from tests.gallery.factories import answer_through, make_finished_job, make_job
 
 pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -91,20 +90,6 @@ def test_other_users_and_anonymous_cannot_answer(
     assert job.remix_prompt == ""
 
 
-def use_provider(monkeypatch: pytest.MonkeyPatch, handler: Any) -> None:
-    def get_provider(name: str | None = None, **kwargs: Any) -> CometAPI:
-        return CometAPI(
-            name="simulator",
-            base_url="https://api.cometapi.com",
-            api_key="k",
-            mode_prefixes={},
-            transport=httpx.MockTransport(handler),
-        )
-
-    monkeypatch.setattr(tasks, "get_provider", get_provider)
-    monkeypatch.setattr(tasks.time, "sleep", lambda s: None)
-
-
 def provider_answering(monkeypatch: pytest.MonkeyPatch, result: str) -> list[httpx.Request]:
     seen: list[httpx.Request] = []
 
@@ -112,7 +97,7 @@ def provider_answering(monkeypatch: pytest.MonkeyPatch, result: str) -> list[htt
         seen.append(request)
         return httpx.Response(200, json={**load("cometapi/submit_success.json"), "result": result})
 
-    use_provider(monkeypatch, handler)
+    answer_through(monkeypatch, tasks, handler)
     return seen
 
 
@@ -152,7 +137,7 @@ def test_code_1_then_a_fetched_modal_status_asks_for_the_prompt(
                    action=Job.Action.REROLL)  # fmt: skip
     modal = {**load("cometapi/fetch_in_progress.json"), "id": "1001", "status": "MODAL",
              "progress": "0%", "imageUrl": ""}  # fmt: skip
-    use_provider(monkeypatch, lambda request: httpx.Response(200, json=[modal]))
+    answer_through(monkeypatch, tasks, lambda request: httpx.Response(200, json=[modal]))
     tasks.tick("simulator")
     job.refresh_from_db()
     assert job.status == Job.Status.MODAL

@@ -14,9 +14,8 @@ from django_q.models import OrmQ
 
 from gallery import imaging, tasks
 from gallery.models import Image, Job, PollLease
-from gallery.providers.cometapi import CometAPI
 from tests.conftest import load
-from tests.gallery.factories import make_finished_job, make_job, png_bytes
+from tests.gallery.factories import answer_through, make_finished_job, make_job, png_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -42,18 +41,7 @@ class FakeProvider:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, settings: Any) -> FakeProvider:
     fake = FakeProvider()
-
-    def get_provider(name: str | None = None, **kwargs: Any) -> CometAPI:
-        return CometAPI(
-            name=name or "simulator",
-            base_url="https://api.cometapi.com",
-            api_key="k",
-            mode_prefixes=settings.COMETAPI_MODE_PREFIXES,
-            transport=httpx.MockTransport(fake),
-        )
-
-    monkeypatch.setattr(tasks, "get_provider", get_provider)
-    monkeypatch.setattr(tasks.time, "sleep", lambda seconds: None)
+    answer_through(monkeypatch, tasks, fake)
     return fake
 
 

@@ -15,9 +15,8 @@ from django_q.models import OrmQ
 
 from gallery import tasks, webhooks
 from gallery.models import Job
-from gallery.providers.cometapi import CometAPI
 from tests.conftest import load
-from tests.gallery.factories import make_job
+from tests.gallery.factories import answer_through, make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -102,17 +101,7 @@ def test_refresh_fetches_the_one_job_and_moves_it_forward(
         seen.append(request.url.path)
         return httpx.Response(200, json=load("cometapi/fetch_success.json"))
 
-    monkeypatch.setattr(
-        tasks,
-        "get_provider",
-        lambda name=None, **kw: CometAPI(
-            name="simulator",
-            base_url="https://api.cometapi.com",
-            api_key="k",
-            mode_prefixes={},
-            transport=httpx.MockTransport(handler),
-        ),
-    )
+    answer_through(monkeypatch, tasks, handler)
     job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
     tasks.refresh(job.pk)
     assert seen == ["/mj/task/1773314942177684/fetch"]
@@ -125,18 +114,8 @@ def test_refresh_fetches_the_one_job_and_moves_it_forward(
 def test_an_out_of_order_delivery_cannot_move_a_job_back(
     monkeypatch: pytest.MonkeyPatch, alice: Any
 ) -> None:
-    monkeypatch.setattr(
-        tasks,
-        "get_provider",
-        lambda name=None, **kw: CometAPI(
-            name="simulator",
-            base_url="https://api.cometapi.com",
-            api_key="k",
-            mode_prefixes={},
-            transport=httpx.MockTransport(
-                lambda r: httpx.Response(200, json=load("cometapi/fetch_blank.json"))
-            ),
-        ),
+    answer_through(
+        monkeypatch, tasks, lambda r: httpx.Response(200, json=load("cometapi/fetch_blank.json"))
     )
     job = make_job(alice, status=Job.Status.SUCCEEDED, provider_job_id="1773314942177684")
     tasks.refresh(job.pk)
@@ -251,17 +230,7 @@ def test_a_job_waiting_for_its_remix_prompt_does_not_time_out(
     monkeypatch: pytest.MonkeyPatch, alice: Any
 ) -> None:
     modal = {**load("cometapi/fetch_blank.json"), "status": "MODAL"}
-    monkeypatch.setattr(
-        tasks,
-        "get_provider",
-        lambda name=None, **kw: CometAPI(
-            name="simulator",
-            base_url="https://api.cometapi.com",
-            api_key="k",
-            mode_prefixes={},
-            transport=httpx.MockTransport(lambda r: httpx.Response(200, json=[modal])),
-        ),
-    )
+    answer_through(monkeypatch, tasks, lambda r: httpx.Response(200, json=[modal]))
     job = make_job(alice, status=Job.Status.MODAL, provider_job_id="1773314942177684",
                    deadline_at=timezone.now() - timedelta(minutes=1))  # fmt: skip
     tasks.tick("simulator")
