@@ -26,6 +26,16 @@ GRID_BUTTONS = (
 )  # fmt: skip
 
 
+class FakeClock:
+    """A clock the simulator reads instead of time.monotonic: tests move it, never sleep."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def png_bytes(size: tuple[int, int] = (64, 64), color: str = "#336699") -> bytes:
     out = io.BytesIO()
     PILImage.new("RGB", size, color).save(out, format="PNG")

@@ -30,7 +30,7 @@ from gallery.models import Image, Job, ProviderCall
 from gallery.simulator import faults
 from gallery.simulator.faults import Faults
 from gallery.simulator.server import SimulatorServer
-from tests.gallery.test_live_simulator import Clock
+from tests.gallery.factories import FakeClock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]
 
@@ -43,7 +43,7 @@ class Sim:
     """The live simulator and the product's task functions, stepped by hand."""
 
     server: SimulatorServer
-    clock: Clock
+    clock: FakeClock
     protocol: str  # "cometapi", "unified" or "legacy"
     owner: Any
     settings: Any  # pytest-django's: every change is undone after the test
@@ -101,7 +101,7 @@ class Sim:
 def sim(
     request: pytest.FixtureRequest, settings: Any, monkeypatch: pytest.MonkeyPatch, alice: Any
 ) -> Iterator[Sim]:
-    clock = Clock()
+    clock = FakeClock()
     with SimulatorServer(port=0, duration=6.0, api_key=KEY, clock=clock) as server:
         host, port = server.base_url.removeprefix("http://").split(":")
         settings.MJ_PROVIDER = "simulator"

@@ -12,7 +12,8 @@ from PIL import Image as PILImage
 from gallery import services, tasks
 from gallery.models import Image, Job
 from gallery.simulator.server import SimulatorServer
-from tests.gallery.test_live_simulator import Clock, run_to_completion
+from tests.gallery.factories import FakeClock
+from tests.gallery.test_live_simulator import run_to_completion
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]
 
@@ -40,9 +41,9 @@ PROTOCOLS = [("cometapi", "unified"), ("piapi", "unified"), ("piapi", "legacy")]
 @pytest.fixture(params=PROTOCOLS, ids=["cometapi", "piapi-unified", "piapi-legacy"])
 def live(
     request: pytest.FixtureRequest, settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Clock]:
+) -> Iterator[FakeClock]:
     protocol, api = request.param
-    clock = Clock()
+    clock = FakeClock()
     with SimulatorServer(port=0, duration=6.0, api_key="live-key", clock=clock) as server:
         host, port = server.base_url.removeprefix("http://").split(":")
         settings.MJ_SIMULATOR_HOST, settings.MJ_SIMULATOR_PORT = host, int(port)
@@ -57,7 +58,7 @@ def picture(job: Job) -> bytes:
 
 
 def press(
-    alice: Any, parent: Job, clock: Clock, action: str, index: int | None, variant: str
+    alice: Any, parent: Job, clock: FakeClock, action: str, index: int | None, variant: str
 ) -> Job:
     child = services.press(owner=alice, parent=parent, action=action, index=index, variant=variant)
     child = run_to_completion(child, clock)
@@ -66,7 +67,7 @@ def press(
     return child
 
 
-def test_every_button_of_a_grid_and_of_an_upscale(live: Clock, alice: Any) -> None:
+def test_every_button_of_a_grid_and_of_an_upscale(live: FakeClock, alice: Any) -> None:
     clock = live
     grid = run_to_completion(services.submit(owner=alice, prompt="a lighthouse at dawn"), clock)
     for action, index, variant in GRID_ACTIONS:

@@ -14,26 +14,14 @@ from PIL import Image as PILImage
 from gallery import services, tasks
 from gallery.models import Image, Job
 from gallery.simulator.server import SimulatorServer
+from tests.gallery.factories import FakeClock
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
 @pytest.fixture
 def simulator(
-    settings: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    settings: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SimulatorServer]:
     with SimulatorServer(port=0, duration=6.0, api_key="live-key", clock=clock) as server:
         host, port = server.base_url.removeprefix("http://").split(":")
@@ -45,7 +33,7 @@ def simulator(
         yield server
 
 
-def run_to_completion(job: Job, clock: Clock) -> Job:
+def run_to_completion(job: Job, clock: FakeClock) -> Job:
     tasks.dispatch(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.SUBMITTED, (job.status, job.fail_reason)
@@ -79,7 +67,7 @@ def stored_grid(job: Job) -> tuple[bytes, PILImage.Image]:
 
 
 def test_imagine_then_reroll_end_to_end(
-    simulator: SimulatorServer, clock: Clock, alice: Any
+    simulator: SimulatorServer, clock: FakeClock, alice: Any
 ) -> None:
     parent = services.submit(owner=alice, prompt="a lighthouse on a cliff at dawn", mode="fast")
     parent = run_to_completion(parent, clock)
@@ -120,7 +108,7 @@ def test_a_wrong_api_key_fails_the_job_with_the_providers_words(
 
 
 def test_a_remix_reroll_waits_for_the_prompt(
-    simulator: SimulatorServer, clock: Clock, alice: Any
+    simulator: SimulatorServer, clock: FakeClock, alice: Any
 ) -> None:
     parent = run_to_completion(services.submit(owner=alice, prompt="a quiet harbour"), clock)
     alice.remix_mode = True
@@ -146,7 +134,7 @@ def test_a_remix_reroll_waits_for_the_prompt(
 
 
 def test_an_imported_task_can_be_rerolled(
-    simulator: SimulatorServer, clock: Clock, alice: Any
+    simulator: SimulatorServer, clock: FakeClock, alice: Any
 ) -> None:
     import httpx
 

@@ -13,7 +13,8 @@ from gallery.models import Image, Job
 from gallery.providers import get_provider
 from gallery.providers.piapi import PiAPI
 from gallery.simulator.server import SimulatorServer
-from tests.gallery.test_live_simulator import Clock, run_to_completion, stored_grid
+from tests.gallery.factories import FakeClock
+from tests.gallery.test_live_simulator import run_to_completion, stored_grid
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]
 
@@ -21,8 +22,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.live]
 @pytest.fixture(params=["unified", "legacy"])
 def piapi_simulator(
     request: pytest.FixtureRequest, settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[SimulatorServer, Clock]]:
-    clock = Clock()
+) -> Iterator[tuple[SimulatorServer, FakeClock]]:
+    clock = FakeClock()
     with SimulatorServer(port=0, duration=6.0, api_key="live-key", clock=clock) as server:
         host, port = server.base_url.removeprefix("http://").split(":")
         settings.MJ_PROVIDER = "simulator"
@@ -36,7 +37,7 @@ def piapi_simulator(
 
 
 def test_imagine_then_reroll_end_to_end(
-    piapi_simulator: tuple[SimulatorServer, Clock], settings: Any, alice: Any
+    piapi_simulator: tuple[SimulatorServer, FakeClock], settings: Any, alice: Any
 ) -> None:
     server, clock = piapi_simulator
     with get_provider() as provider:
@@ -67,7 +68,7 @@ def test_imagine_then_reroll_end_to_end(
 
 
 def test_a_wrong_api_key_fails_the_job_with_the_providers_words(
-    piapi_simulator: tuple[SimulatorServer, Clock], settings: Any, alice: Any
+    piapi_simulator: tuple[SimulatorServer, FakeClock], settings: Any, alice: Any
 ) -> None:
     settings.MJ_SIMULATOR_API_KEY = "wrong"
     job = services.submit(owner=alice, prompt="anything", mode="fast")
@@ -79,7 +80,7 @@ def test_a_wrong_api_key_fails_the_job_with_the_providers_words(
 
 
 def test_a_remix_reroll_sends_the_edited_prompt_with_the_press(
-    piapi_simulator: tuple[SimulatorServer, Clock], alice: Any
+    piapi_simulator: tuple[SimulatorServer, FakeClock], alice: Any
 ) -> None:
     from gallery.models import ProviderCall
 

@@ -18,21 +18,9 @@ from PIL import Image, ImageChops, ImageStat
 from gallery.simulator import images
 from gallery.simulator.engine import Engine, SubmitError, phase
 from gallery.simulator.server import SimulatorServer
+from tests.gallery.factories import FakeClock
 
 DURATION = 10.0
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

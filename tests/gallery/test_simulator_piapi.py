@@ -20,6 +20,7 @@ from PIL import Image
 
 from gallery.simulator.piapi import Delivery
 from gallery.simulator.server import SimulatorServer
+from tests.gallery.factories import FakeClock
 
 DURATION = 10.0
 KEY = "pk-sim"
@@ -33,19 +34,6 @@ UPSCALED = [
     "upscale_subtle", "upscale_creative", "low_variation", "high_variation",
     "outpaint_2x", "outpaint_1.5x", "pan_left", "pan_right", "pan_up", "pan_down",
 ]  # fmt: skip
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
