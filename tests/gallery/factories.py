@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
@@ -34,6 +37,46 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class HookReceiver:
+    """A tiny webhook endpoint: records each POST, lets a test wait for the n-th one."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self._changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                with receiver._changed:
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    receiver.received.append((headers, body))
+                    receiver._changed.notify_all()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hooks/test/token/"
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        with self._changed:
+            arrived = self._changed.wait_for(lambda: len(self.received) >= count, timeout)
+        assert arrived, f"{len(self.received)} of {count} deliveries within {timeout} s"
+        return [json.loads(body) for _, body in self.received]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def png_bytes(size: tuple[int, int] = (64, 64), color: str = "#336699") -> bytes:

@@ -11,7 +11,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -20,7 +19,7 @@ import pytest
 from gallery.simulator import faults
 from gallery.simulator.faults import Faults
 from gallery.simulator.server import SimulatorServer
-from tests.gallery.factories import FakeClock
+from tests.gallery.factories import FakeClock, HookReceiver
 
 DURATION = 10.0
 
@@ -453,55 +452,8 @@ def test_submit_directives_count_a_press_by_its_parent_and_button(
 # -- webhooks --------------------------------------------------------------------------
 
 
-class Receiver:
-    """A tiny webhook endpoint: records each POST, lets a test wait for the n-th one."""
-
-    def __init__(self, status: int = 200) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self._changed = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                with receiver._changed:
-                    headers = {k.lower(): v for k, v in self.headers.items()}
-                    receiver.received.append((headers, body))
-                    receiver._changed.notify_all()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hooks/cometapi/token/"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        with self._changed:
-            arrived = self._changed.wait_for(lambda: len(self.received) >= count, timeout)
-        assert arrived, f"{len(self.received)} of {count} deliveries within {timeout} s"
-        return [json.loads(body) for _, body in self.received]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    yield hook
-    hook.close()
-
-
 def test_notify_hook_gets_the_task_object_on_every_change(
-    server: SimulatorServer, api: httpx.Client, clock: FakeClock, receiver: Receiver
+    server: SimulatorServer, api: httpx.Client, clock: FakeClock, receiver: HookReceiver
 ) -> None:
     task_id = submitted(api, "a lighthouse", notifyHook=receiver.url, state="job-1")
     first = receiver.wait_for(1)[0]
@@ -531,7 +483,7 @@ def test_a_task_without_a_hook_sends_nothing(
 def test_a_failing_hook_is_not_retried(
     server: SimulatorServer, api: httpx.Client, clock: FakeClock
 ) -> None:
-    hook = Receiver(status=500)
+    hook = HookReceiver(status=500)
     try:
         submitted(api, "a lighthouse", notifyHook=hook.url)
         hook.wait_for(1)
@@ -542,7 +494,7 @@ def test_a_failing_hook_is_not_retried(
 
 
 def test_webhook_duplicates_send_each_delivery_twice(
-    server: SimulatorServer, api: httpx.Client, clock: FakeClock, receiver: Receiver
+    server: SimulatorServer, api: httpx.Client, clock: FakeClock, receiver: HookReceiver
 ) -> None:
     server.faults = Faults(webhook_duplicates=True)
     submitted(api, "a lighthouse", notifyHook=receiver.url)
@@ -553,7 +505,7 @@ def test_webhook_duplicates_send_each_delivery_twice(
 
 
 def test_webhook_shuffle_reverses_a_round_and_resends_a_stale_state_after_the_end(
-    server: SimulatorServer, api: httpx.Client, clock: FakeClock, receiver: Receiver
+    server: SimulatorServer, api: httpx.Client, clock: FakeClock, receiver: HookReceiver
 ) -> None:
     server.watcher.stop()  # rounds by hand, so that each is exactly what the test says
     server.faults = Faults(webhook_shuffle=True)
@@ -577,7 +529,7 @@ def test_webhook_shuffle_reverses_a_round_and_resends_a_stale_state_after_the_en
 
 
 def test_piapi_webhooks_follow_the_duplicate_fault(
-    server: SimulatorServer, clock: FakeClock, receiver: Receiver
+    server: SimulatorServer, clock: FakeClock, receiver: HookReceiver
 ) -> None:
     server.faults = Faults(webhook_duplicates=True)
     body = {

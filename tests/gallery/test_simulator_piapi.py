@@ -9,9 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import httpx
@@ -20,7 +18,7 @@ from PIL import Image
 
 from gallery.simulator.piapi import Delivery
 from gallery.simulator.server import SimulatorServer
-from tests.gallery.factories import FakeClock
+from tests.gallery.factories import FakeClock, HookReceiver
 
 DURATION = 10.0
 KEY = "pk-sim"
@@ -352,53 +350,13 @@ def test_a_server_without_a_key_needs_none(clock: FakeClock) -> None:
 # -- webhooks --------------------------------------------------------------------------
 
 
-class Receiver:
-    """A tiny webhook endpoint that records what it is sent."""
-
-    def __init__(self, expected: int = 1) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.done = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                if len(receiver.received) >= expected:
-                    receiver.done.set()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self.httpd = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hooks/piapi/"
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver()
-    yield hook
-    hook.close()
-
-
 def test_unified_webhook_is_sent_once_with_the_secret(
-    server: SimulatorServer, api: httpx.Client, clock: FakeClock, receiver: Receiver
+    server: SimulatorServer, api: httpx.Client, clock: FakeClock, receiver: HookReceiver
 ) -> None:
     config = {"service_mode": "", "webhook_config": {"endpoint": receiver.url, "secret": "s3"}}
     task_id = create(api, "imagine", config=config, prompt="a lighthouse")["task_id"]
     clock.now += DURATION + 1
-    assert receiver.done.wait(5), "no webhook within 5 s"
+    receiver.wait_for(1)
     headers, body = receiver.received[0]
     assert headers["x-webhook-secret"] == "s3"
     assert headers["content-type"] == "application/json"
@@ -411,7 +369,7 @@ def test_unified_webhook_is_sent_once_with_the_secret(
 
 
 def test_legacy_webhook_carries_the_fetch_json_and_no_secret_header(
-    server: SimulatorServer, api: httpx.Client, clock: FakeClock, receiver: Receiver
+    server: SimulatorServer, api: httpx.Client, clock: FakeClock, receiver: HookReceiver
 ) -> None:
     answer = api.post(
         "/mj/v2/imagine",
@@ -420,7 +378,7 @@ def test_legacy_webhook_carries_the_fetch_json_and_no_secret_header(
     record = server.piapi.record(answer["task_id"])
     assert record is not None
     server.engine.fail(record.engine_id, "[Invalid parameter] --foo")
-    assert receiver.done.wait(5), "no webhook within 5 s"
+    receiver.wait_for(1)
     headers, body = receiver.received[0]
     assert "x-webhook-secret" not in headers
     payload = json.loads(body)
@@ -431,13 +389,13 @@ def test_legacy_webhook_carries_the_fetch_json_and_no_secret_header(
 def test_deliveries_can_be_shaped_for_fault_injection(
     server: SimulatorServer, api: httpx.Client, clock: FakeClock
 ) -> None:
-    hook = Receiver(expected=2)
+    hook = HookReceiver()
     try:
         server.piapi.shape_deliveries = lambda due: [*due, *due]  # every one twice
         config = {"webhook_config": {"endpoint": hook.url, "secret": ""}}
         create(api, "imagine", config=config, prompt="twice")
         clock.now += DURATION + 1
-        assert hook.done.wait(5)
+        hook.wait_for(2)
         assert hook.received[0][1] == hook.received[1][1]
         assert all(isinstance(d, Delivery) for d in server.piapi.deliveries)
     finally:
