@@ -142,3 +142,23 @@ def answer_through(
     monkeypatch.setattr(module, "get_provider", get_provider)
     if hasattr(module, "time"):
         monkeypatch.setattr(module.time, "sleep", lambda seconds: None)
+
+
+def point_product_at(
+    server: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    api_key: str,
+    protocol: str = "cometapi",
+    piapi_api: str = "unified",
+) -> None:
+    """Make the product talk to a running SimulatorServer, with instant backoff sleeps."""
+    from gallery import tasks
+
+    host, port = server.base_url.removeprefix("http://").split(":")
+    settings.MJ_PROVIDER = "simulator"
+    settings.MJ_SIMULATOR_HOST, settings.MJ_SIMULATOR_PORT = host, int(port)
+    settings.MJ_SIMULATOR_API_KEY = api_key
+    settings.MJ_SIMULATOR_PROTOCOL, settings.PIAPI_API = protocol, piapi_api
+    monkeypatch.setattr(tasks.time, "sleep", lambda seconds: None)

@@ -30,7 +30,7 @@ from gallery.models import Image, Job, ProviderCall
 from gallery.simulator import faults
 from gallery.simulator.faults import Faults
 from gallery.simulator.server import SimulatorServer
-from tests.gallery.factories import FakeClock
+from tests.gallery.factories import FakeClock, point_product_at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]
 
@@ -103,18 +103,13 @@ def sim(
 ) -> Iterator[Sim]:
     clock = FakeClock()
     with SimulatorServer(port=0, duration=6.0, api_key=KEY, clock=clock) as server:
-        host, port = server.base_url.removeprefix("http://").split(":")
-        settings.MJ_PROVIDER = "simulator"
-        settings.MJ_SIMULATOR_HOST = host
-        settings.MJ_SIMULATOR_PORT = int(port)
-        settings.MJ_SIMULATOR_API_KEY = KEY
         if request.param == "cometapi":
-            settings.MJ_SIMULATOR_PROTOCOL = "cometapi"
+            point_product_at(server, settings, monkeypatch, api_key=KEY)
         else:
-            settings.MJ_SIMULATOR_PROTOCOL = "piapi"
-            settings.PIAPI_API = request.param
-        # backoffs and ingest retries wait on time.sleep: not here
-        monkeypatch.setattr(tasks.time, "sleep", lambda seconds: None)
+            point_product_at(
+                server, settings, monkeypatch, api_key=KEY, protocol="piapi",
+                piapi_api=request.param,
+            )  # fmt: skip
         yield Sim(server, clock, request.param, alice, settings)
 
 

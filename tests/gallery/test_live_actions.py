@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from PIL import Image as PILImage
 
-from gallery import services, tasks
+from gallery import services
 from gallery.models import Image, Job
 from gallery.simulator.server import SimulatorServer
-from tests.gallery.factories import FakeClock
+from tests.gallery.factories import FakeClock, point_product_at
 from tests.gallery.test_live_simulator import run_to_completion
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]
@@ -45,11 +45,9 @@ def live(
     protocol, api = request.param
     clock = FakeClock()
     with SimulatorServer(port=0, duration=6.0, api_key="live-key", clock=clock) as server:
-        host, port = server.base_url.removeprefix("http://").split(":")
-        settings.MJ_SIMULATOR_HOST, settings.MJ_SIMULATOR_PORT = host, int(port)
-        settings.MJ_SIMULATOR_API_KEY = "live-key"
-        settings.MJ_SIMULATOR_PROTOCOL, settings.PIAPI_API = protocol, api
-        monkeypatch.setattr(tasks.time, "sleep", lambda seconds: None)
+        point_product_at(
+            server, settings, monkeypatch, api_key="live-key", protocol=protocol, piapi_api=api
+        )
         yield clock
 
 

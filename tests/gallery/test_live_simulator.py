@@ -14,7 +14,7 @@ from PIL import Image as PILImage
 from gallery import services, tasks
 from gallery.models import Image, Job
 from gallery.simulator.server import SimulatorServer
-from tests.gallery.factories import FakeClock
+from tests.gallery.factories import FakeClock, point_product_at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]
 
@@ -24,12 +24,7 @@ def simulator(
     settings: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[SimulatorServer]:
     with SimulatorServer(port=0, duration=6.0, api_key="live-key", clock=clock) as server:
-        host, port = server.base_url.removeprefix("http://").split(":")
-        settings.MJ_PROVIDER = "simulator"
-        settings.MJ_SIMULATOR_HOST = host
-        settings.MJ_SIMULATOR_PORT = int(port)
-        settings.MJ_SIMULATOR_API_KEY = "live-key"
-        monkeypatch.setattr(tasks.time, "sleep", lambda seconds: None)
+        point_product_at(server, settings, monkeypatch, api_key="live-key")
         yield server
 
 

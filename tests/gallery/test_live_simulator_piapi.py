@@ -13,7 +13,7 @@ from gallery.models import Image, Job
 from gallery.providers import get_provider
 from gallery.providers.piapi import PiAPI
 from gallery.simulator.server import SimulatorServer
-from tests.gallery.factories import FakeClock
+from tests.gallery.factories import FakeClock, point_product_at
 from tests.gallery.test_live_simulator import run_to_completion, stored_grid
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]
@@ -25,14 +25,10 @@ def piapi_simulator(
 ) -> Iterator[tuple[SimulatorServer, FakeClock]]:
     clock = FakeClock()
     with SimulatorServer(port=0, duration=6.0, api_key="live-key", clock=clock) as server:
-        host, port = server.base_url.removeprefix("http://").split(":")
-        settings.MJ_PROVIDER = "simulator"
-        settings.MJ_SIMULATOR_PROTOCOL = "piapi"
-        settings.PIAPI_API = request.param
-        settings.MJ_SIMULATOR_HOST = host
-        settings.MJ_SIMULATOR_PORT = int(port)
-        settings.MJ_SIMULATOR_API_KEY = "live-key"
-        monkeypatch.setattr(tasks.time, "sleep", lambda seconds: None)
+        point_product_at(
+            server, settings, monkeypatch, api_key="live-key", protocol="piapi",
+            piapi_api=request.param,
+        )  # fmt: skip
         yield server, clock
 
 
