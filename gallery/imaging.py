@@ -13,7 +13,6 @@ import io
 import ipaddress
 import socket
 import time
-import warnings
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -125,25 +124,27 @@ def download(
 
 
 def decode(data: bytes) -> Picture:
-    """Validate untrusted bytes as a PNG, JPEG or WebP within the pixel cap."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-        previous = PILImage.MAX_IMAGE_PIXELS
-        PILImage.MAX_IMAGE_PIXELS = settings.MJ_IMAGE_MAX_PIXELS
-        try:
-            with PILImage.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-                image.load()
-                return Picture(
-                    data=data, format=str(image.format), width=image.width, height=image.height
+    """Validate untrusted bytes as a PNG, JPEG or WebP within the pixel cap.
+
+    The cap is checked on the size the header declares, before any pixel is decoded; it is a
+    per-call check rather than a change to Pillow's process-wide MAX_IMAGE_PIXELS, which
+    threads decoding at once would race on. Pillow's own bomb error stays as a backstop.
+    """
+    try:
+        with PILImage.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+            if image.width * image.height > settings.MJ_IMAGE_MAX_PIXELS:
+                raise ImageFetchError(
+                    f"The image is too large to decode: {image.width}x{image.height} pixels.",
+                    permanent=True,
                 )
-        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
-            raise ImageFetchError(
-                f"The image is too large to decode: {exc}", permanent=True
-            ) from exc
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageFetchError(f"Not a PNG, JPEG or WebP image: {exc}", permanent=True) from exc
-        finally:
-            PILImage.MAX_IMAGE_PIXELS = previous
+            image.load()
+            return Picture(
+                data=data, format=str(image.format), width=image.width, height=image.height
+            )
+    except PILImage.DecompressionBombError as exc:
+        raise ImageFetchError(f"The image is too large to decode: {exc}", permanent=True) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageFetchError(f"Not a PNG, JPEG or WebP image: {exc}", permanent=True) from exc
 
 
 def reencode_png(picture: Picture) -> Picture:
