@@ -1,4 +1,8 @@
-"""Per-user limits. Credit accounts and the ledger join this app with the billing work.
+"""Credits: accounts, the append-only ledger, prices, and per-user limits.
+
+Only `billing.ledger` writes CreditAccount and LedgerEntry rows. The database itself refuses
+what must never happen (an overdraft, a negative hold, a second hold, capture or release of a
+job), so a bug or a hand-written SQL statement cannot break the books either.
 
 A user's Quota row overrides the site default field by field: an empty value inherits it.
 """
@@ -6,12 +10,176 @@ A user's Quota row overrides the site default field by field: an empty value inh
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from gallery.models import JobAction, JobMode
 
 MODES = ("fast", "relax", "turbo")
 
 
+class CreditAccount(models.Model):
+    """A user's credits. `balance` is what they own; `held` is the part running jobs reserve.
+
+    What they can spend is `balance - held`. Both change only through billing.ledger, under
+    a row lock, each change with its LedgerEntry in the same transaction.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_account"
+    )
+    balance = models.BigIntegerField(default=0)
+    held = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(held__gte=0), name="account_held_not_negative"),
+            models.CheckConstraint(
+                condition=Q(balance__gte=models.F("held")), name="account_balance_covers_held"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Credits of {self.user}"
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+class EntryKind(models.TextChoices):
+    GRANT = "grant", "Grant"
+    PURCHASE = "purchase", "Purchase"
+    HOLD = "hold", "Hold"
+    CAPTURE = "capture", "Charge"
+    RELEASE = "release", "Refund"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+# The kinds that belong to a job.
+JOB_KINDS = (EntryKind.HOLD, EntryKind.CAPTURE, EntryKind.RELEASE)
+
+
+class LedgerEntry(models.Model):
+    """One credit movement, never changed or deleted (PostgreSQL refuses it by trigger).
+
+    `amount` is the credits moved as people read it: positive for grants, purchases, holds,
+    charges and refunds, signed for adjustments. `balance_delta` and `held_delta` are its
+    exact effect on the account (the database checks they agree with the kind), so the
+    account always equals the sum of its entries; `balance_after` and `held_after` are the
+    account right after. A charge normally takes the credits off both balance and held; a
+    late success whose hold was already released is charged from the balance alone.
+    """
+
+    Kind = EntryKind
+
+    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="entries")
+    kind = models.CharField(max_length=12, choices=EntryKind.choices)
+    amount = models.BigIntegerField()
+    balance_delta = models.BigIntegerField()
+    held_delta = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    held_after = models.BigIntegerField()
+    job = models.ForeignKey(
+        "gallery.Job",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="ledger_entries",
+    )
+    # The admin who granted or adjusted; empty for what the system did.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    memo = models.TextField(blank=True)
+    # Idempotency: "hold:<job code>", "capture:<job code>", "welcome:<user id>"...
+    key = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["account", "-id"], name="entry_account_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(kind__in=[EntryKind.GRANT, EntryKind.PURCHASE], amount__gt=0)
+                    & Q(balance_delta=models.F("amount"), held_delta=0)
+                )
+                | Q(kind=EntryKind.ADJUSTMENT, balance_delta=models.F("amount"), held_delta=0)
+                | Q(kind=EntryKind.HOLD, amount__gte=0, balance_delta=0)
+                & Q(held_delta=models.F("amount"))
+                | Q(kind=EntryKind.RELEASE, amount__gte=0, balance_delta=0)
+                & Q(held_delta=-models.F("amount"))
+                | Q(kind=EntryKind.CAPTURE, amount__gte=0)
+                & Q(balance_delta=-models.F("amount"))
+                & (Q(held_delta=-models.F("amount")) | Q(held_delta=0)),
+                name="entry_effect_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(held_after__gte=0) & Q(balance_after__gte=models.F("held_after")),
+                name="entry_after_in_bounds",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind__in=JOB_KINDS) | Q(job__isnull=False),
+                name="entry_job_kinds_name_a_job",
+            ),
+            # At most one hold, one charge and one refund per job, whatever the key says.
+            models.UniqueConstraint(
+                fields=["job", "kind"],
+                condition=Q(kind__in=JOB_KINDS),
+                name="entry_one_per_job_and_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount} ({self.key})"
+
+    @property
+    def available_after(self) -> int:
+        return self.balance_after - self.held_after
+
+    @property
+    def available_change(self) -> int:
+        """How this entry moved what the user can spend (a charge from a hold moves nothing)."""
+        return self.balance_delta - self.held_delta
+
+
+PRICED_ACTIONS = [action for action in JobAction.values if action != JobAction.IMPORT]
+
+
+class Price(models.Model):
+    """What one press costs, in credits (1 credit = $0.001 by default), per action and mode."""
+
+    action = models.CharField(max_length=20, choices=JobAction.choices)
+    mode = models.CharField(max_length=10, choices=JobMode.choices)
+    credits = models.PositiveIntegerField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["action", "mode"]
+        constraints = [
+            models.UniqueConstraint(fields=["action", "mode"], name="price_action_mode_unique"),
+            models.CheckConstraint(
+                condition=Q(action__in=PRICED_ACTIONS), name="price_action_valid"
+            ),
+            models.CheckConstraint(condition=Q(mode__in=JobMode.values), name="price_mode_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} ({self.mode}): {self.credits} credits"
+
+
 class Quota(models.Model):
+    """A user's own limits; every empty field inherits the site default (MJ_* settings)."""
+
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota"
     )
@@ -22,13 +190,23 @@ class Quota(models.Model):
         help_text="Comma-separated: fast, relax, turbo. Empty uses the site default "
         "(MJ_ALLOWED_MODES).",
     )
+    jobs_per_day = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Jobs a day (failed and cancelled ones do not count); 0 = no limit. "
+        "Empty uses the site default (MJ_JOBS_PER_DAY).",
+    )
+    jobs_at_once = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Jobs queued or running at the same time; 0 = no limit. "
+        "Empty uses the site default (MJ_JOBS_AT_ONCE).",
+    )
 
     def __str__(self) -> str:
         return f"Quota of {self.user}"
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
         modes = [m.strip() for m in self.allowed_modes.split(",") if m.strip()]
         unknown = sorted(set(modes) - set(MODES))
         if unknown:

@@ -89,6 +89,15 @@ class JobAction(models.TextChoices):
     IMPORT = "import", "Import"
 
 
+class JobCharge(models.TextChoices):
+    NONE = "", "Free"
+    HELD = "held", "Held"
+    CAPTURED = "captured", "Charged"
+    RELEASED = "released", "Refunded"
+    # A late success after its hold was released, delivered without a charge (no credits).
+    WAIVED = "waived", "Not charged"
+
+
 class JobMode(models.TextChoices):
     FAST = "fast", "Fast"
     RELAX = "relax", "Relax"
@@ -107,6 +116,7 @@ class Job(models.Model):
     Status = JobStatus
     Action = JobAction
     Mode = JobMode
+    Charge = JobCharge
     FailKind = JobFailKind
 
     IN_FLIGHT = (Status.QUEUED, Status.SUBMITTED, Status.RUNNING, Status.MODAL)
@@ -201,8 +211,10 @@ class Job(models.Model):
     # The prompt the user gave a job waiting in MODAL, until it is sent to the provider.
     remix_prompt = models.TextField(blank=True)
 
-    # Credits held at submit and charged on success (0 until prices exist).
+    # Credits held at submit (the price then) and charged on success; see billing.ledger.
     cost = models.PositiveIntegerField(default=0)
+    # Where this job's credits stand; written by billing.ledger with its ledger entries.
+    charge = models.CharField(max_length=10, choices=JobCharge.choices, default=JobCharge.NONE)
     # One per form render: a double click or a resent POST finds the job it already made.
     submit_key = models.UUIDField(null=True, blank=True)
 
@@ -228,6 +240,9 @@ class Job(models.Model):
                 name="job_fail_kind_valid",
             ),
             models.CheckConstraint(condition=Q(progress__lte=100), name="job_progress_percent"),
+            models.CheckConstraint(
+                condition=Q(charge__in=JobCharge.values), name="job_charge_valid"
+            ),
             models.UniqueConstraint(
                 fields=["provider", "provider_job_id"],
                 condition=~Q(provider_job_id=""),
@@ -263,6 +278,14 @@ class Job(models.Model):
         after_upscale = {"vary_subtle", "vary_strong", "zoom_out", "pan", "upscale_subtle"}
         return self.action == JobAction.IMPORT and any(
             button.get("action") in after_upscale for button in self.buttons
+        )
+
+    @property
+    def can_cancel(self) -> bool:
+        """Not yet at the provider: waiting locally for a slot, or for a remix prompt."""
+        return not self.provider_job_id and (
+            self.status == self.Status.QUEUED
+            or (self.status == self.Status.MODAL and not self.remix_prompt)
         )
 
     @property

@@ -11,9 +11,10 @@ import uuid
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django_q.tasks import async_task
 
-from billing import quotas
+from billing import ledger, prices, quotas
 from gallery import audit
 from gallery.models import Job
 from gallery.providers import ProviderError, current_name, get_provider, remix_asks_first
@@ -35,6 +36,8 @@ def submit(
     mode: str = Job.Mode.FAST,
     submit_key: uuid.UUID | None = None,
 ) -> Job:
+    """A new imagine: limits checked, price held, job created and dispatched, or a
+    SubmitError that says why and leaves nothing behind."""
     prompt = " ".join(prompt.split())
     if not prompt:
         raise SubmitError("Type a prompt first.")
@@ -42,7 +45,6 @@ def submit(
         raise SubmitError(f"Prompts are limited to {MAX_PROMPT_LENGTH} characters.")
     if mode not in Job.Mode.values:
         raise SubmitError("Choose fast, relax or turbo.")
-    _check_mode(owner, mode)
     return _create(
         owner=owner,
         submit_key=submit_key,
@@ -66,68 +68,24 @@ def press(
         raise SubmitError("Buttons work once the job has finished.")
     if parent.button(action, index, variant) is None:
         raise SubmitError("The provider did not offer this button on this job.")
-    _check_mode(owner, parent.mode)
     remix = bool(getattr(owner, "remix_mode", False)) and action in REMIX_ACTIONS
+    prompt = parent.final_prompt or parent.prompt
+    fields: dict[str, Any] = {
+        "action": action,
+        "index": index,
+        "variant": variant,
+        "prompt": prompt,
+        "mode": parent.mode,
+        "parent": parent,
+        "root_id": parent.root_id or parent.pk,
+        "provider": parent.provider,
+        "remix": remix,
+    }
     if remix and remix_asks_first(parent.provider):
-        return _create_waiting_for_prompt(
-            owner=owner,
-            parent=parent,
-            action=action,
-            index=index,
-            variant=variant,
-            submit_key=submit_key,
-        )
-    return _create(
-        owner=owner,
-        submit_key=submit_key,
-        fields={
-            "action": action,
-            "index": index,
-            "variant": variant,
-            "prompt": parent.final_prompt or parent.prompt,
-            "mode": parent.mode,
-            "parent": parent,
-            "root_id": parent.root_id or parent.pk,
-            "provider": parent.provider,
-            "remix": remix,
-        },
-    )
-
-
-def _create_waiting_for_prompt(
-    *,
-    owner: Any,
-    parent: Job,
-    action: str,
-    index: int | None,
-    variant: str,
-    submit_key: uuid.UUID | None,
-) -> Job:
-    """A remix press on a provider that takes the prompt with the press: ask first, locally."""
-    if submit_key is not None:
-        existing = Job.objects.filter(owner=owner, submit_key=submit_key).first()
-        if existing is not None:
-            return existing
-    try:
-        return Job.objects.create(
-            owner=owner,
-            submit_key=submit_key,
-            action=action,
-            index=index,
-            variant=variant,
-            prompt=parent.final_prompt or parent.prompt,
-            final_prompt=parent.final_prompt or parent.prompt,
-            mode=parent.mode,
-            parent=parent,
-            root_id=parent.root_id or parent.pk,
-            provider=parent.provider,
-            remix=True,
-            status=Job.Status.MODAL,
-        )
-    except IntegrityError:
-        if submit_key is None:
-            raise
-        return Job.objects.get(owner=owner, submit_key=submit_key)
+        # The provider takes the prompt with the press: ask for it first, locally; the
+        # job is held and dispatched once the user answers.
+        fields.update(status=Job.Status.MODAL, final_prompt=prompt)
+    return _create(owner=owner, submit_key=submit_key, fields=fields)
 
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -215,45 +173,102 @@ def answer_modal(*, job: Job, prompt: str) -> Job:
     return job
 
 
-def _check_mode(owner: Any, mode: str) -> None:
-    allowed = quotas.allowed_modes(owner)
-    if mode not in allowed:
-        names = ", ".join(allowed) or "none"
-        raise SubmitError(f"Your account cannot use {mode} mode (allowed: {names}).")
-
-
 def _create(*, owner: Any, submit_key: uuid.UUID | None, fields: dict[str, Any]) -> Job:
-    if submit_key is not None:
-        existing = Job.objects.filter(owner=owner, submit_key=submit_key).first()
-        if existing is not None:
-            return existing
+    """Check the limits, price the job, create it, hold its price and enqueue its dispatch:
+    all in one transaction, under the user's account lock, or nothing at all."""
     fields.setdefault("provider", current_name())
-    try:
-        with transaction.atomic():
-            job = Job.objects.create(owner=owner, submit_key=submit_key, **fields)
-            if job.root_id is None:
-                Job.objects.filter(pk=job.pk).update(root=job)
-                job.root_id = job.pk
+    with transaction.atomic():
+        # Concurrent submits of one user queue here, so the counts and the balance they
+        # check cannot change under them.
+        ledger.lock(owner)
+        if submit_key is not None:
+            existing = Job.objects.filter(owner=owner, submit_key=submit_key).first()
+            if existing is not None:
+                return _same_request(existing, fields)
+        try:
+            quotas.check(owner, fields["mode"])
+            cost = prices.price_of(fields["action"], fields["mode"])
+        except (quotas.QuotaExceeded, prices.Unpriced) as exc:
+            raise SubmitError(str(exc)) from None
+        job = Job.objects.create(owner=owner, submit_key=submit_key, cost=cost, **fields)
+        if job.root_id is None:
+            Job.objects.filter(pk=job.pk).update(root=job)
+            job.root_id = job.pk
+        try:
+            ledger.hold(job)
+        except ledger.InsufficientCredits as exc:
+            raise SubmitError(str(exc)) from None
+        if job.status == Job.Status.QUEUED:
             async_task("gallery.tasks.dispatch", job.pk, task_name=f"dispatch-{job.code}")
-    except IntegrityError:
-        # The same submit key raced us to the insert: the other request's job is the answer.
-        if submit_key is None:
-            raise
-        return Job.objects.get(owner=owner, submit_key=submit_key)
     return job
 
 
-def fail(job: Job, *, kind: str, reason: str) -> bool:
-    """End a job as failed, once. Returns False if another actor ended it first."""
-    return job.transition(
-        Job.Status.FAILED,
-        fail_kind=kind,
-        fail_reason=reason[:4000],
-        dispatch_lease_until=None,
-        next_attempt_at=None,
+def _same_request(job: Job, fields: dict[str, Any]) -> Job:
+    """A submit key seen before: the same request again gets its job; a different one is
+    refused, as it would otherwise be silently dropped."""
+    same = all(
+        getattr(job, name) == value
+        for name, value in fields.items()
+        if name in ("action", "index", "variant", "mode", "parent", "prompt")
     )
+    if not same:
+        raise SubmitError("This form was already sent for a different request; reload the page.")
+    return job
+
+
+def cancel(job: Job, *, reason: str = "Cancelled before it reached the provider.") -> bool:
+    """Cancel a job that has not reached the provider yet (queued locally, or waiting for a
+    remix prompt we have not sent); its hold is released in the same transaction."""
+    if job.provider_job_id or job.status not in (Job.Status.QUEUED, Job.Status.MODAL):
+        return False
+    with transaction.atomic():
+        moved = (
+            Job.objects.filter(
+                pk=job.pk, status=job.status, provider_job_id="", dispatch_lease_until__isnull=True
+            ).update(
+                status=Job.Status.CANCELLED,
+                fail_kind=Job.FailKind.CANCELLED,
+                fail_reason=reason,
+                finished_at=timezone.now(),
+                next_attempt_at=None,
+                slot_position=None,
+            )
+            == 1
+        )
+        if moved:
+            job.refresh_from_db()
+            ledger.release(job, memo="Refunded: cancelled")
+    return moved
+
+
+def fail(job: Job, *, kind: str, reason: str) -> bool:
+    """End a job as failed and release its hold, together and once.
+
+    Returns False if another actor ended it first (its outcome stands, hold or charge).
+    """
+    with transaction.atomic():
+        moved = job.transition(
+            Job.Status.FAILED,
+            fail_kind=kind,
+            fail_reason=reason[:4000],
+            dispatch_lease_until=None,
+            next_attempt_at=None,
+        )
+        if moved:
+            ledger.release(job)
+    return moved
 
 
 def succeed(job: Job) -> bool:
-    """End a job as succeeded, once; a late success after a timeout clears the failure."""
-    return job.transition(Job.Status.SUCCEEDED, progress=100, fail_kind="", fail_reason="")
+    """End a job as succeeded and charge it, together and once.
+
+    A late success after a timeout clears the failure and is delivered; billing.ledger
+    decides whether it can still be charged. A job failed for any other reason stays failed.
+    """
+    if job.status == Job.Status.FAILED and job.fail_kind != Job.FailKind.TIMEOUT:
+        return False
+    with transaction.atomic():
+        moved = job.transition(Job.Status.SUCCEEDED, progress=100, fail_kind="", fail_reason="")
+        if moved:
+            ledger.capture(job)
+    return moved

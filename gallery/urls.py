@@ -71,6 +71,7 @@ urlpatterns = [
     path("jobs/<uuid:code>/zoom-out/<zoom:factor>/", views.zoom_out, name="zoom_out"),
     path("jobs/<uuid:code>/pan/<pan:direction>/", views.pan, name="pan"),
     path("jobs/<uuid:code>/remix/", views.remix, name="remix"),
+    path("jobs/<uuid:code>/cancel/", views.cancel, name="cancel"),
     path("settings/remix-mode/", views.remix_mode, name="remix_mode"),
     path("hooks/cometapi/<str:token>/", hooks.cometapi, name="hook_cometapi"),
     path("hooks/piapi/<str:token>/", hooks.piapi, name="hook_piapi"),

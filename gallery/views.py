@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import reswap, retarget
+from django_htmx.http import reswap, retarget, trigger_client_event
 
 from billing import quotas
 from gallery import imaging, services
@@ -21,6 +21,12 @@ from gallery.models import Image, Job
 from gallery.providers import get_provider
 
 PAGE_SIZE = 24
+# Sent to the page whenever credits moved, so the header balance refreshes itself.
+BALANCE_CHANGED = "balance-changed"
+
+
+def _credits_moved(response: HttpResponse) -> HttpResponse:
+    return trigger_client_event(response, BALANCE_CHANGED)
 
 
 def _jobs(request: HttpRequest) -> Any:
@@ -57,15 +63,17 @@ def imagine(request: HttpRequest) -> HttpResponse:
         else:
             if not request.htmx:
                 return redirect("gallery:home")
-            return render(
-                request,
-                "gallery/_job_created.html",
-                {
-                    "job": job,
-                    "form": _imagine_form(
-                        request, initial={"prompt": job.prompt, "mode": job.mode}
-                    ),
-                },
+            return _credits_moved(
+                render(
+                    request,
+                    "gallery/_job_created.html",
+                    {
+                        "job": job,
+                        "form": _imagine_form(
+                            request, initial={"prompt": job.prompt, "mode": job.mode}
+                        ),
+                    },
+                )
             )
     if not request.htmx:
         page = Paginator(_jobs(request), PAGE_SIZE).get_page(1)
@@ -119,7 +127,33 @@ def job_card(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         return redirect(job)
     shown = request.GET.get("shown", "")
     context = {"job": job, "shown": int(shown) if shown.isdigit() else None}
-    return render(request, "gallery/_job_card.html", context)
+    response = render(request, "gallery/_job_card.html", context)
+    if not job.polls:
+        # The last answer this card polls for: its hold was just charged or given back.
+        _credits_moved(response)
+    return response
+
+
+@require_POST
+@login_required
+def cancel(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    """Cancel a job that has not reached the provider yet; its credits come back."""
+    job = _own_job(request, code)
+    error = ""
+    if not services.cancel(job):
+        job.refresh_from_db()
+        error = "Too late to cancel: the job has already been sent to the provider."
+    if not request.htmx:
+        if error:
+            return render(
+                request,
+                "gallery/job_detail.html",
+                {"job": job, "children": [], "error": error},
+                status=409,
+            )
+        return redirect(job)
+    response = render(request, "gallery/_job_card.html", {"job": job, "error": error})
+    return response if error else _credits_moved(response)
 
 
 def _press(
@@ -152,7 +186,7 @@ def _press(
         )
     if not request.htmx:
         return redirect(child)
-    return render(request, "gallery/_job_created.html", {"job": child})
+    return _credits_moved(render(request, "gallery/_job_created.html", {"job": child}))
 
 
 @require_POST

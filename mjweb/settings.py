@@ -91,6 +91,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "billing.context_processors.credits",
             ],
         },
     },
@@ -207,6 +208,11 @@ MJ_ALLOWED_MODES = [
     for mode in env_list("MJ_ALLOWED_MODES", ["fast", "relax", "turbo"])
     if mode in ("fast", "relax", "turbo")
 ] or ["fast"]
+# Credits (1 credit = $0.001 with the seeded prices): what a new account starts with, and
+# the site's default limits (0 = no limit); a user's Quota in the admin overrides them.
+MJ_WELCOME_CREDITS = env_int("MJ_WELCOME_CREDITS", 1000, minimum=0)
+MJ_JOBS_PER_DAY = env_int("MJ_JOBS_PER_DAY", 200, minimum=0)
+MJ_JOBS_AT_ONCE = env_int("MJ_JOBS_AT_ONCE", 10, minimum=0)
 # Provider callbacks: sent with every submit so results arrive without waiting for a poll.
 # The URL is SITE_URL + /hooks/<protocol>/<token>/; the token and PiAPI's secret are derived
 # from SECRET_KEY unless given.

@@ -35,5 +35,6 @@ urlpatterns = [
         name="password_reset_complete",
     ),
     path("admin/", admin.site.urls),
+    path("", include("billing.urls")),
     path("", include("gallery.urls")),
 ]

@@ -7,6 +7,7 @@ from typing import Any
 from django import template
 from django.urls import reverse
 
+from billing import prices
 from gallery.models import Job
 
 register = template.Library()
@@ -20,14 +21,23 @@ class OfferedButton:
     label: str
     title: str
     group: str
+    # Credits one press costs (None: no price set, the press would be refused).
+    price: int | None = None
 
     @property
     def name(self) -> str:
         """Accessible name: starts with the visible label (WCAG "label in name")."""
         visible = self.label.lstrip("↻ ").strip() or self.title
-        if visible in _ARROWS.values():
-            return self.title
-        return visible if visible == self.title else f"{visible}: {self.title}"
+        name = self.title if visible in _ARROWS.values() else visible
+        if visible not in _ARROWS.values() and visible != self.title:
+            name = f"{visible}: {self.title}"
+        return f"{name}, {self.cost_text}"
+
+    @property
+    def cost_text(self) -> str:
+        if self.price is None:
+            return "no price set"
+        return f"{self.price} credit{'' if self.price == 1 else 's'}"
 
 
 def _route(job: Job, button: dict[str, Any]) -> tuple[str, str, str, str] | None:
@@ -100,16 +110,36 @@ def _route(job: Job, button: dict[str, Any]) -> tuple[str, str, str, str] | None
     return None
 
 
-@register.simple_tag
-def offered_buttons(job: Job) -> list[OfferedButton]:
+def price_table(context: template.Context) -> dict[tuple[str, str], int]:
+    """All prices, read once per request however many cards a page shows."""
+    request = context.get("request")
+    cached = getattr(request, "_mjweb_prices", None)
+    if cached is None:
+        cached = prices.table()
+        if request is not None:
+            request._mjweb_prices = cached  # type: ignore[attr-defined]
+    return cached
+
+
+@register.simple_tag(takes_context=True)
+def offered_buttons(context: template.Context, job: Job) -> list[OfferedButton]:
     if job.status != Job.Status.SUCCEEDED:
         return []
+    table = price_table(context)
     offered = []
     for button in job.buttons:
         route = _route(job, button)
         if route is not None:
-            offered.append(OfferedButton(*route))
+            price = table.get((button["action"], job.mode))
+            offered.append(OfferedButton(*route, price=price))
     return offered
+
+
+@register.simple_tag(takes_context=True)
+def mode_prices(context: template.Context) -> dict[str, int | None]:
+    """What an imagine costs in each speed mode, for the composer."""
+    table = price_table(context)
+    return {mode: table.get((Job.Action.IMAGINE, mode)) for mode in Job.Mode.values}
 
 
 @register.filter
@@ -124,6 +154,11 @@ def main_image(job: Job) -> Any:
         if image.kind in ("grid", "single"):
             return image
     return None
+
+
+@register.filter
+def get_item(mapping: dict, key: Any) -> Any:
+    return mapping.get(key)
 
 
 @register.simple_tag

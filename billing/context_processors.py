@@ -1,0 +1,14 @@
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
+
+from billing import ledger
+
+
+def credits(request: HttpRequest) -> dict[str, Any]:
+    """The signed-in user's account for the header; read only when a template shows it."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    return {"credit_account": SimpleLazyObject(lambda: ledger.account_for(user))}

@@ -1,0 +1,276 @@
+"""The only code that writes credit entries and account balances.
+
+Every function is one transaction (a savepoint when the caller already has one) that locks
+the user's account row first, so concurrent calls for one user run one after another. Each
+entry has a unique key: calling again with a key already used returns the entry written the
+first time and changes nothing, so a retried task, a duplicate webhook or a double click can
+never move credits twice. The database's CHECK and UNIQUE constraints back all of this up.
+
+A job's credits go: hold at submit -> capture on success, or release on failure, cancel or
+timeout. `Job.charge` records where they stand and is written here with the entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.models import CreditAccount, EntryKind, LedgerEntry
+from gallery.models import Job
+
+if TYPE_CHECKING:
+    from mjweb.models import User
+
+
+class LedgerError(Exception):
+    """A movement the ledger refuses; the message can be shown as it is."""
+
+
+@dataclass
+class InsufficientCredits(LedgerError):
+    needed: int
+    available: int
+    held: int
+
+    def __str__(self) -> str:
+        held = f" ({self.held} more are held by jobs in progress)" if self.held else ""
+        return f"This costs {self.needed} credits and you have {self.available} available{held}."
+
+
+def account_for(user: Any) -> CreditAccount:
+    """The user's account, created empty when missing (no lock; for reading)."""
+    account = CreditAccount.objects.filter(user_id=user.pk).first()
+    if account is None:
+        account, _ = _get_or_create(user.pk)
+    return account
+
+
+def lock(user: Any) -> CreditAccount:
+    """The user's account row, locked until the surrounding transaction ends."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("ledger.lock() needs a transaction")
+    account = CreditAccount.objects.select_for_update().filter(user_id=user.pk).first()
+    if account is None:
+        _get_or_create(user.pk)
+        account = CreditAccount.objects.select_for_update().get(user_id=user.pk)
+    return account
+
+
+def _get_or_create(user_id: int) -> tuple[CreditAccount, bool]:
+    try:
+        with transaction.atomic():
+            return CreditAccount.objects.get_or_create(user_id=user_id)
+    except IntegrityError:
+        # Another request created it between our read and our insert.
+        return CreditAccount.objects.get(user_id=user_id), False
+
+
+def grant(
+    user: Any,
+    amount: int,
+    *,
+    key: str,
+    memo: str,
+    actor: User | None = None,
+    kind: str = EntryKind.GRANT,
+) -> LedgerEntry:
+    """Add credits (a welcome grant, an admin's grant, a purchase)."""
+    if kind not in (EntryKind.GRANT, EntryKind.PURCHASE):
+        raise ValueError(f"grant() writes grants and purchases, not {kind}")
+    if amount <= 0:
+        raise LedgerError("A grant must be a positive number of credits.")
+    with transaction.atomic():
+        account = lock(user)
+        existing = _existing(key)
+        if existing is not None:
+            return existing
+        return _write(account, kind, amount, balance_delta=amount, key=key, memo=memo, actor=actor)
+
+
+def adjust(user: Any, amount: int, *, actor: User, reason: str, key: str) -> LedgerEntry:
+    """An admin's correction, up or down; it cannot take away credits that are held."""
+    reason = reason.strip()
+    if not reason:
+        raise LedgerError("Say why: a reason is required.")
+    if amount == 0:
+        raise LedgerError("An adjustment of 0 credits changes nothing.")
+    with transaction.atomic():
+        account = lock(user)
+        existing = _existing(key)
+        if existing is not None:
+            return existing
+        if account.available + amount < 0:
+            raise LedgerError(
+                f"Only {account.available} credits are available to take away "
+                f"({account.held} are held by jobs in progress)."
+            )
+        return _write(
+            account,
+            EntryKind.ADJUSTMENT,
+            amount,
+            balance_delta=amount,
+            key=key,
+            memo=reason,
+            actor=actor,
+        )
+
+
+def welcome(user: Any) -> LedgerEntry | None:
+    """The configured grant a new account starts with, once per user."""
+    amount = settings.MJ_WELCOME_CREDITS
+    if amount <= 0:
+        return None
+    return grant(user, amount, key=f"welcome:{user.pk}", memo="Welcome credits")
+
+
+def hold(job: Job) -> LedgerEntry | None:
+    """Reserve the job's price (`job.cost`) at submit; refuses when the user cannot pay."""
+    if job.cost == 0:
+        return None
+    with transaction.atomic():
+        account = lock(job.owner)
+        existing = _existing(f"hold:{job.code}")
+        if existing is not None:
+            return existing
+        if account.available < job.cost:
+            raise InsufficientCredits(job.cost, max(account.available, 0), account.held)
+        entry = _write(
+            account,
+            EntryKind.HOLD,
+            job.cost,
+            held_delta=job.cost,
+            key=f"hold:{job.code}",
+            memo=f"Held for {job.get_action_display().lower()} ({job.mode})",
+            job=job,
+        )
+        _set_charge(job, Job.Charge.HELD)
+        return entry
+
+
+def capture(job: Job) -> LedgerEntry | None:
+    """Charge a job that succeeded, once.
+
+    Normally from its hold. A late success whose hold was already released (the job had
+    timed out) is charged from the balance if the user still has the credits; if not it is
+    delivered free, and a zero charge records that decision.
+    """
+    with transaction.atomic():
+        account = lock(job.owner)
+        key = f"capture:{job.code}"
+        existing = _existing(key)
+        if existing is not None:
+            return existing
+        charge = _current_charge(job)
+        if charge == Job.Charge.HELD:
+            entry = _write(
+                account,
+                EntryKind.CAPTURE,
+                job.cost,
+                balance_delta=-job.cost,
+                held_delta=-job.cost,
+                key=key,
+                memo="Charged on success",
+                job=job,
+            )
+            _set_charge(job, Job.Charge.CAPTURED)
+            return entry
+        if charge != Job.Charge.RELEASED:
+            return None
+        if account.available >= job.cost:
+            entry = _write(
+                account,
+                EntryKind.CAPTURE,
+                job.cost,
+                balance_delta=-job.cost,
+                key=key,
+                memo="Late success after its hold was released: charged from the balance.",
+                job=job,
+            )
+            _set_charge(job, Job.Charge.CAPTURED)
+            return entry
+        entry = _write(
+            account,
+            EntryKind.CAPTURE,
+            0,
+            key=key,
+            memo=(
+                f"Late success after its hold was released: not charged, {account.available} "
+                f"credits available for a price of {job.cost}."
+            ),
+            job=job,
+        )
+        _set_charge(job, Job.Charge.WAIVED)
+        return entry
+
+
+def release(job: Job, *, memo: str = "") -> LedgerEntry | None:
+    """Give back a job's hold (failure, cancel, timeout), once; nothing if it was never held."""
+    with transaction.atomic():
+        account = lock(job.owner)
+        key = f"release:{job.code}"
+        existing = _existing(key)
+        if existing is not None:
+            return existing
+        if _current_charge(job) != Job.Charge.HELD:
+            return None
+        entry = _write(
+            account,
+            EntryKind.RELEASE,
+            job.cost,
+            held_delta=-job.cost,
+            key=key,
+            memo=memo or "Refunded: the job did not succeed",
+            job=job,
+        )
+        _set_charge(job, Job.Charge.RELEASED)
+        return entry
+
+
+def _existing(key: str) -> LedgerEntry | None:
+    return LedgerEntry.objects.filter(key=key).first()
+
+
+def _current_charge(job: Job) -> str:
+    # Read under the account lock: every write of Job.charge holds it too.
+    return Job.objects.filter(pk=job.pk).values_list("charge", flat=True).get()
+
+
+def _set_charge(job: Job, charge: str) -> None:
+    Job.objects.filter(pk=job.pk).update(charge=charge)
+    job.charge = charge
+
+
+def _write(
+    account: CreditAccount,
+    kind: str,
+    amount: int,
+    *,
+    key: str,
+    memo: str,
+    balance_delta: int = 0,
+    held_delta: int = 0,
+    job: Job | None = None,
+    actor: Any = None,
+) -> LedgerEntry:
+    account.balance += balance_delta
+    account.held += held_delta
+    account.updated_at = timezone.now()
+    account.save(update_fields=["balance", "held", "updated_at"])
+    return LedgerEntry.objects.create(
+        account=account,
+        kind=kind,
+        amount=amount,
+        balance_delta=balance_delta,
+        held_delta=held_delta,
+        balance_after=account.balance,
+        held_after=account.held,
+        job=job,
+        actor=actor,
+        memo=memo,
+        key=key,
+        created_at=account.updated_at,
+    )
