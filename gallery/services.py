@@ -246,6 +246,8 @@ def fail(job: Job, *, kind: str, reason: str) -> bool:
 
     Returns False if another actor ended it first (its outcome stands, hold or charge).
     """
+    if job.status == Job.Status.FAILED:
+        return False
     with transaction.atomic():
         moved = job.transition(
             Job.Status.FAILED,
@@ -265,6 +267,8 @@ def succeed(job: Job) -> bool:
     A late success after a timeout clears the failure and is delivered; billing.ledger
     decides whether it can still be charged. A job failed for any other reason stays failed.
     """
+    if job.status == Job.Status.SUCCEEDED:
+        return False
     if job.status == Job.Status.FAILED and job.fail_kind != Job.FailKind.TIMEOUT:
         return False
     with transaction.atomic():

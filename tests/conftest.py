@@ -31,6 +31,17 @@ def _media_root(settings: Any, tmp_path: Path) -> None:
     settings.MJ_WEBHOOKS = False
 
 
+@pytest.fixture(autouse=True)
+def _default_prices(request: pytest.FixtureRequest) -> None:
+    """Transactional tests start from emptied tables: put the seeded prices back."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        request.getfixturevalue("transactional_db")
+        from billing.prices import seed_defaults
+
+        seed_defaults()
+
+
 @pytest.fixture
 def alice(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("alice", "alice@example.com", "correct horse 1")
