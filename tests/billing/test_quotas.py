@@ -62,3 +62,63 @@ def test_unknown_modes_are_refused_in_the_admin(alice: Any) -> None:
     quota.allowed_modes = "turbo , fast"
     quota.full_clean()
     assert quota.allowed_modes == "fast,turbo"
+
+
+def test_jobs_at_once_is_enforced_and_says_why(alice: Any, settings: Any) -> None:
+    settings.MJ_JOBS_AT_ONCE = 2
+    services.submit(owner=alice, prompt="one")
+    services.submit(owner=alice, prompt="two")
+    with pytest.raises(services.SubmitError, match="already have 2 jobs in progress"):
+        services.submit(owner=alice, prompt="three")
+    assert Job.objects.count() == 2
+    Quota.objects.create(user=alice, jobs_at_once=3)
+    services.submit(owner=alice, prompt="three")
+    assert Job.objects.count() == 3
+
+
+def test_failed_and_cancelled_jobs_do_not_count_against_the_day(alice: Any, settings: Any) -> None:
+    settings.MJ_JOBS_PER_DAY = 2
+    settings.MJ_JOBS_AT_ONCE = 0
+    first = services.submit(owner=alice, prompt="one")
+    second = services.submit(owner=alice, prompt="two")
+    with pytest.raises(services.SubmitError, match=r"used your 2 jobs for today; the count resets"):
+        services.submit(owner=alice, prompt="three")
+    services.cancel(first)
+    services.fail(second, kind=Job.FailKind.PROVIDER_ERROR, reason="boom")
+    services.submit(owner=alice, prompt="three")
+    services.submit(owner=alice, prompt="four")
+    assert quotas.jobs_today(alice) == 2
+
+
+def test_yesterdays_jobs_do_not_count(alice: Any, settings: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.MJ_JOBS_PER_DAY = 1
+    job = services.submit(owner=alice, prompt="yesterday")
+    start, resets = quotas.day_window()
+    Job.objects.filter(pk=job.pk).update(created_at=start - timedelta(minutes=1))
+    assert quotas.jobs_today(alice) == 0
+    assert resets - start == timedelta(days=1) and start <= timezone.now() < resets
+    services.submit(owner=alice, prompt="today")
+
+
+def test_a_user_override_of_zero_means_no_daily_limit(alice: Any, settings: Any) -> None:
+    settings.MJ_JOBS_PER_DAY = 1
+    Quota.objects.create(user=alice, jobs_per_day=0)
+    services.submit(owner=alice, prompt="one")
+    services.submit(owner=alice, prompt="two")
+    assert quotas.limits(alice).jobs_per_day == 0
+
+
+def test_a_refused_submit_over_a_limit_writes_nothing(alice: Any, settings: Any) -> None:
+    from billing.models import LedgerEntry
+
+    settings.MJ_JOBS_PER_DAY = 1
+    services.submit(owner=alice, prompt="one")
+    entries = LedgerEntry.objects.count()
+    with pytest.raises(services.SubmitError):
+        services.submit(owner=alice, prompt="two")
+    assert Job.objects.count() == 1
+    assert LedgerEntry.objects.count() == entries
