@@ -44,3 +44,60 @@ class ImagineForm(forms.Form):
             field.choices = [(v, label) for v, label in Job.Mode.choices if v in modes]
             if field.initial not in modes and modes:
                 field.initial = modes[0]
+
+
+class GalleryFilterForm(forms.Form):
+    """The gallery's filters and search, read from (and kept in) the URL's query string."""
+
+    VIEW_LINEAGES = "lineages"
+    VIEW_ALL = "all"
+
+    q = forms.CharField(
+        label="Search your jobs",
+        required=False,
+        max_length=200,
+        widget=forms.SearchInput(attrs={"placeholder": "Search by words of the prompt"}),
+    )
+    view = forms.ChoiceField(
+        label="Show",
+        required=False,
+        choices=[(VIEW_LINEAGES, "One card per lineage"), (VIEW_ALL, "All jobs")],
+    )
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Job.Status.choices])
+    action = forms.ChoiceField(required=False, choices=[("", "Any action"), *Job.Action.choices])
+    mode = forms.ChoiceField(
+        label="Speed", required=False, choices=[("", "Any speed"), *Job.Mode.choices]
+    )
+    since = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    favorites = forms.BooleanField(label="Favorites only", required=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if since and until and since > until:
+            self.add_error("until", "The end date is before the start date.")
+        return data
+
+    def values(self) -> dict[str, Any]:
+        """The valid filters (an invalid field is reported and left out, not guessed)."""
+        if not self.is_bound:
+            return {}
+        self.is_valid()
+        return {
+            name: value
+            for name, value in getattr(self, "cleaned_data", {}).items()
+            if value not in ("", None, False) and name not in self.errors
+        }
+
+    @property
+    def active(self) -> bool:
+        return any(name != "view" for name in self.values())
+
+    @property
+    def lineages(self) -> bool:
+        return self.values().get("view", self.VIEW_LINEAGES) == self.VIEW_LINEAGES

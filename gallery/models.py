@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import uuid
+import zlib
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +32,42 @@ class JobQuerySet(models.QuerySet["Job"]):
         if not user.is_authenticated:
             return self.none()
         return self.filter(owner=user)
+
+    def visible_to(self, user: Any) -> JobQuerySet:
+        """The user's jobs they have not deleted."""
+        return self.for_user(user).filter(deleted_at__isnull=True)
+
+    def lineage_heads(self) -> JobQuerySet:
+        """One job per lineage among these: the newest that is not a failure (in flight or
+        finished), else the newest. The gallery shows lineages by these."""
+        failed = Q(status__in=(Job.Status.FAILED, Job.Status.CANCELLED))
+        ranked = (
+            self.filter(root_id=models.OuterRef("root_id"))
+            .annotate(
+                is_failure=models.Case(
+                    models.When(failed, then=models.Value(1)), default=models.Value(0)
+                )
+            )
+            .order_by("is_failure", "-created_at", "-id")
+            .values("pk")[:1]
+        )
+        return self.filter(pk=models.Subquery(ranked))
+
+    def matching(self, filters: dict[str, Any]) -> JobQuerySet:
+        """Jobs that pass the gallery's filters (see gallery.forms.GalleryFilterForm)."""
+        jobs = self
+        for word in str(filters.get("q", "")).split():
+            jobs = jobs.filter(prompt__icontains=word)
+        for name in ("status", "action", "mode"):
+            if filters.get(name):
+                jobs = jobs.filter(**{name: filters[name]})
+        if filters.get("since"):
+            jobs = jobs.filter(created_at__date__gte=filters["since"])
+        if filters.get("until"):
+            jobs = jobs.filter(created_at__date__lte=filters["until"])
+        if filters.get("favorites"):
+            jobs = jobs.filter(favorite=True)
+        return jobs
 
     def in_flight(self) -> JobQuerySet:
         return self.filter(status__in=Job.IN_FLIGHT)
@@ -63,6 +100,17 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def dispatchable(self, provider: str) -> JobQuerySet:
         return self.filter(provider=provider, status=Job.Status.QUEUED)
+
+
+def lineage_size() -> models.Subquery:
+    """For annotating jobs: how many visible jobs their lineage has."""
+    return models.Subquery(
+        Job.objects.filter(root_id=models.OuterRef("root_id"), deleted_at__isnull=True)
+        .order_by()
+        .values("root_id")
+        .annotate(size=models.Count("pk"))
+        .values("size")[:1]
+    )
 
 
 class JobStatus(models.TextChoices):
@@ -218,6 +266,10 @@ class Job(models.Model):
     # One per form render: a double click or a resent POST finds the job it already made.
     submit_key = models.UUIDField(null=True, blank=True)
 
+    # The user's own marks: a heart, and a soft delete (hidden at once; files removed later).
+    favorite = models.BooleanField(default=False)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
     objects = JobQuerySet.as_manager()
 
     class Meta:
@@ -226,6 +278,13 @@ class Job(models.Model):
             models.Index(fields=["owner", "-created_at"], name="job_owner_recent"),
             models.Index(fields=["provider", "status"], name="job_provider_status"),
             models.Index(fields=["root"], name="job_root"),
+            # The admin's filters on 100,000 jobs: by status, and by why they failed.
+            models.Index(fields=["status", "-created_at"], name="job_status_recent"),
+            models.Index(
+                fields=["fail_kind", "-created_at"],
+                condition=~Q(fail_kind=""),
+                name="job_fail_kind_recent",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -278,6 +337,31 @@ class Job(models.Model):
         after_upscale = {"vary_subtle", "vary_strong", "zoom_out", "pan", "upscale_subtle"}
         return self.action == JobAction.IMPORT and any(
             button.get("action") in after_upscale for button in self.buttons
+        )
+
+    @property
+    def live_version(self) -> str:
+        """Changes whenever the job's card would look different (see views.live)."""
+        preview = zlib.crc32(self.preview_url.encode()) if self.preview_url else 0
+        return "-".join(
+            str(part)
+            for part in (
+                self.status,
+                self.progress,
+                self.charge or "none",
+                self.slot_position if self.slot_position is not None else "",
+                int(bool(self.remix_prompt)),
+                int(bool(self.result_url)),
+                preview,
+            )
+        )
+
+    @property
+    def can_resync(self) -> bool:
+        """The provider knows it and we are still waiting for (or missed) its outcome."""
+        return bool(self.provider_job_id) and (
+            self.polls
+            or (self.status == self.Status.FAILED and self.fail_kind == JobFailKind.TIMEOUT)
         )
 
     @property
@@ -352,9 +436,10 @@ class Job(models.Model):
             return "Saving the images…" if self.result_url else f"Rendering, {self.progress}%"
         return self.get_status_display()
 
-    def transition(self, to: str, **changes: Any) -> bool:
+    def transition(self, to: str, *, expect: dict[str, Any] | None = None, **changes: Any) -> bool:
         """Compare-and-set the status from the one this instance holds to `to`.
 
+        `expect` names other fields that must still hold the values this decision relied on.
         Returns True when this call made the change; the instance is then updated.
         False means another actor changed the job first: reload and decide again.
         """
@@ -363,7 +448,9 @@ class Job(models.Model):
         now = timezone.now()
         if to in self.TERMINAL and "finished_at" not in changes:
             changes["finished_at"] = now
-        updated = Job.objects.filter(pk=self.pk, status=self.status).update(status=to, **changes)
+        updated = Job.objects.filter(pk=self.pk, status=self.status, **(expect or {})).update(
+            status=to, **changes
+        )
         if updated != 1:
             return False
         self.status = to
@@ -400,7 +487,19 @@ def image_path(instance: Image, filename: str) -> str:
 
 
 class Image(models.Model):
-    """A stored picture of a job: the grid or upscale as the provider made it, and its thumbnail."""
+    """A stored picture of a job and its WebP thumbnails.
+
+    A grid job has its grid (index 0) and its four tiles (index 1-4); an upscale has one
+    single image. Every row has the picture as a metadata-free PNG (`file`) and two WebP
+    thumbnails for a srcset: `thumbnail` (imaging.THUMB_WIDTH wide, the small one, as before)
+    and `thumbnail_large` (imaging.THUMB_LARGE_WIDTH). Neither is wider than the picture;
+    rows stored before the large size existed have no `thumbnail_large` (width 0).
+    """
+
+    # Names of the stored sizes, as the image view's URL spells them.
+    SIZE_FULL = "full"
+    SIZE_THUMB = "thumb"
+    SIZE_THUMB_LARGE = "thumb-large"
 
     class Kind(models.TextChoices):
         GRID = "grid", "Grid"
@@ -417,6 +516,9 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     thumb_width = models.PositiveIntegerField(default=0)
     thumb_height = models.PositiveIntegerField(default=0)
+    thumbnail_large = models.FileField(upload_to=image_path, max_length=300, blank=True)
+    thumb_large_width = models.PositiveIntegerField(default=0)
+    thumb_large_height = models.PositiveIntegerField(default=0)
     bytes = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64)
     content_type = models.CharField(max_length=40, default="image/png")
@@ -435,6 +537,32 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.job_id}"
+
+    def file_for(self, size: str) -> models.fields.files.FieldFile | None:
+        """The stored file of a size (`SIZE_*`), or None when this row has none of it."""
+        field = {
+            self.SIZE_FULL: self.file,
+            self.SIZE_THUMB: self.thumbnail,
+            self.SIZE_THUMB_LARGE: self.thumbnail_large,
+        }.get(size)
+        return field if field else None
+
+    def content_type_for(self, size: str) -> str:
+        return self.content_type if size == self.SIZE_FULL else "image/webp"
+
+    @property
+    def thumbnail_sizes(self) -> list[tuple[str, int, int]]:
+        """(size, width, height) of each stored thumbnail, smallest first, for a srcset."""
+        sizes = [
+            (self.SIZE_THUMB, self.thumbnail, self.thumb_width, self.thumb_height),
+            (
+                self.SIZE_THUMB_LARGE,
+                self.thumbnail_large,
+                self.thumb_large_width,
+                self.thumb_large_height,
+            ),
+        ]
+        return [(size, width, height) for size, field, width, height in sizes if field]
 
 
 class PollLease(models.Model):
@@ -492,7 +620,15 @@ class ProviderCall(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["provider", "-created_at"], name="call_provider_recent")]
+        indexes = [
+            models.Index(fields=["provider", "-created_at"], name="call_provider_recent"),
+            # The admin's "failed calls" filter: few rows among many, newest first.
+            models.Index(
+                fields=["-created_at"],
+                condition=Q(status_code__isnull=True) | Q(status_code__gte=400) | ~Q(error=""),
+                name="call_errors_recent",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} → {self.status_code or self.error[:30]}"

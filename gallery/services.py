@@ -241,6 +241,20 @@ def cancel(job: Job, *, reason: str = "Cancelled before it reached the provider.
     return moved
 
 
+def delete(job: Job) -> None:
+    """Hide a finished job from its owner now; a task removes its stored files afterwards.
+
+    The row stays (the ledger and the admin's audit refer to it, and jobs made from it keep
+    their lineage); only the pictures go.
+    """
+    with transaction.atomic():
+        updated = Job.objects.filter(pk=job.pk, deleted_at__isnull=True).update(
+            deleted_at=timezone.now(), favorite=False
+        )
+        if updated:
+            async_task("gallery.tasks.purge_images", job.pk, task_name=f"purge-{job.code}")
+
+
 def fail(job: Job, *, kind: str, reason: str) -> bool:
     """End a job as failed and release its hold, together and once.
 
@@ -272,7 +286,11 @@ def succeed(job: Job) -> bool:
     if job.status == Job.Status.FAILED and job.fail_kind != Job.FailKind.TIMEOUT:
         return False
     with transaction.atomic():
-        moved = job.transition(Job.Status.SUCCEEDED, progress=100, fail_kind="", fail_reason="")
+        # A late success: only while the job is still failed for the timeout seen here.
+        expect = {"fail_kind": job.fail_kind} if job.status == Job.Status.FAILED else None
+        moved = job.transition(
+            Job.Status.SUCCEEDED, expect=expect, progress=100, fail_kind="", fail_reason=""
+        )
         if moved:
             ledger.capture(job)
     return moved

@@ -44,7 +44,7 @@ class KindConverter(ChoiceConverter):
 
 class SizeConverter(ChoiceConverter):
     def __init__(self) -> None:
-        super().__init__(("full", "thumb"))
+        super().__init__(("full", "thumb-large", "thumb"))
 
 
 register_converter(PanConverter, "pan")
@@ -72,6 +72,15 @@ urlpatterns = [
     path("jobs/<uuid:code>/pan/<pan:direction>/", views.pan, name="pan"),
     path("jobs/<uuid:code>/remix/", views.remix, name="remix"),
     path("jobs/<uuid:code>/cancel/", views.cancel, name="cancel"),
+    path("jobs/<uuid:code>/resync/", views.resync, name="resync"),
+    path("jobs/<uuid:code>/favorite/", views.favorite, name="favorite"),
+    path("jobs/<uuid:code>/delete/", views.delete, name="delete"),
+    path("jobs/live/", views.live, name="live"),
+    path(
+        "jobs/<uuid:code>/download/<kind:kind>/<int:index>/",
+        views.download,
+        name="download",
+    ),
     path("settings/remix-mode/", views.remix_mode, name="remix_mode"),
     path("hooks/cometapi/<str:token>/", hooks.cometapi, name="hook_cometapi"),
     path("hooks/piapi/<str:token>/", hooks.piapi, name="hook_piapi"),

@@ -3,21 +3,26 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
-from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget, trigger_client_event
+from django_q.tasks import async_task
 
 from billing import quotas
 from gallery import imaging, services
-from gallery.forms import ImagineForm, ImportForm
-from gallery.models import Image, Job
+from gallery.forms import GalleryFilterForm, ImagineForm, ImportForm
+from gallery.lineage import tree as lineage_tree
+from gallery.models import Image, Job, lineage_size
+from gallery.pagination import CursorPage, paginate
 from gallery.providers import get_provider
 
 PAGE_SIZE = 24
@@ -30,7 +35,7 @@ def _credits_moved(response: HttpResponse) -> HttpResponse:
 
 
 def _jobs(request: HttpRequest) -> Any:
-    return Job.objects.for_user(request.user).prefetch_related(
+    return Job.objects.visible_to(request.user).prefetch_related(
         Prefetch("images", queryset=Image.objects.order_by("kind", "index"))
     )
 
@@ -43,11 +48,35 @@ def _own_job(request: HttpRequest, code: uuid.UUID) -> Job:
     return get_object_or_404(_jobs(request).select_related("parent"), code=code)
 
 
+def _gallery_page(request: HttpRequest, filters: GalleryFilterForm) -> CursorPage:
+    jobs = _jobs(request).matching(filters.values())
+    if filters.lineages:
+        jobs = jobs.lineage_heads().annotate(lineage_size=lineage_size())
+    return paginate(
+        jobs, after=request.GET.get("after"), before=request.GET.get("before"), size=PAGE_SIZE
+    )
+
+
+def _home_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
+    filters = GalleryFilterForm(request.GET or None)
+    page = _gallery_page(request, filters)
+    return {
+        "form": _imagine_form(request),
+        "import_form": ImportForm(),
+        "filters": filters,
+        "page": page,
+        "live": any(job.polls for job in page.items),
+        **overrides,
+    }
+
+
 @require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    page = Paginator(_jobs(request), PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"form": _imagine_form(request), "import_form": ImportForm(), "page": page}
+    context = _home_context(request)
+    if request.htmx and request.GET.get("more"):
+        # Infinite scroll: the next cards and the link after them, nothing else.
+        return render(request, "gallery/_gallery_more.html", context)
     return render(request, "gallery/home.html", context)
 
 
@@ -76,9 +105,7 @@ def imagine(request: HttpRequest) -> HttpResponse:
                 )
             )
     if not request.htmx:
-        page = Paginator(_jobs(request), PAGE_SIZE).get_page(1)
-        context = {"form": form, "import_form": ImportForm(), "page": page}
-        return render(request, "gallery/home.html", context, status=422)
+        return render(request, "gallery/home.html", _home_context(request, form=form), status=422)
     response = render(request, "gallery/_imagine_form.html", {"form": form})
     return reswap(retarget(response, "#imagine-form"), "outerHTML")
 
@@ -102,8 +129,7 @@ def import_task(request: HttpRequest) -> HttpResponse:
                 request, "gallery/_job_created.html", {"job": job, "import_form": ImportForm()}
             )
     if not request.htmx:
-        page = Paginator(_jobs(request), PAGE_SIZE).get_page(1)
-        context = {"form": _imagine_form(request), "import_form": form, "page": page}
+        context = _home_context(request, import_form=form)
         return render(request, "gallery/home.html", context, status=422)
     response = render(request, "gallery/_import_form.html", {"import_form": form})
     return reswap(retarget(response, "#import-form"), "outerHTML")
@@ -112,9 +138,32 @@ def import_task(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def job_detail(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    job = _own_job(request, code)
-    children = _jobs(request).filter(parent=job).order_by("created_at")
-    return render(request, "gallery/job_detail.html", {"job": job, "children": children})
+    return _job_page(request, _own_job(request, code))
+
+
+def _job_page(request: HttpRequest, job: Job, *, status: int = 200, **extra: Any) -> HttpResponse:
+    """A job with its pictures and the whole lineage it belongs to (one query for the tree)."""
+    lineage = list(
+        Job.objects.for_user(request.user)
+        .filter(root_id=job.root_id)
+        .prefetch_related(
+            Prefetch("images", queryset=Image.objects.filter(kind__in=["grid", "single"]))
+        )
+    )
+    nodes, closing = lineage_tree(lineage)
+    tiles = [image for image in job.images.all() if image.kind == Image.Kind.TILE]
+    main = next((image for image in job.images.all() if image.kind != Image.Kind.TILE), None)
+    context = {
+        "job": job,
+        "main": main,
+        "tiles": tiles,
+        "nodes": nodes,
+        "closing": closing,
+        "lineage_count": sum(1 for node in lineage if node.deleted_at is None),
+        "live": job.polls,
+        **extra,
+    }
+    return render(request, "gallery/job_detail.html", context, status=status)
 
 
 @require_GET
@@ -125,13 +174,63 @@ def job_card(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     job = _own_job(request, code)
     if not request.htmx:
         return redirect(job)
-    shown = request.GET.get("shown", "")
-    context = {"job": job, "shown": int(shown) if shown.isdigit() else None}
-    response = render(request, "gallery/_job_card.html", context)
-    if not job.polls:
-        # The last answer this card polls for: its hold was just charged or given back.
+    return _card(request, job)
+
+
+def _card(request: HttpRequest, job: Job, **context: Any) -> HttpResponse:
+    """A card swapped in place; if it is (again) in flight, the page's poller wakes up."""
+    response = render(request, "gallery/_job_card.html", {"job": job, **context})
+    if job.polls:
+        poller = render_to_string(
+            "gallery/_live_poller.html", {"active": True, "oob": True}, request=request
+        )
+        response.content += poller.encode()
+    return response
+
+
+LIVE_MAX_JOBS = 200
+
+
+@require_GET
+@login_required
+@never_cache
+def live(request: HttpRequest) -> HttpResponse:
+    """The one poll of a page: it names its running cards with the version it shows, and
+    gets back (out of band) only the cards that changed. Nothing changed: an empty answer.
+    Nothing left running: the poller itself is replaced by one that does not poll."""
+    seen: dict[uuid.UUID, tuple[str, int | None]] = {}
+    for value in request.GET.getlist("live")[:LIVE_MAX_JOBS]:
+        code, _, rest = value.partition("~")
+        version, _, shown = rest.partition("~")
+        try:
+            seen[uuid.UUID(code)] = (version, int(shown) if shown.isdigit() else None)
+        except ValueError:
+            continue
+    jobs = list(_jobs(request).filter(code__in=seen)) if seen else []
+    changed = [job for job in jobs if job.live_version != seen[job.code][0]]
+    still_running = any(job.polls for job in jobs)
+    if not changed and still_running:
+        return HttpResponse(status=204)
+    parts = [
+        render_to_string(
+            "gallery/_job_card.html",
+            {"job": job, "oob": True, "shown": seen[job.code][1]},
+            request=request,
+        )
+        for job in changed
+    ]
+    if not still_running:
+        parts.append(render_to_string("gallery/_live_poller.html", {"oob": True}, request=request))
+    response = HttpResponse("".join(parts))
+    if any(job.charge != _charge_of(seen[job.code][0]) for job in changed):
         _credits_moved(response)
     return response
+
+
+def _charge_of(version: str) -> str:
+    parts = version.split("-")
+    charge = parts[2] if len(parts) > 2 else ""
+    return "" if charge == "none" else charge
 
 
 @require_POST
@@ -145,15 +244,61 @@ def cancel(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         error = "Too late to cancel: the job has already been sent to the provider."
     if not request.htmx:
         if error:
-            return render(
-                request,
-                "gallery/job_detail.html",
-                {"job": job, "children": [], "error": error},
-                status=409,
-            )
+            return _job_page(request, job, error=error, status=409)
         return redirect(job)
-    response = render(request, "gallery/_job_card.html", {"job": job, "error": error})
+    response = _card(request, job, error=error)
     return response if error else _credits_moved(response)
+
+
+@require_POST
+@login_required
+def resync(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    """Ask the provider about this job now instead of waiting for the next poll."""
+    job = _own_job(request, code)
+    if job.can_resync:
+        async_task("gallery.tasks.refresh", job.pk, task_name=f"refresh-{job.code}")
+        message = "Asking the provider now…"
+    else:
+        message = "There is nothing to ask the provider about this job."
+    if not request.htmx:
+        messages.info(request, message)
+        return redirect(job)
+    return _card(request, job, notice=message)
+
+
+@require_POST
+@login_required
+def favorite(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    """Set or clear the heart; the form says which, so a repeated POST changes nothing."""
+    job = _own_job(request, code)
+    job.favorite = request.POST.get("favorite") == "1"
+    Job.objects.filter(pk=job.pk).update(favorite=job.favorite)
+    if not request.htmx:
+        return redirect(request.POST.get("next") or job.get_absolute_url())
+    return _card(request, job)
+
+
+@require_POST
+@login_required
+def delete(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    """Hide a finished job at once and remove its files in the background. A job that others
+    were made from asks first; those stay, reachable through the lineage."""
+    job = _own_job(request, code)
+    if not job.is_terminal:
+        error = "A job in progress cannot be deleted; cancel it or wait until it finishes."
+        if not request.htmx:
+            return _job_page(request, job, error=error, status=409)
+        return _card(request, job, error=error)
+    children = Job.objects.visible_to(request.user).filter(parent=job).count()
+    if children and request.POST.get("confirm") != "1":
+        if not request.htmx:
+            return _job_page(request, job, confirm_delete=children)
+        return _card(request, job, confirm_delete=children)
+    services.delete(job)
+    if not request.htmx:
+        messages.success(request, "Job deleted.")
+        return redirect("gallery:home")
+    return HttpResponse("")
 
 
 def _press(
@@ -175,15 +320,10 @@ def _press(
         )
     except services.SubmitError as exc:
         if request.htmx:
-            return render(
-                request, "gallery/_job_card.html", {"job": parent, "error": str(exc)}, status=200
-            )
-        return render(
-            request,
-            "gallery/job_detail.html",
-            {"job": parent, "children": [], "error": str(exc)},
-            status=422,
-        )
+            # The refusal shows on the card whose button was pressed.
+            response = _card(request, parent, error=str(exc))
+            return reswap(retarget(response, f"#job-{parent.code}"), "outerHTML")
+        return _job_page(request, parent, error=str(exc), status=422)
     if not request.htmx:
         return redirect(child)
     return _credits_moved(render(request, "gallery/_job_created.html", {"job": child}))
@@ -255,14 +395,9 @@ def remix(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         error = str(exc)
     if not request.htmx:
         if error:
-            return render(
-                request,
-                "gallery/job_detail.html",
-                {"job": job, "children": [], "error": error},
-                status=422,
-            )
+            return _job_page(request, job, error=error, status=422)
         return redirect(job)
-    return render(request, "gallery/_job_card.html", {"job": job, "error": error})
+    return _card(request, job, error=error)
 
 
 @require_POST
@@ -277,24 +412,54 @@ def remix_mode(request: HttpRequest) -> HttpResponse:
     return render(request, "gallery/_remix_toggle.html")
 
 
+def _own_image(request: HttpRequest, code: uuid.UUID, kind: str, index: int) -> Image:
+    return get_object_or_404(
+        Image.objects.filter(job__owner=request.user, job__deleted_at__isnull=True).select_related(
+            "job"
+        ),
+        job__code=code,
+        kind=kind,
+        index=index,
+    )
+
+
 @require_GET
 @login_required
 def image_file(
     request: HttpRequest, code: uuid.UUID, kind: str, index: int, size: str
 ) -> FileResponse:
-    image = get_object_or_404(
-        Image.objects.filter(job__owner=request.user), job__code=code, kind=kind, index=index
-    )
-    field = image.thumbnail if size == "thumb" else image.file
-    if not field:
+    image = _own_image(request, code, kind, index)
+    field = image.file_for(size)
+    if field is None:
         raise Http404("No such image size.")
     response = FileResponse(
-        default_storage.open(field.name, "rb"),
-        content_type="image/webp" if size == "thumb" else image.content_type,
+        default_storage.open(field.name, "rb"), content_type=image.content_type_for(size)
     )
     # Private to the owner; content never changes for a given URL.
     response["Cache-Control"] = "private, max-age=31536000, immutable"
     return response
+
+
+@require_GET
+@login_required
+def download(request: HttpRequest, code: uuid.UUID, kind: str, index: int) -> FileResponse:
+    """The original picture as a file named after the prompt."""
+    image = _own_image(request, code, kind, index)
+    return FileResponse(
+        default_storage.open(image.file.name, "rb"),
+        as_attachment=True,
+        filename=download_name(image),
+        content_type=image.content_type,
+    )
+
+
+def download_name(image: Image) -> str:
+    words = slugify(image.job.final_prompt or image.job.prompt)[:60].strip("-") or "image"
+    part = f"{image.job.label}" if image.kind != Image.Kind.TILE else f"{image.index}"
+    suffix = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(
+        image.content_type, "png"
+    )
+    return f"{words}-{slugify(part)}-{image.job.code.hex[:8]}.{suffix}"
 
 
 @require_GET

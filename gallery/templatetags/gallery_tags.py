@@ -156,6 +156,18 @@ def main_image(job: Job) -> Any:
     return None
 
 
+@register.simple_tag
+def image_srcset(job: Job, image: Any) -> str:
+    """`srcset` over the stored thumbnail widths of an image (and the original, largest)."""
+    sources = [
+        f"{reverse('gallery:image', args=[job.code, image.kind, image.index, size])} {width}w"
+        for size, width, _ in image.thumbnail_sizes
+    ]
+    full = reverse("gallery:image", args=[job.code, image.kind, image.index, "full"])
+    sources.append(f"{full} {image.width}w")
+    return ", ".join(sources)
+
+
 @register.filter
 def get_item(mapping: dict, key: Any) -> Any:
     return mapping.get(key)

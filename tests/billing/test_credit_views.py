@@ -46,13 +46,15 @@ def test_a_submit_tells_the_page_that_credits_moved(alice_client: Client) -> Non
     assert json.loads(response.headers["HX-Trigger"]) == {"balance-changed": {}}
 
 
-def test_a_finished_card_tells_the_page_once_it_stops_polling(alice: Any) -> None:
+def test_the_live_poll_tells_the_page_when_a_jobs_credits_moved(alice: Any) -> None:
     client = Client()
     client.force_login(alice)
     job = services.submit(owner=alice, prompt="x")
-    assert "HX-Trigger" not in client.get(reverse("gallery:card", args=[job.code]), **HX).headers
+    seen = {"live": f"{job.code}~{job.live_version}~"}
+    response = client.get(reverse("gallery:live"), seen, **HX)
+    assert response.status_code == 204 and "HX-Trigger" not in response.headers
     services.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason="boom")
-    response = client.get(reverse("gallery:card", args=[job.code]), **HX)
+    response = client.get(reverse("gallery:live"), seen, **HX)
     assert json.loads(response.headers["HX-Trigger"]) == {"balance-changed": {}}
     assert "Refunded 56 credits" in response.content.decode()
 

@@ -32,8 +32,8 @@ def test_the_form_offers_only_the_allowed_modes(
 ) -> None:
     settings.MJ_ALLOWED_MODES = ["relax"]
     body = alice_client.get(reverse("gallery:home")).content.decode()
-    assert 'value="relax"' in body
-    assert 'value="fast"' not in body and 'value="turbo"' not in body
+    assert 'type="radio" name="mode" value="relax"' in body
+    assert 'name="mode" value="fast"' not in body and 'name="mode" value="turbo"' not in body
 
 
 def test_a_mode_outside_the_quota_is_refused_and_writes_nothing(

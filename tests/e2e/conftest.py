@@ -71,6 +71,7 @@ def running_stack(root: Path, **extra_env: str) -> Iterator[Stack]:
         MJ_SIMULATOR_PORT=str(sim),
         MJ_SIMULATOR_DURATION="5",
         MJ_POLL_INTERVAL="0.5",
+        MJ_WELCOME_CREDITS="10000",
         MJWEB_WORKERS="2",
         PYTHONUNBUFFERED="1",
         **extra_env,

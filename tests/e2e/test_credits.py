@@ -18,7 +18,7 @@ def test_the_balance_follows_hold_and_charge_in_place(stack: Stack, browser_page
     page = browser_page
     sign_up(page, stack)
     balance = page.locator("#balance")
-    expect(balance).to_have_text(re.compile(r"^\s*1000 credits\s*$"))
+    expect(balance).to_have_text(re.compile(r"^\s*10000 credits\s*$"))
     page.evaluate("window.__sameDocument = 'yes'")
 
     # The composer shows the chosen mode's price on the button.
@@ -28,11 +28,11 @@ def test_the_balance_follows_hold_and_charge_in_place(stack: Stack, browser_page
     )
     page.get_by_label("Prompt").fill("a paper boat on a puddle")
     page.get_by_role("button", name="Imagine").click()
-    expect(balance).to_have_text(re.compile(r"944 credits\s*· 56 held"))
+    expect(balance).to_have_text(re.compile(r"9944 credits\s*· 56 held"))
 
     card = page.locator("article.card").first
     card.locator("img.result").wait_for(timeout=GRID_TIMEOUT)
-    expect(balance).to_have_text(re.compile(r"^\s*944 credits\s*$"))
+    expect(balance).to_have_text(re.compile(r"^\s*9944 credits\s*$"))
     expect(card.locator(".charge")).to_have_text(re.compile("Cost 56 credits"))
     # Every button says what it costs before it is pressed.
     expect(card.get_by_role("button", name=re.compile(r"^Reroll.*56 credits$"))).to_have_count(1)

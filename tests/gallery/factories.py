@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import socket
+import ssl
+import struct
 import threading
+import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
@@ -162,3 +166,133 @@ def point_product_at(
     settings.MJ_SIMULATOR_API_KEY = api_key
     settings.MJ_SIMULATOR_PROTOCOL, settings.PIAPI_API = protocol, piapi_api
     monkeypatch.setattr(tasks.time, "sleep", lambda seconds: None)
+
+
+# --- images and a scriptable image host (ingest tests) --------------------------------
+
+QUADRANT_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0))
+
+
+def grid_png(size: tuple[int, int] = (1600, 1200)) -> bytes:
+    """A PNG whose four quarters (left to right, top to bottom) are QUADRANT_COLOURS."""
+    width, height = size
+    image = PILImage.new("RGB", size)
+    mid_x, mid_y = width // 2, height // 2
+    boxes = [(0, 0, mid_x, mid_y), (mid_x, 0, width, mid_y)]
+    boxes += [(0, mid_y, mid_x, height), (mid_x, mid_y, width, height)]
+    for box, colour in zip(boxes, QUADRANT_COLOURS, strict=True):
+        image.paste(colour, box)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG of a few hundred bytes that declares width x height pixels (all black)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    # Only the first rows are present; Pillow reads the header before any pixel.
+    rows = zlib.compress(b"\x00" * (width + 1) * 4, 9)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+Answer = Callable[["RawServer", socket.socket, bytes], None]
+
+
+class RawServer:
+    """A loopback TCP server that answers each connection with a scripted function.
+
+    `answer(server, conn, request_head)` writes whatever bytes it likes (lying headers,
+    chunked bodies, drips). The server records connections, request heads, the TLS server
+    name asked for (with `tls`), and `events` an answer notes (e.g. "client closed").
+    """
+
+    def __init__(self, answer: Answer, *, tls: ssl.SSLContext | None = None) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.events: list[str] = []
+        self.server_names: list[str | None] = []
+        self.bytes_sent = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        if tls is not None:
+            tls.sni_callback = self._record_sni
+        self._tls = tls
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = int(self._listener.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str = "/image.png", host: str = "127.0.0.1", scheme: str = "http") -> str:
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    def note(self, event: str) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def send(self, conn: socket.socket, data: bytes) -> None:
+        conn.sendall(data)
+        with self._lock:
+            self.bytes_sent += len(data)
+
+    def _record_sni(self, sock: Any, server_name: str | None, context: Any) -> None:
+        with self._lock:
+            self.server_names.append(server_name)
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(5)
+            if self._tls is not None:
+                conn = self._tls.wrap_socket(conn, server_side=True)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            with self._lock:
+                self.requests.append(head)
+            self.answer(self, conn, head)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._listener.close()
+        self._thread.join(timeout=2)
+
+
+def http_answer(
+    body: bytes, *, status: str = "200 OK", content_type: str = "image/png", **headers: str
+) -> Answer:
+    """An answer sending one complete response."""
+
+    def answer(server: RawServer, conn: socket.socket, head: bytes) -> None:
+        lines = [f"HTTP/1.1 {status}", f"Content-Type: {content_type}"]
+        lines += [f"Content-Length: {len(body)}", "Connection: close"]
+        lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+        server.send(conn, ("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+    return answer

@@ -139,7 +139,8 @@ def assert_nothing_half_done(sim: Sim) -> None:
     for job in Job.objects.all():
         images = Image.objects.filter(job=job).count()
         if job.status == Job.Status.SUCCEEDED:
-            assert job.result_url and images == 1, (job.code, job.result_url, images)
+            expected = 1 if job.is_single_image else 5  # a grid comes with its four tiles
+            assert job.result_url and images == expected, (job.code, job.result_url, images)
         if job.status == Job.Status.FAILED:
             assert images == 0, job.code
         assert sim.provider_tasks(job) <= 1, (job.prompt, sim.provider_tasks(job))

@@ -50,7 +50,7 @@ def run_to_completion(job: Job, clock: FakeClock) -> Job:
 
 
 def stored_grid(job: Job) -> tuple[bytes, PILImage.Image]:
-    image = Image.objects.get(job=job)
+    image = Image.objects.get(job=job, index=0)
     data = image.file.read()
     assert hashlib.sha256(data).hexdigest() == image.sha256
     with PILImage.open(io.BytesIO(data)) as decoded:

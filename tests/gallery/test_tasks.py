@@ -269,7 +269,7 @@ def test_ingest_stores_the_image_and_a_thumbnail_once(
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert calls == ["https://api.cometapi.com/mj/image/1001"]
-    image = Image.objects.get(job=job)
+    image = Image.objects.get(job=job, index=0)
     assert (image.kind, image.width, image.height) == ("grid", 1024, 1024)
     assert (image.thumb_width, image.thumb_height) == (512, 512)
     assert image.file.read().startswith(b"\x89PNG")
@@ -342,7 +342,7 @@ def test_a_late_success_after_a_timeout_is_still_delivered(
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert (job.fail_kind, job.fail_reason) == ("", "")
-    assert Image.objects.filter(job=job).count() == 1
+    assert Image.objects.filter(job=job).count() == 5  # the grid and its four tiles
 
 
 def test_a_timed_out_job_the_provider_failed_is_not_polled_again(

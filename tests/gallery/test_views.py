@@ -126,20 +126,25 @@ def test_anonymous_is_sent_to_login(client: Client, alice: Any, name: str) -> No
     assert response["Location"].startswith(reverse("login"))
 
 
-def test_running_card_polls_and_finished_card_does_not(alice_client: Client, alice: Any) -> None:
+def test_a_running_card_joins_the_pages_poll_and_a_finished_one_does_not(
+    alice_client: Client, alice: Any
+) -> None:
     running = make_job(alice, status=Job.Status.RUNNING, progress=46)
     response = alice_client.get(reverse("gallery:card", args=[running.code]), **HX)
     body = response.content.decode()
     assert response.status_code == 200
     assert "<html" not in body  # the partial alone
-    assert 'hx-trigger="every 2s"' in body
-    assert reverse("gallery:card", args=[running.code]) in body
-    assert 'value="46"' in body
+    card = body.split("</article>")[0]
+    assert "hx-trigger" not in card  # cards do not poll on their own
+    assert f'name="live" value="{running.code}~{running.live_version}~"' in card
+    assert 'value="46"' in card
+    # The card came back running: the page's one poller is switched on out of band.
+    assert 'id="live-poller" hx-swap-oob="true" hx-get="/jobs/live/"' in body
     assert response["Vary"].find("HX-Request") >= 0
     done = make_finished_job(alice)
     body = alice_client.get(reverse("gallery:card", args=[done.code]), **HX).content.decode()
-    assert "hx-trigger" not in body.split('<div class="frame">')[0]
-    assert "every 2s" not in body
+    assert 'name="live"' not in body
+    assert "live-poller" not in body
 
 
 def test_card_without_htmx_redirects_to_the_job_page(alice_client: Client, alice: Any) -> None:

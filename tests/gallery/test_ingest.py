@@ -1,0 +1,377 @@
+"""ingest end to end: a real download from a loopback image host into the local storage."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.core.files.storage import FileSystemStorage
+from django.db import connection
+from PIL import Image as PILImage
+
+from gallery import imaging, tasks
+from gallery.models import Image, Job
+from tests.gallery.factories import (
+    GRID_BUTTONS,
+    QUADRANT_COLOURS,
+    RawServer,
+    answer_through,
+    bomb_png,
+    grid_png,
+    http_answer,
+    make_job,
+    png_bytes,
+)
+from tests.requirements import require_postgres
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def provider(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """A CometAPI adapter (its own host is api.cometapi.com); images come from 127.0.0.1,
+    the simulator host of the test settings, the only host allowed a loopback address."""
+    answer_through(monkeypatch, tasks, lambda request: httpx.Response(404))
+    settings.MJ_PROVIDER = "simulator"
+    settings.MJ_SIMULATOR_HOST = "127.0.0.1"
+    settings.MJ_IMAGE_HOSTS = ["127.0.0.1"]
+
+
+@pytest.fixture
+def host() -> Iterator[Callable[..., RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(answer: Any) -> RawServer:
+        server = RawServer(answer)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def finished(owner: Any, url: str, **fields: Any) -> Job:
+    """A job the provider reported finished, with its image at `url`: what ingest gets."""
+    fields.setdefault("buttons", GRID_BUTTONS)
+    fields.setdefault("provider_job_id", "1001")
+    return make_job(owner, status=Job.Status.RUNNING, progress=100, result_url=url, **fields)
+
+
+def stored_files(settings: Any) -> list[str]:
+    root = Path(settings.MEDIA_ROOT)
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+
+
+def opened(field: Any) -> PILImage.Image:
+    with field.open("rb") as handle:
+        image = PILImage.open(io.BytesIO(handle.read()))
+        image.load()
+    return image
+
+
+def test_a_grid_is_stored_with_four_tiles_each_with_two_webp_thumbnails(
+    host: Callable[..., RawServer], alice: Any, settings: Any
+) -> None:
+    server = host(http_answer(grid_png((1600, 1200))))
+    job = finished(alice, server.url())
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    images = list(Image.objects.filter(job=job).order_by("kind", "index"))
+    assert [(i.kind, i.index, i.width, i.height) for i in images] == [
+        ("grid", 0, 1600, 1200),
+        ("tile", 1, 800, 600),
+        ("tile", 2, 800, 600),
+        ("tile", 3, 800, 600),
+        ("tile", 4, 800, 600),
+    ]
+    thumbs = [
+        (i.thumb_width, i.thumb_height, i.thumb_large_width, i.thumb_large_height) for i in images
+    ]
+    assert thumbs == [(512, 384, 1024, 768), *[(512, 384, 800, 600)] * 4]
+    for image in images:
+        full = opened(image.file)
+        assert (full.format, full.size) == ("PNG", (image.width, image.height))
+        assert image.content_type == "image/png" and image.bytes == image.file.size
+        small, large = opened(image.thumbnail), opened(image.thumbnail_large)
+        assert (small.format, small.size) == ("WEBP", (image.thumb_width, image.thumb_height))
+        assert (large.format, large.size) == (
+            "WEBP",
+            (image.thumb_large_width, image.thumb_large_height),
+        )
+        assert image.thumbnail_sizes == [
+            ("thumb", image.thumb_width, image.thumb_height),
+            ("thumb-large", image.thumb_large_width, image.thumb_large_height),
+        ]
+    for tile, colour in zip(images[1:], QUADRANT_COLOURS, strict=True):
+        pixels = opened(tile.file)
+        assert pixels.getpixel((0, 0)) == pixels.getpixel((799, 599)) == colour
+    # Local storage, under the job's folder: 5 PNGs and 10 WebPs, nothing else.
+    files = stored_files(settings)
+    assert len(files) == 15
+    assert all(name.startswith(f"jobs/{job.code.hex[:2]}/{job.code.hex}/") for name in files)
+    assert sum(name.endswith(".png") for name in files) == 5
+
+
+def test_an_upscale_stays_a_single_image_without_tiles(
+    host: Callable[..., RawServer], alice: Any, settings: Any
+) -> None:
+    server = host(http_answer(png_bytes((1024, 1024))))
+    parent = finished(alice, server.url(), provider_job_id="900")
+    job = finished(alice, server.url(), parent=parent, action=Job.Action.UPSCALE, index=2)
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    image = Image.objects.get(job=job)
+    assert (image.kind, image.index, image.width, image.height) == ("single", 0, 1024, 1024)
+    assert (image.thumb_width, image.thumb_large_width) == (512, 1024)
+    assert opened(image.thumbnail_large).format == "WEBP"
+    assert len(stored_files(settings)) == 3
+
+
+def test_ingest_run_twice_downloads_and_stores_once(
+    host: Callable[..., RawServer], alice: Any, settings: Any
+) -> None:
+    server = host(http_answer(grid_png((64, 48))))
+    job = finished(alice, server.url())
+    tasks.ingest(job.pk)
+    first = sorted(Image.objects.filter(job=job).values_list("pk", flat=True))
+    tasks.ingest(job.pk)
+    assert sorted(Image.objects.filter(job=job).values_list("pk", flat=True)) == first
+    assert len(first) == 5
+    assert server.connections == 1
+    assert len(stored_files(settings)) == 15
+
+
+def test_a_run_that_loses_the_race_deletes_its_own_files(
+    monkeypatch: pytest.MonkeyPatch, alice: Any, settings: Any
+) -> None:
+    """Two runs both found no images and both stored; the second one's insert collides."""
+    job = finished(alice, "http://127.0.0.1/grid.png")
+    picture = imaging.decode(grid_png((64, 48)))
+    winner = tasks.store_picture(job, picture)
+    files = stored_files(settings)
+    monkeypatch.setattr(tasks, "_main_image", lambda job: None)  # it looked before the commit
+    saved: list[str] = []
+    real_save = FileSystemStorage._save
+
+    def recording_save(self: FileSystemStorage, name: str, content: Any) -> str:
+        saved.append(name)
+        return real_save(self, name, content)
+
+    monkeypatch.setattr(FileSystemStorage, "_save", recording_save)
+    loser = tasks.store_picture(job, picture)
+    assert loser.pk == winner.pk
+    assert len(saved) == 15  # it did write its own copies...
+    assert stored_files(settings) == files  # ...and removed every one of them
+    assert Image.objects.filter(job=job).count() == 5
+
+
+def test_an_image_that_stays_unavailable_fails_the_job(
+    host: Callable[..., RawServer], alice: Any, settings: Any
+) -> None:
+    server = host(http_answer(b"gone", status="404 Not Found", content_type="text/plain"))
+    job = finished(alice, server.url())
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE)
+    assert "HTTP 404" in job.fail_reason
+    assert len(server.requests) == tasks.INGEST_ATTEMPTS
+    assert job.ingest_attempts == 1
+    assert not Image.objects.filter(job=job).exists()
+    assert stored_files(settings) == []
+
+
+def test_a_refused_image_fails_at_once_without_retrying(
+    host: Callable[..., RawServer], alice: Any
+) -> None:
+    server = host(http_answer(b"<html>login</html>", content_type="text/html"))
+    job = finished(alice, server.url())
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE)
+    assert "not a PNG, JPEG or WebP" in job.fail_reason
+    assert len(server.requests) == 1
+
+
+def test_a_pixel_bomb_fails_the_job(host: Callable[..., RawServer], alice: Any) -> None:
+    server = host(http_answer(bomb_png(30000, 30000)))
+    job = finished(alice, server.url())
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE)
+    assert "too large" in job.fail_reason
+    assert len(server.requests) == 1
+
+
+def test_a_transient_error_is_retried(host: Callable[..., RawServer], alice: Any) -> None:
+    answers = iter(
+        [
+            http_answer(b"busy", status="503 Service Unavailable", content_type="text/plain"),
+            http_answer(grid_png((64, 48))),
+        ]
+    )
+    server = host(lambda server, conn, head: next(answers)(server, conn, head))
+    job = finished(alice, server.url())
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert len(server.requests) == 2
+    assert Image.objects.filter(job=job).count() == 5
+
+
+def test_a_redelivered_ingest_after_the_images_were_stored_only_ends_the_job(
+    monkeypatch: pytest.MonkeyPatch, alice: Any
+) -> None:
+    job = finished(alice, "http://127.0.0.1/grid.png")
+    tasks.store_picture(job, imaging.decode(grid_png((64, 48))))  # then the worker died
+
+    def download(url: str, **kwargs: Any) -> bytes:
+        raise AssertionError("the image is already stored: no second download")
+
+    monkeypatch.setattr(imaging, "download", download)
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert Image.objects.filter(job=job).count() == 5
+
+
+def test_a_storage_hiccup_is_retried_and_leaves_no_orphans(
+    monkeypatch: pytest.MonkeyPatch, host: Callable[..., RawServer], alice: Any, settings: Any
+) -> None:
+    server = host(http_answer(grid_png((64, 48))))
+    job = finished(alice, server.url())
+    real_save = FileSystemStorage._save
+    calls: list[str] = []
+
+    def flaky_save(self: FileSystemStorage, name: str, content: Any) -> str:
+        calls.append(name)
+        if len(calls) == 4:  # three files of the first try are written, then the disk fails
+            raise OSError("No space left on device")
+        return real_save(self, name, content)
+
+    monkeypatch.setattr(FileSystemStorage, "_save", flaky_save)
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert len(calls) == 4 + 15
+    assert len(stored_files(settings)) == 15
+    names = {
+        name
+        for image in Image.objects.filter(job=job)
+        for name in (image.file.name, image.thumbnail.name, image.thumbnail_large.name)
+    }
+    assert names == set(stored_files(settings))
+
+
+def test_storage_that_keeps_failing_fails_the_job(
+    monkeypatch: pytest.MonkeyPatch, host: Callable[..., RawServer], alice: Any, settings: Any
+) -> None:
+    server = host(http_answer(grid_png((64, 48))))
+    job = finished(alice, server.url())
+    real_save = FileSystemStorage._save
+    calls: list[str] = []
+
+    def failing_save(self: FileSystemStorage, name: str, content: Any) -> str:
+        calls.append(name)
+        if len(calls) % 2 == 0:
+            raise OSError("No space left on device")
+        return real_save(self, name, content)
+
+    monkeypatch.setattr(FileSystemStorage, "_save", failing_save)
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE)
+    assert "could not be stored" in job.fail_reason
+    assert len(calls) == 2 * tasks.STORE_ATTEMPTS
+    assert stored_files(settings) == []  # what each try wrote was removed
+    assert not Image.objects.filter(job=job).exists()
+
+
+def test_downloads_fit_inside_the_task_timeout(
+    monkeypatch: pytest.MonkeyPatch, alice: Any, settings: Any
+) -> None:
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 30}
+    settings.MJ_INGEST_TIMEOUT = 60
+    timeouts: list[float] = []
+
+    def download(url: str, **kwargs: Any) -> bytes:
+        timeouts.append(kwargs["timeout"])
+        return grid_png((64, 48))
+
+    monkeypatch.setattr(imaging, "download", download)
+    tasks.ingest(finished(alice, "http://127.0.0.1/grid.png").pk)
+    assert len(timeouts) == 1
+    assert 5 < timeouts[0] <= 30 - tasks.INGEST_STORE_RESERVE
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+def test_concurrent_ingests_store_one_set_of_images(
+    monkeypatch: pytest.MonkeyPatch, alice: Any, settings: Any
+) -> None:
+    require_postgres()
+    job = finished(alice, "http://127.0.0.1/grid.png")
+    both_downloading = threading.Barrier(2, timeout=10)
+
+    def download(url: str, **kwargs: Any) -> bytes:
+        both_downloading.wait()  # both runs have looked for images and found none
+        return grid_png((64, 48))
+
+    monkeypatch.setattr(imaging, "download", download)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            tasks.ingest(job.pk)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert Image.objects.filter(job=job).count() == 5
+    assert len(stored_files(settings)) == 15
+
+
+def test_a_losing_run_cannot_clobber_the_winners_files_on_an_overwriting_storage(
+    monkeypatch: pytest.MonkeyPatch, alice: Any, settings: Any
+) -> None:
+    # Like S3Storage with its default AWS_S3_FILE_OVERWRITE=True: a name is reused as is.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"allow_overwrite": True},
+        },
+    }
+    job = finished(alice, "http://127.0.0.1/grid.png")
+    winner = tasks.store_picture(
+        job,
+        imaging.decode(
+            grid_png(
+                (64, 48),
+            )
+        ),
+    )
+    monkeypatch.setattr(tasks, "_main_image", lambda job: None)
+    tasks.store_picture(job, imaging.decode(png_bytes((64, 48), color="#ff00ff")))
+    for image in Image.objects.filter(job=job):
+        assert image.file.storage.exists(image.file.name), image.file.name
+        assert image.thumbnail.storage.exists(image.thumbnail.name)
+        assert image.thumbnail_large.storage.exists(image.thumbnail_large.name)
+    assert opened(Image.objects.get(pk=winner.pk).file).getpixel((0, 0)) == QUADRANT_COLOURS[0]
+    assert len(stored_files(settings)) == 15
