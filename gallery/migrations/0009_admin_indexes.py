@@ -5,23 +5,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('gallery', '0008_favorites_and_deletion'),
+        ("gallery", "0008_favorites_and_deletion"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['status', '-created_at'], name='job_status_recent'),
+            model_name="job",
+            index=models.Index(fields=["status", "-created_at"], name="job_status_recent"),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('fail_kind', ''), _negated=True), fields=['fail_kind', '-created_at'], name='job_fail_kind_recent'),
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(("fail_kind", ""), _negated=True),
+                fields=["fail_kind", "-created_at"],
+                name="job_fail_kind_recent",
+            ),
         ),
         migrations.AddIndex(
-            model_name='providercall',
-            index=models.Index(condition=models.Q(('status_code__isnull', True), ('status_code__gte', 400), models.Q(('error', ''), _negated=True), _connector='OR'), fields=['-created_at'], name='call_errors_recent'),
+            model_name="providercall",
+            index=models.Index(
+                condition=models.Q(
+                    ("status_code__isnull", True),
+                    ("status_code__gte", 400),
+                    models.Q(("error", ""), _negated=True),
+                    _connector="OR",
+                ),
+                fields=["-created_at"],
+                name="call_errors_recent",
+            ),
         ),
     ]

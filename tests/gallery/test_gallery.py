@@ -99,7 +99,7 @@ def test_lineage_view_shows_one_card_per_lineage_with_its_size(
     assert body.count('<article id="job-') == 2
     newest = first[-1]
     assert f'id="job-{newest.code}"' in body and f'id="job-{second.code}"' in body
-    assert ">4<span class=\"visually-hidden\"> jobs in this lineage" in body
+    assert '>4<span class="visually-hidden"> jobs in this lineage' in body
     body = alice_client.get(reverse("gallery:home") + "?view=all").content.decode()
     assert body.count('<article id="job-') == 5
 
@@ -213,9 +213,7 @@ def test_favorite_in_place_and_idempotent(alice: Any, alice_client: Client) -> N
 
 
 @pytest.mark.parametrize("who", ["bob", "anonymous"])
-def test_others_cannot_favorite_or_delete_my_jobs(
-    alice: Any, bob_client: Client, who: str
-) -> None:
+def test_others_cannot_favorite_or_delete_my_jobs(alice: Any, bob_client: Client, who: str) -> None:
     job = make_finished_job(alice)
     client = bob_client if who == "bob" else Client()
     expected = 404 if who == "bob" else 302
