@@ -37,12 +37,17 @@ class JobQuerySet(models.QuerySet["Job"]):
         """The user's jobs they have not deleted."""
         return self.for_user(user).filter(deleted_at__isnull=True)
 
-    def lineage_heads(self) -> JobQuerySet:
+    def lineage_heads(self, candidates: JobQuerySet | None = None) -> JobQuerySet:
         """One job per lineage among these: the newest that is not a failure (in flight or
-        finished), else the newest. The gallery shows lineages by these."""
+        finished), else the newest. The gallery shows lineages by these.
+
+        `candidates` is the same selection without the owner condition: a lineage belongs
+        to one owner, and leaving it out lets the database use the `root` index alone.
+        """
         failed = Q(status__in=(Job.Status.FAILED, Job.Status.CANCELLED))
         ranked = (
-            self.filter(root_id=models.OuterRef("root_id"))
+            (self if candidates is None else candidates)
+            .filter(root_id=models.OuterRef("root_id"))
             .annotate(
                 is_failure=models.Case(
                     models.When(failed, then=models.Value(1)), default=models.Value(0)

@@ -51,7 +51,8 @@ def _own_job(request: HttpRequest, code: uuid.UUID) -> Job:
 def _gallery_page(request: HttpRequest, filters: GalleryFilterForm) -> CursorPage:
     jobs = _jobs(request).matching(filters.values())
     if filters.lineages:
-        jobs = jobs.lineage_heads().annotate(lineage_size=lineage_size())
+        candidates = Job.objects.filter(deleted_at__isnull=True).matching(filters.values())
+        jobs = jobs.lineage_heads(candidates).annotate(lineage_size=lineage_size())
     return paginate(
         jobs, after=request.GET.get("after"), before=request.GET.get("before"), size=PAGE_SIZE
     )
