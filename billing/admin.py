@@ -1,31 +1,49 @@
+"""Credits in the admin: balances and the ledger read-only, prices and quotas editable with
+every change audited, and the grant/adjust form (ledger entry and audit entry in one
+transaction)."""
+
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
 from billing import ledger
 from billing.models import CreditAccount, EntryKind, LedgerEntry, Price, Quota
-from gallery.admin import ReadOnlyAdmin
+from gallery.admin import job_link
+from mjweb import audit
+from mjweb.adminsite import (
+    AuditedAdmin,
+    EstimatedCountPaginator,
+    ReadOnlyAdmin,
+    created,
+    q_filter,
+)
+from mjweb.models import AuditEntry
 
 
 @admin.register(Quota)
-class QuotaAdmin(admin.ModelAdmin):
+class QuotaAdmin(AuditedAdmin):
     list_display = ["user", "allowed_modes", "jobs_per_day", "jobs_at_once"]
     search_fields = ["user__username", "user__email"]
+    list_select_related = ["user"]
     raw_id_fields = ["user"]
 
 
 @admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
+class PriceAdmin(AuditedAdmin):
     list_display = ["action", "mode", "credits", "updated_at"]
     list_editable = ["credits"]
     list_filter = ["mode", "action"]
@@ -63,24 +81,43 @@ class CreditForm(forms.Form):
         return data
 
 
-class EntryInline(admin.TabularInline):
-    model = LedgerEntry
-    extra = 0
-    can_delete = False
-    ordering = ["-id"]
-    fields = ["created_at", "kind", "amount", "balance_after", "held_after", "job", "actor", "memo"]
-    readonly_fields = fields
-    show_change_link = True
-    max_num = 0
+def record_credit(account: CreditAccount, *, actor: Any, data: dict[str, Any]) -> LedgerEntry:
+    """Grant or adjust, and audit it, in one transaction: both are written or neither.
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[LedgerEntry]:
-        return super().get_queryset(request).select_related("job", "actor")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    A double submit (the form's key seen before) returns the first entry and records nothing
+    more: the account lock taken first makes that check race-free.
+    """
+    key = f"admin:{data['key']}"
+    with transaction.atomic():
+        locked = ledger.lock(account.user)
+        existing = LedgerEntry.objects.filter(key=key).first()
+        if existing is not None:
+            return existing
+        before = {"balance": locked.balance, "held": locked.held}
+        if data["kind"] == EntryKind.GRANT:
+            entry = ledger.grant(
+                account.user, data["amount"], key=key, memo=data["reason"], actor=actor
+            )
+            verb = AuditEntry.Verb.GRANT
+        else:
+            entry = ledger.adjust(
+                account.user, data["amount"], actor=actor, reason=data["reason"], key=key
+            )
+            verb = AuditEntry.Verb.ADJUST
+        audit.record(
+            actor=actor,
+            verb=verb,
+            obj=account,
+            before=before,
+            after={
+                "balance": entry.balance_after,
+                "held": entry.held_after,
+                "amount": entry.amount,
+                "ledger_entry": entry.pk,
+            },
+            reason=data["reason"],
+        )
+    return entry
 
 
 @admin.register(CreditAccount)
@@ -92,14 +129,15 @@ class CreditAccountAdmin(ReadOnlyAdmin):
     list_select_related = ["user"]
     fields = ["user", "balance", "held", "available", "updated_at"]
     readonly_fields = fields
-    inlines = [EntryInline]
     change_form_template = "admin/billing/creditaccount/change_form.html"
+    # Shown on the account's page; the ledger list has the rest.
+    RECENT = 50
 
     @admin.display(description="Available")
     def available(self, account: CreditAccount) -> int:
         return account.available
 
-    def get_urls(self) -> list[Any]:
+    def get_urls(self) -> list[URLPattern]:
         return [
             path(
                 "<int:pk>/credit/",
@@ -108,6 +146,25 @@ class CreditAccountAdmin(ReadOnlyAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        account = self.get_object(request, unquote(object_id))
+        if account is not None:
+            context["recent_entries"] = account.entries.select_related("job", "actor").order_by(
+                "-id"
+            )[: self.RECENT]
+            context["entries_url"] = (
+                reverse("admin:billing_ledgerentry_changelist")
+                + f"?account__id__exact={account.pk}"
+            )
+        return super().change_view(request, object_id, form_url, context)
 
     def has_credit_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.add_ledgerentry")
@@ -119,24 +176,8 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         form = CreditForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
-            key = f"admin:{data['key']}"
             try:
-                if data["kind"] == EntryKind.GRANT:
-                    ledger.grant(
-                        account.user,
-                        data["amount"],
-                        key=key,
-                        memo=data["reason"],
-                        actor=request.user,  # type: ignore[arg-type]
-                    )
-                else:
-                    ledger.adjust(
-                        account.user,
-                        data["amount"],
-                        actor=request.user,  # type: ignore[arg-type]
-                        reason=data["reason"],
-                        key=key,
-                    )
+                record_credit(account, actor=request.user, data=data)
             except ledger.LedgerError as exc:
                 form.add_error(None, str(exc))
             else:
@@ -158,19 +199,73 @@ class CreditAccountAdmin(ReadOnlyAdmin):
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
     list_display = [
-        "created_at",
-        "account",
+        created,
+        "user_column",
         "kind",
         "amount",
+        "balance_delta",
+        "held_delta",
         "balance_after",
         "held_after",
-        "job",
+        "job_column",
         "actor",
         "memo",
     ]
-    list_filter = ["kind"]
+    list_filter = [
+        "kind",
+        q_filter(
+            "by",
+            "made by",
+            {
+                "admin": ("An admin", Q(actor__isnull=False)),
+                "system": ("The system", Q(actor__isnull=True)),
+            },
+        ),
+        ("created_at", admin.DateFieldListFilter),
+    ]
     search_fields = ["key", "account__user__username", "memo", "job__code"]
-    date_hierarchy = "created_at"
     list_select_related = ["account__user", "job", "actor"]
     show_full_result_count = False
+    # Facet counts would run a COUNT per filter option over the whole table.
+    show_facets = admin.ShowFacets.NEVER
+    paginator = EstimatedCountPaginator
     raw_id_fields = ["account", "job", "actor"]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # Links from a user's, an account's and a job's page.
+        allowed = ("account__id__exact", "account__user__id__exact", "job__id__exact")
+        return lookup in allowed or super().lookup_allowed(lookup, value, request)
+
+    @admin.display(description="User", ordering="account__user__username")
+    def user_column(self, entry: LedgerEntry) -> str:
+        user = entry.account.user
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:mjweb_user_change", args=[user.pk]), user
+        )
+
+    @admin.display(description="Job")
+    def job_column(self, entry: LedgerEntry) -> str:
+        return job_link(entry.job_id, entry.job.label if entry.job else "")
+
+
+def quota_parts(quota: Quota | None) -> list[tuple[str, bool]]:
+    """A user's effective limits as short texts, each with whether it is the site default
+    (the Quota row's field is empty or there is no row); no query."""
+    own_modes = quota.allowed_modes if quota else ""
+    modes = own_modes.split(",") if own_modes else list(settings.MJ_ALLOWED_MODES)
+    per_day = quota.jobs_per_day if quota else None
+    at_once = quota.jobs_at_once if quota else None
+    day = settings.MJ_JOBS_PER_DAY if per_day is None else per_day
+    once = settings.MJ_JOBS_AT_ONCE if at_once is None else at_once
+    return [
+        ("all modes" if len(modes) == 3 else ", ".join(modes), not own_modes),
+        ("no daily limit" if day == 0 else f"{day}/day", per_day is None),
+        ("no limit at once" if once == 0 else f"{once} at once", at_once is None),
+    ]
+
+
+def quota_summary(quota: Quota | None) -> str:
+    """Plain text: "relax · 3/day · 10 at once (default)"."""
+    return " · ".join(
+        f"{text} (default)" if inherited else text for text, inherited in quota_parts(quota)
+    )

@@ -65,9 +65,21 @@ def jobs_today(user: Any, now: dt.datetime | None = None) -> int:
     )
 
 
+def is_suspended(user: Any) -> bool:
+    """Read from the database, not from `user`: the request's copy may predate a suspension."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(pk=user.pk, suspended_at__isnull=False).exists()
+
+
 def check(user: Any, mode: str) -> None:
     """Refuse a new job over the user's limits. Call it with the user's account locked, so
     that concurrent submits are counted one after another."""
+    if is_suspended(user):
+        raise QuotaExceeded(
+            "Your account is suspended: new jobs are refused. Jobs already running will "
+            "finish, and your gallery stays open. Ask the site's operator why."
+        )
     limit = limits(user)
     if mode not in limit.modes:
         names = ", ".join(limit.modes) or "none"

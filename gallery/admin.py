@@ -1,64 +1,521 @@
+"""Jobs and provider calls in the admin: read-only rows, and three audited job operations.
+
+Re-sync enqueues a fetch from the provider; cancel goes through `services.cancel` (jobs not
+at the provider yet); "end and release" fails a stuck job through `services.fail`, which
+releases its hold. Each writes its audit entry in the transaction of its change, and needs
+the `gallery.change_job` permission (the admin never edits a job's fields directly).
+"""
+
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django_q.tasks import async_task
 
+from billing.models import LedgerEntry
+from gallery import services
 from gallery.models import Image, Job, ProviderCall
+from mjweb import audit
+from mjweb.adminsite import (
+    PROVIDERS,
+    EstimatedCountPaginator,
+    ReadOnlyAdmin,
+    ReasonForm,
+    ask_reason,
+    choice_filter,
+    created,
+    object_pk,
+    q_filter,
+    reason_for_action,
+)
+from mjweb.models import AuditEntry
+from mjweb.reports import is_error_q
+
+__all__ = ["JobAdmin", "ProviderCallAdmin", "ReadOnlyAdmin"]
+
+OPERATE = "gallery.change_job"
+# A bulk action acts on at most this many jobs at once (each is its own transaction).
+MAX_BULK = 500
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Audit rows: nobody adds, changes or deletes them, superusers included."""
+def job_link(job_id: int | None, label: Any) -> str:
+    if job_id is None:
+        return "—"
+    return format_html(
+        '<a href="{}">{}</a>', reverse("admin:gallery_job_change", args=[job_id]), label
+    )
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+
+def _state(job: Job) -> dict[str, Any]:
+    return {"status": job.status, "charge": job.charge, "fail_kind": job.fail_kind}
+
+
+def _label(actor: Any) -> str:
+    return getattr(actor, "username", "") or "an admin"
+
+
+def can_resync(job: Job) -> bool:
+    """gallery.tasks.refresh acts on jobs the provider knows, in flight or failed."""
+    return bool(job.provider_job_id) and job.status in (*Job.IN_FLIGHT, Job.Status.FAILED)
+
+
+def can_release(job: Job) -> bool:
+    return job.is_in_flight
+
+
+def resync(job: Job, *, actor: Any, reason: str = "") -> bool:
+    """Ask the provider about the job now (the worker runs gallery.tasks.refresh)."""
+    if not can_resync(job):
         return False
+    with transaction.atomic():
+        # The ORM broker writes the queue row in this transaction: both or neither.
+        async_task("gallery.tasks.refresh", job.pk, task_name=f"refresh-{job.code}")
+        audit.record(
+            actor=actor,
+            verb=AuditEntry.Verb.RESYNC,
+            obj=job,
+            before=_state(job),
+            after={"enqueued": "gallery.tasks.refresh"},
+            reason=reason,
+        )
+    return True
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+
+def cancel(job: Job, *, actor: Any, reason: str) -> bool:
+    """Cancel a job that has not reached the provider; its hold is released."""
+    with transaction.atomic():
+        before = _state(job)
+        if not services.cancel(job, reason=f"Cancelled by {_label(actor)}: {reason}"):
+            return False
+        job.refresh_from_db()
+        audit.record(
+            actor=actor,
+            verb=AuditEntry.Verb.CANCEL,
+            obj=job,
+            before=before,
+            after={**_state(job), "ledger_entry": _release_entry(job)},
+            reason=reason,
+        )
+    return True
+
+
+def release(job: Job, *, actor: Any, reason: str) -> bool:
+    """End a stuck job as failed (provider error: no late charge can follow) and give its
+    hold back, in one transaction with the audit entry."""
+    if not can_release(job):
         return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-@admin.register(ProviderCall)
-class ProviderCallAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "provider", "method", "path", "status_code", "latency_ms", "job"]
-    list_filter = ["provider", "method", "status_code"]
-    search_fields = ["path", "job__code", "job__provider_job_id"]
-    date_hierarchy = "created_at"
-    list_select_related = ["job"]
-    show_full_result_count = False
-    raw_id_fields = ["job"]
-
-
-class ImageInline(admin.TabularInline):
-    model = Image
-    extra = 0
-    can_delete = False
-    fields = ["kind", "index", "width", "height", "bytes", "sha256", "file"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    with transaction.atomic():
+        before = _state(job)
+        moved = services.fail(
+            job,
+            kind=Job.FailKind.PROVIDER_ERROR,
+            reason=f"Released by {_label(actor)}: {reason}",
+        )
+        if not moved:
+            return False
+        job.refresh_from_db()
+        audit.record(
+            actor=actor,
+            verb=AuditEntry.Verb.RELEASE,
+            obj=job,
+            before=before,
+            after={**_state(job), "ledger_entry": _release_entry(job)},
+            reason=reason,
+        )
+    return True
 
 
-@admin.register(Job)
+def _release_entry(job: Job) -> int | None:
+    return (
+        LedgerEntry.objects.filter(job=job, kind=LedgerEntry.Kind.RELEASE)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+OPERATIONS = {
+    "resync": {
+        "run": resync,
+        "allowed": can_resync,
+        "title": "Re-sync from the provider",
+        "explanation": "The worker fetches each job from the provider now and applies what it "
+        "says. Only jobs the provider knows that are in flight or failed are fetched.",
+        "optional": True,
+    },
+    "cancel": {
+        "run": cancel,
+        "allowed": lambda job: job.can_cancel,
+        "title": "Cancel",
+        "explanation": "Only jobs still waiting here (not yet at the provider) can be "
+        "cancelled; their held credits go back to their owner.",
+        "optional": False,
+    },
+    "release": {
+        "run": release,
+        "allowed": can_release,
+        "title": "End and release the hold",
+        "explanation": "Each job in flight is ended as failed (provider error) and its held "
+        "credits go back to its owner. A result the provider sends later is not delivered "
+        "or charged. Use it for jobs stuck at the provider.",
+        "optional": False,
+    },
+}
+
+
 class JobAdmin(ReadOnlyAdmin):
     list_display = [
-        "created_at",
+        created,
         "owner",
-        "action",
+        "label",
         "mode",
         "status",
-        "provider",
         "provider_job_id",
         "cost",
+        "charge",
+        "duration",
     ]
-    list_filter = ["status", "action", "mode", "provider", "fail_kind"]
-    search_fields = ["prompt", "provider_job_id", "owner__username", "code"]
-    date_hierarchy = "created_at"
+    list_filter = [
+        "status",
+        "action",
+        "mode",
+        choice_filter("provider", "provider", PROVIDERS),
+        "fail_kind",
+        "charge",
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["prompt", "provider_job_id", "owner__username", "owner__email", "code"]
     list_select_related = ["owner"]
-    raw_id_fields = ["owner", "parent", "root"]
     show_full_result_count = False
-    inlines = [ImageInline]
+    # Facet counts would run a COUNT per filter option over the whole table.
+    show_facets = admin.ShowFacets.NEVER
+    paginator = EstimatedCountPaginator
+    actions = ["resync_jobs", "cancel_jobs", "release_jobs"]
+    change_form_template = "admin/gallery/job/change_form.html"
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "code",
+                    "owner_link",
+                    "label",
+                    "mode",
+                    "status",
+                    "progress",
+                    "prompt",
+                    "final_prompt",
+                    "remix",
+                ]
+            },
+        ),
+        (
+            "Provider",
+            {"fields": ["provider", "provider_job_id", "fail_kind", "fail_reason", "attempts"]},
+        ),
+        ("Credits", {"fields": ["cost", "charge"]}),
+        (
+            "Timing",
+            {
+                "fields": [
+                    "created_at",
+                    "submitted_at",
+                    "started_at",
+                    "finished_at",
+                    "duration",
+                    "deadline_at",
+                    "deleted_at",
+                ]
+            },
+        ),
+        ("Raw", {"fields": ["buttons_json", "payload_json"], "classes": ["collapse"]}),
+    ]
+    readonly_fields = ["owner_link", "label", "duration", "buttons_json", "payload_json"]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # Links from a user's page: their jobs.
+        return lookup in ("owner__id__exact", "root__id__exact") or super().lookup_allowed(
+            lookup, value, request
+        )
+
+    # --- columns and fields ---
+
+    @admin.display(description="Action", ordering="action")
+    def label(self, job: Job) -> str:
+        return job.label
+
+    @admin.display(description="Duration")
+    def duration(self, job: Job) -> str:
+        if job.finished_at is None:
+            return "—"
+        seconds = max(0, int((job.finished_at - job.created_at).total_seconds()))
+        minutes, seconds = divmod(seconds, 60)
+        return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+    @admin.display(description="Owner")
+    def owner_link(self, job: Job) -> str:
+        url = reverse("admin:mjweb_user_change", args=[job.owner_id])
+        return format_html('<a href="{}">{}</a>', url, job.owner)
+
+    @admin.display(description="Buttons offered")
+    def buttons_json(self, job: Job) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(job.buttons, indent=2, ensure_ascii=False))
+
+    @admin.display(description="Provider's last answer")
+    def payload_json(self, job: Job) -> str:
+        text = json.dumps(job.provider_payload, indent=2, ensure_ascii=False)
+        return format_html("<pre>{}</pre>", text)
+
+    # --- the job page: lineage, provider calls, ledger entries, images, audit ---
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        job = self.get_object(request, unquote(object_id))
+        context = dict(extra_context or {})
+        if job is not None:
+            context.update(self._sections(request, job))
+        return super().change_view(request, object_id, form_url, context)
+
+    def _sections(self, request: HttpRequest, job: Job) -> dict[str, Any]:
+        lineage = list(
+            Job.objects.filter(root_id=job.root_id or job.pk)
+            .order_by("created_at", "id")
+            .only(
+                "pk",
+                "code",
+                "action",
+                "index",
+                "variant",
+                "mode",
+                "status",
+                "parent_id",
+                "created_at",
+                "cost",
+                "charge",
+            )[:200]
+        )
+        depth: dict[int, int] = {}
+        for item in lineage:
+            depth[item.pk] = depth.get(item.parent_id, -1) + 1 if item.parent_id else 0
+            item.depth = depth[item.pk]  # type: ignore[attr-defined]
+        calls = list(job.provider_calls.order_by("created_at", "id")[:200])
+        for call in calls:
+            call.request_pretty = _pretty(call.request_body)  # type: ignore[attr-defined]
+            call.response_pretty = _pretty(call.response_body)  # type: ignore[attr-defined]
+        can_operate = request.user.has_perm(OPERATE)
+        return {
+            "job": job,
+            "lineage": lineage,
+            "calls": calls,
+            "entries": job.ledger_entries.select_related("actor").order_by("id"),
+            "images": job.images.order_by("kind", "index"),
+            "can_see_images": request.user.has_perm("gallery.view_image"),
+            "audit_entries": AuditEntry.objects.filter(
+                content_type=ContentType.objects.get_for_model(Job), object_id=str(job.pk)
+            ).select_related("actor"),
+            "operations": [
+                (name, spec["title"])
+                for name, spec in OPERATIONS.items()
+                if can_operate and spec["allowed"](job)
+            ],
+        }
+
+    # --- operations: one job at a time (from its page) or in bulk (list actions) ---
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(OPERATE)
+
+    def get_urls(self) -> list[URLPattern]:
+        def view(function: Any) -> Any:
+            return self.admin_site.admin_view(function)
+
+        return [
+            path(
+                "<path:object_id>/operate/<str:operation>/",
+                view(self.operate_view),
+                name="gallery_job_operate",
+            ),
+            path(
+                "<path:object_id>/images/<int:image_id>/<str:size>/",
+                view(self.image_view),
+                name="gallery_job_image",
+            ),
+            *super().get_urls(),
+        ]
+
+    def operate_view(self, request: HttpRequest, object_id: str, operation: str) -> HttpResponse:
+        spec = OPERATIONS.get(operation)
+        if spec is None:
+            raise Http404("No such operation.")
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(Job.objects.select_related("owner"), pk=object_pk(object_id))
+        back = reverse("admin:gallery_job_change", args=[job.pk])
+        form = ReasonForm(request.POST or None, optional=spec["optional"])
+        if request.method == "POST" and form.is_valid():
+            done = spec["run"](job, actor=request.user, reason=form.cleaned_data["reason"])
+            if done:
+                self.message_user(request, f"{spec['title']}: done for {job}.")
+            else:
+                self.message_user(
+                    request, f"{spec['title']}: not possible for {job} now.", messages.WARNING
+                )
+            return redirect(back)
+        return ask_reason(
+            self,
+            request,
+            title=f"{spec['title']}: {job}",
+            explanation=str(spec["explanation"]),
+            objects=[job],
+            form=form,
+            confirm=str(spec["title"]),
+        )
+
+    def _bulk(self, request: HttpRequest, queryset: QuerySet[Job], operation: str) -> Any:
+        spec = OPERATIONS[operation]
+        jobs = list(queryset.select_related("owner")[:MAX_BULK])
+        applied, form = reason_for_action(request, optional=spec["optional"])
+        if not applied:
+            return ask_reason(
+                self,
+                request,
+                title=str(spec["title"]),
+                explanation=str(spec["explanation"]),
+                objects=jobs,
+                action=f"{operation}_jobs",
+                form=form,
+                confirm=str(spec["title"]),
+            )
+        reason = form.cleaned_data["reason"]
+        done = [job for job in jobs if spec["run"](job, actor=request.user, reason=reason)]
+        skipped = len(jobs) - len(done)
+        self.message_user(
+            request,
+            f"{spec['title']}: {len(done)} job(s) done"
+            + (f", {skipped} skipped (not possible for them now)." if skipped else "."),
+            messages.SUCCESS if not skipped else messages.WARNING,
+        )
+        return None
+
+    @admin.action(description="Re-sync from the provider", permissions=["operate"])
+    def resync_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        return self._bulk(request, queryset, "resync")
+
+    @admin.action(description="Cancel (jobs not yet at the provider)", permissions=["operate"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        return self._bulk(request, queryset, "cancel")
+
+    @admin.action(description="End stuck jobs and release their holds", permissions=["operate"])
+    def release_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        return self._bulk(request, queryset, "release")
+
+    def image_view(
+        self, request: HttpRequest, object_id: str, image_id: int, size: str
+    ) -> FileResponse:
+        """A job's stored picture for staff with `gallery.view_image` (the site's own image
+        view serves owners only)."""
+        if not request.user.has_perm("gallery.view_image"):
+            raise PermissionDenied
+        image = get_object_or_404(Image, pk=image_id, job_id=object_pk(object_id))
+        field = image.file_for(size)
+        if field is None:
+            raise Http404("No such image size.")
+        response = FileResponse(
+            default_storage.open(field.name, "rb"), content_type=image.content_type_for(size)
+        )
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+def _pretty(body: str) -> str:
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except (ValueError, TypeError):
+        return body
+
+
+class ProviderCallAdmin(ReadOnlyAdmin):
+    list_display = [
+        created,
+        "provider",
+        "method",
+        "path",
+        "status_code",
+        "latency_ms",
+        "short_error",
+        "job_column",
+    ]
+    list_filter = [
+        choice_filter("provider", "provider", PROVIDERS),
+        choice_filter("method", "method", [("GET", "GET"), ("POST", "POST")]),
+        q_filter(
+            "outcome",
+            "outcome",
+            {
+                "failed": ("Any failure", is_error_q()),
+                "ok": ("Answered below 400", ~is_error_q()),
+                "4xx": ("HTTP 4xx", Q(status_code__gte=400, status_code__lt=500)),
+                "5xx": ("HTTP 5xx", Q(status_code__gte=500)),
+                "none": ("No answer", Q(status_code__isnull=True)),
+            },
+        ),
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["path", "job__code", "job__provider_job_id"]
+    list_select_related = ["job"]
+    show_full_result_count = False
+    # Facet counts would run a COUNT per filter option over the whole table.
+    show_facets = admin.ShowFacets.NEVER
+    paginator = EstimatedCountPaginator
+    fields = [
+        "created_at",
+        "provider",
+        "method",
+        "path",
+        "status_code",
+        "latency_ms",
+        "error",
+        "job_column",
+        "request_pretty",
+        "response_pretty",
+    ]
+    readonly_fields = ["job_column", "request_pretty", "response_pretty"]
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        return lookup == "job__id__exact" or super().lookup_allowed(lookup, value, request)
+
+    @admin.display(description="Job")
+    def job_column(self, call: ProviderCall) -> str:
+        return job_link(call.job_id, call.job) if call.job_id else "—"
+
+    @admin.display(description="Error")
+    def short_error(self, call: ProviderCall) -> str:
+        return call.error[:60]
+
+    @admin.display(description="Request body")
+    def request_pretty(self, call: ProviderCall) -> str:
+        return format_html("<pre>{}</pre>", _pretty(call.request_body))
+
+    @admin.display(description="Response body")
+    def response_pretty(self, call: ProviderCall) -> str:
+        return format_html("<pre>{}</pre>", _pretty(call.response_body))
+
+
+admin.site.register(Job, JobAdmin)
+admin.site.register(ProviderCall, ProviderCallAdmin)

@@ -1,8 +1,24 @@
+"""People and the audit log of what admins did.
+
+Invariants:
+- A suspended user (`suspended_at` set) keeps their login and their gallery, but every new
+  job is refused (billing.quotas.check); jobs already in flight finish normally.
+- `AuditEntry` rows are written only by `mjweb.audit.record`, inside the transaction of the
+  change they describe, and never changed or deleted (PostgreSQL refuses it by trigger;
+  the admin shows them read-only to everyone, superusers included).
+"""
+
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db import models
+from django.contrib.contenttypes.models import ContentType
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 
 class User(AbstractUser):
@@ -10,9 +26,13 @@ class User(AbstractUser):
 
     # Midjourney's Remix mode: rerolls, variations and pans ask for the prompt first.
     remix_mode = models.BooleanField(default=False)
+    # Set while suspended: new jobs are refused, jobs in flight finish. Only `suspend` and
+    # `reactivate` change it, each with its audit entry.
+    suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
+        permissions = [("suspend_user", "Can suspend and reactivate users")]
         constraints = [
             models.UniqueConstraint(
                 Lower("email"),
@@ -20,3 +40,93 @@ class User(AbstractUser):
                 name="user_email_unique_ci",
             )
         ]
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
+
+    def suspend(self, *, actor: Any, reason: str) -> bool:
+        """Refuse this user's new jobs from now on; False if already suspended."""
+        return self._set_suspended(timezone.now(), actor=actor, reason=reason)
+
+    def reactivate(self, *, actor: Any, reason: str) -> bool:
+        """Accept this user's jobs again; False if not suspended."""
+        return self._set_suspended(None, actor=actor, reason=reason)
+
+    def _set_suspended(self, when: Any, *, actor: Any, reason: str) -> bool:
+        from mjweb import audit
+
+        with transaction.atomic():
+            # Compare-and-set: two admins pressing at once record one change.
+            rows = User.objects.filter(pk=self.pk, suspended_at__isnull=when is not None)
+            if rows.update(suspended_at=when) != 1:
+                return False
+            before = self.suspended_at
+            self.suspended_at = when
+            audit.record(
+                actor=actor,
+                verb=AuditEntry.Verb.SUSPEND if when else AuditEntry.Verb.REACTIVATE,
+                obj=self,
+                before={"suspended_at": before},
+                after={"suspended_at": when},
+                reason=reason,
+            )
+        return True
+
+
+class AuditVerb(models.TextChoices):
+    ADD = "add", "Added"
+    CHANGE = "change", "Changed"
+    DELETE = "delete", "Deleted"
+    PASSWORD = "password", "Set the password"
+    GRANT = "grant", "Granted credits"
+    ADJUST = "adjust", "Adjusted credits"
+    SUSPEND = "suspend", "Suspended"
+    REACTIVATE = "reactivate", "Reactivated"
+    RESYNC = "resync", "Re-synced from the provider"
+    CANCEL = "cancel", "Cancelled"
+    RELEASE = "release", "Ended and released the hold"
+
+
+class AuditEntry(models.Model):
+    """One thing an admin did: who, what, to which object, before and after, why, when.
+
+    `before` and `after` hold only the fields that changed (the whole object for an add
+    or a delete); values are JSON (dates as ISO text, related objects by primary key).
+    """
+
+    Verb = AuditVerb
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="audit_entries"
+    )
+    verb = models.CharField(max_length=20, choices=AuditVerb.choices)
+    content_type = models.ForeignKey(
+        ContentType, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    object_id = models.CharField(max_length=64, blank=True)
+    # The object as it was named at the time (it may since be renamed or deleted).
+    object_repr = models.CharField(max_length=200, blank=True)
+    before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+        permissions = [("view_reports", "Can see the usage report and export CSV")]
+        indexes = [
+            models.Index(fields=["content_type", "object_id", "-id"], name="audit_object"),
+            models.Index(fields=["actor", "-id"], name="audit_actor_recent"),
+            models.Index(fields=["verb", "-id"], name="audit_verb_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(verb__in=AuditVerb.values), name="audit_verb_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_verb_display()}: {self.object_repr}"

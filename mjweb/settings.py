@@ -6,6 +6,7 @@ See .env.example for the full list with a one-line comment each.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -53,7 +54,8 @@ INSTALLED_APPS = [
     "mjweb",
     "gallery",
     "billing",
-    "django.contrib.admin",
+    # Django's admin with mjweb's site: reports, audited changes (mjweb/admin.py).
+    "mjweb.apps.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -63,6 +65,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_q",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -76,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "mjweb.middleware.security_headers",
+    # Last, as django-axes asks: it turns a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "mjweb.urls"
@@ -115,12 +120,38 @@ AUTH_USER_MODEL = "mjweb.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery:home"
 LOGOUT_REDIRECT_URL = "login"
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Admin and login throttling ---------------------------------------------------------
+# Where the admin lives; a path of its own makes it harder to find for scripted attacks.
+ADMIN_URL = env_str("MJWEB_ADMIN_URL", "admin/").strip("/") + "/"
+if ADMIN_URL == "/":
+    raise ImproperlyConfigured("MJWEB_ADMIN_URL must not be empty (the site lives at /).")
+# django-axes: after this many failed logins of one username from one address, both the
+# site's and the admin's login refuse that pair until the cool-off has passed.
+AXES_ENABLED = env_bool("MJWEB_LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = env_int("MJWEB_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MJWEB_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+# The pair, not the address alone: people behind one office NAT do not lock each other out,
+# and not the username alone: nobody can lock an admin out from elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "mjweb.throttle.lockout"
+# Behind a proxy (MJWEB_BEHIND_PROXY) the address is the one the proxy appended last to
+# X-Forwarded-For; otherwise REMOTE_ADDR.
+AXES_CLIENT_IP_CALLABLE = "mjweb.throttle.client_ip"
+TRUST_FORWARDED_FOR = env_bool("MJWEB_BEHIND_PROXY", False)
+AXES_VERBOSE = False
 
 # --- Email ----------------------------------------------------------------------------
 EMAIL_BACKEND = env_str(
@@ -147,18 +178,31 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
+# Any Django storage class; "s3" is short for django-storages' S3Storage (the "s3" extra).
+_STORAGE_BACKEND = env_str("MJWEB_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
+if _STORAGE_BACKEND.lower() == "s3":
+    _STORAGE_BACKEND = "storages.backends.s3.S3Storage"
 STORAGES = {
     # Images are private to their owner: served through an ownership-checked view,
     # never from a public MEDIA_URL. Any Django storage backend works here.
-    "default": {
-        "BACKEND": env_str("MJWEB_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
-    },
+    "default": {"BACKEND": _STORAGE_BACKEND},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# S3-compatible storage (read by django-storages only when it is the backend). The keys come
+# from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the environment, which django-storages
+# reads itself. Objects stay private (no ACL, signed URLs) and are never overwritten.
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
+AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL") or None  # MinIO, R2, Spaces...
+AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME") or None
+AWS_S3_ADDRESSING_STYLE = env_str("AWS_S3_ADDRESSING_STYLE") or None  # "path" for MinIO
+AWS_LOCATION = env_str("AWS_LOCATION")  # key prefix inside the bucket
+AWS_DEFAULT_ACL = None
+AWS_QUERYSTRING_AUTH = True
+AWS_S3_FILE_OVERWRITE = False
 
 # --- Security -------------------------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -270,5 +314,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "django_q": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "django_q": {"level": "WARNING"},
+        # Lockouts are logged as warnings; every login and reset would be INFO noise.
+        "axes": {"level": "WARNING"},
+    },
 }

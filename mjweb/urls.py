@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -34,7 +35,8 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
-    path("admin/", admin.site.urls),
+    # MJWEB_ADMIN_URL; the usage report and the CSV exports live under it too.
+    path(settings.ADMIN_URL, admin.site.urls),
     path("", include("billing.urls")),
     path("", include("gallery.urls")),
 ]

@@ -1,0 +1,115 @@
+"""The usage report page and the CSV exports, served inside the admin (MjwebAdminSite)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET
+
+from mjweb import reports
+
+REPORTS = "mjweb.view_reports"
+
+
+def _require(request: HttpRequest, *permissions: str) -> None:
+    if not request.user.has_perms((REPORTS, *permissions)):
+        raise PermissionDenied
+
+
+@require_GET
+def usage(request: HttpRequest) -> HttpResponse:
+    """Who spent what, on which actions and modes, what failed, what was refunded, and how
+    the provider answered, for a date range (and optionally one user)."""
+    _require(request)
+    form = reports.PeriodForm.from_query(request.GET)
+    context: dict[str, Any] = {
+        **admin.site.each_context(request),
+        "title": "Usage report",
+        "form": form,
+    }
+    if form.is_valid():
+        period, user = form.period, form.subject
+        lines = reports.by_action_and_mode(period, user)
+        users, active_users = reports.by_user(period, user)
+        failures = reports.failures(period, user)
+        query = urlencode(
+            {"since": period.since, "until": period.until, "user": user.username if user else ""}
+        )
+        context.update(
+            period=period,
+            subject=user,
+            lines=lines,
+            total=reports.total_of(lines),
+            modes=reports.by_mode(lines),
+            outside=reports.credits_outside_jobs(period, user),
+            users=users,
+            active_users=active_users,
+            failures=failures,
+            failures_total=reports.total_of(failures),
+            ledger=reports.ledger_by_kind(period, user),
+            endpoints=reports.endpoints(period, user),
+            chart=reports.daily(period, user),
+            exports=_exports(request, query),
+            time_zone=settings.TIME_ZONE,
+        )
+    return TemplateResponse(request, "admin/reports/usage.html", context)
+
+
+def _exports(request: HttpRequest, query: str) -> list[tuple[str, str]]:
+    links = [
+        ("Usage by user, action and mode", "admin:reports_usage_csv"),
+        ("Provider endpoints", "admin:reports_endpoints_csv"),
+    ]
+    if request.user.has_perm("billing.view_ledgerentry"):
+        links.append(("Ledger entries", "admin:reports_ledger_csv"))
+    if request.user.has_perm("gallery.view_job"):
+        links.append(("Jobs", "admin:reports_jobs_csv"))
+    return [(label, f"{reverse(name)}?{query}") for label, name in links]
+
+
+def _csv(
+    request: HttpRequest,
+    name: str,
+    rows: Callable[[reports.Period, Any], Iterator[str]],
+    *permissions: str,
+) -> HttpResponse:
+    _require(request, *permissions)
+    form = reports.PeriodForm.from_query(request.GET, max_days=reports.MAX_EXPORT_DAYS)
+    if not form.is_valid():
+        errors = "; ".join(f"{key}: {' '.join(value)}" for key, value in form.errors.items())
+        return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
+    period, user = form.period, form.subject
+    suffix = f"-{user.username}" if user else ""
+    response = StreamingHttpResponse(rows(period, user), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="mjweb-{name}-{period.slug()}{suffix}.csv"'
+    )
+    return response
+
+
+@require_GET
+def usage_csv(request: HttpRequest) -> HttpResponse:
+    return _csv(request, "usage", reports.usage_csv)
+
+
+@require_GET
+def endpoints_csv(request: HttpRequest) -> HttpResponse:
+    return _csv(request, "endpoints", reports.endpoints_csv)
+
+
+@require_GET
+def ledger_csv(request: HttpRequest) -> HttpResponse:
+    return _csv(request, "ledger", reports.ledger_csv, "billing.view_ledgerentry")
+
+
+@require_GET
+def jobs_csv(request: HttpRequest) -> HttpResponse:
+    return _csv(request, "jobs", reports.jobs_csv, "gallery.view_job")
