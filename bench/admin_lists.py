@@ -15,38 +15,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
 import statistics
-import sys
-import tempfile
 import time
 import tracemalloc
-import warnings
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-warnings.filterwarnings("ignore", message="No directory at")  # no collectstatic for a bench
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mjweb.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
-os.environ.setdefault("MJWEB_HTTPS", "0")
-os.environ["MJWEB_LOGIN_THROTTLE"] = "0"
-_TMP = tempfile.TemporaryDirectory(prefix="mjweb-bench-")
-if not os.environ.get("DATABASE_URL"):
-    os.environ["MJWEB_DATA_DIR"] = _TMP.name
-
-import django  # noqa: E402
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
-from django.urls import reverse  # noqa: E402
-from django.utils import timezone  # noqa: E402
+import _harness  # first: sets up Django
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
 
 USERS = 200
 PAGES = [
@@ -186,21 +166,8 @@ def main() -> None:
     args = parser.parse_args()
     jobs = max(args.rows // 2, 100)
 
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    if connection.vendor == "sqlite":
-        # A file, not Django's default in-memory test database: closer to a real install.
-        connection.settings_dict["TEST"]["NAME"] = str(Path(_TMP.name) / "bench.sqlite3")
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    try:
+    with _harness.throwaway_database():
         run(jobs, args.runs)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0, keepdb=False)
-        _TMP.cleanup()
 
 
 def run(jobs: int, runs: int) -> None:

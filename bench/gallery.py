@@ -13,39 +13,16 @@ A benchmark prints figures; it asserts nothing about time.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
-import tempfile
 import time
-import warnings
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-warnings.filterwarnings("ignore", message="No directory at")  # no collectstatic for a bench
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mjweb.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
-os.environ.setdefault("MJWEB_HTTPS", "0")
-os.environ["MJWEB_LOGIN_THROTTLE"] = "0"
-_TMP = tempfile.TemporaryDirectory(prefix="mjweb-bench-")
-if not os.environ.get("DATABASE_URL"):
-    os.environ["MJWEB_DATA_DIR"] = _TMP.name
-
-import django  # noqa: E402
-
-django.setup()
-
-from django.conf import settings  # noqa: E402
-
-# A database of its own, so a test run on the same server is never disturbed.
-settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"mjweb_bench_{os.getpid()}"
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
-from django.urls import reverse  # noqa: E402
-from django.utils import timezone  # noqa: E402
+import _harness  # first: sets up Django
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
 
 RUNS = 7
 
@@ -147,14 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=5000)
     args = parser.parse_args()
-    setup_test_environment()
-    settings.ALLOWED_HOSTS = ["testserver"]
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-    old_name = connection.creation.create_test_db(verbosity=0)
-    try:
+    with _harness.throwaway_database():
         started = time.perf_counter()
         user, chain_root, running = build(args.jobs)
         print(
@@ -187,8 +157,6 @@ def main() -> None:
         for label, url, extra in cases:
             ms, queries = measure(client, url, HTTP_HX_REQUEST="true", **extra)
             print(f"{label:42} {ms:8.1f} {queries:8d}")
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -1,39 +1,13 @@
 """User suspension and the audit log of admin actions, made append-only in PostgreSQL
 (a trigger refuses any UPDATE or DELETE of an audit entry, as for the ledger)."""
 
-from typing import Any
-
 import django.core.serializers.json
 import django.db.models.deletion
 import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-APPEND_ONLY = """
-CREATE OR REPLACE FUNCTION mjweb_audit_append_only() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION 'mjweb_auditentry is append-only: % refused', TG_OP
-        USING ERRCODE = 'integrity_constraint_violation';
-END;
-$$ LANGUAGE plpgsql;
-CREATE TRIGGER mjweb_auditentry_append_only
-    BEFORE UPDATE OR DELETE ON mjweb_auditentry
-    FOR EACH ROW EXECUTE FUNCTION mjweb_audit_append_only();
-"""
-DROP_APPEND_ONLY = """
-DROP TRIGGER IF EXISTS mjweb_auditentry_append_only ON mjweb_auditentry;
-DROP FUNCTION IF EXISTS mjweb_audit_append_only();
-"""
-
-
-def append_only(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(APPEND_ONLY, params=None)
-
-
-def drop_append_only(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP_APPEND_ONLY, params=None)
+from mjweb.db import append_only
 
 
 class Migration(migrations.Migration):
@@ -161,5 +135,5 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
-        migrations.RunPython(append_only, drop_append_only),
+        append_only("mjweb_auditentry"),
     ]
