@@ -94,16 +94,7 @@ def imagine(request: HttpRequest) -> HttpResponse:
             if not request.htmx:
                 return redirect("gallery:home")
             return _credits_moved(
-                render(
-                    request,
-                    "gallery/_job_created.html",
-                    {
-                        "job": job,
-                        "form": _imagine_form(
-                            request, initial={"prompt": job.prompt, "mode": job.mode}
-                        ),
-                    },
-                )
+                render(request, "gallery/_job_created.html", {"job": job, "form": form})
             )
     if not request.htmx:
         return render(request, "gallery/home.html", _home_context(request, form=form), status=422)

@@ -257,3 +257,15 @@ def test_pages_carry_a_strict_content_security_policy(alice_client: Client) -> N
     assert "script-src 'self'" in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert 'hx-headers=\'{"X-CSRFToken": "' in response.content.decode()
+
+
+def test_a_submit_leaves_the_composer_alone_but_for_a_new_key(alice_client: Client) -> None:
+    """What the user types while the answer is on its way is not overwritten."""
+    key = str(uuid.uuid4())
+    data = {"prompt": "first", "mode": "fast", "submit_key": key}
+    body = alice_client.post(reverse("gallery:imagine"), data, **HX).content.decode()
+    assert 'id="imagine-form"' not in body
+    new_key = body.split('name="submit_key" id="id_submit_key" value="')[1].split('"')[0]
+    assert uuid.UUID(new_key) and new_key != key
+    assert 'hx-swap-oob="true"' in body.split('id="id_submit_key"')[1].split(">")[0]
+    assert '<div id="imagine-errors" hx-swap-oob="true"></div>' in body
