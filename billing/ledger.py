@@ -166,44 +166,30 @@ def capture(job: Job) -> LedgerEntry | None:
             return existing
         charge = _current_charge(job)
         if charge == Job.Charge.HELD:
-            entry = _write(
-                account,
-                EntryKind.CAPTURE,
-                job.cost,
-                balance_delta=-job.cost,
-                held_delta=-job.cost,
-                key=key,
-                memo="Charged on success",
-                job=job,
-            )
-            _set_charge(job, Job.Charge.CAPTURED)
-            return entry
-        if charge != Job.Charge.RELEASED:
+            amount, held_delta, outcome = job.cost, -job.cost, Job.Charge.CAPTURED
+            memo = "Charged on success"
+        elif charge != Job.Charge.RELEASED:
             return None
-        if account.available >= job.cost:
-            entry = _write(
-                account,
-                EntryKind.CAPTURE,
-                job.cost,
-                balance_delta=-job.cost,
-                key=key,
-                memo="Late success after its hold was released: charged from the balance.",
-                job=job,
+        elif account.available >= job.cost:
+            amount, held_delta, outcome = job.cost, 0, Job.Charge.CAPTURED
+            memo = "Late success after its hold was released: charged from the balance."
+        else:
+            amount, held_delta, outcome = 0, 0, Job.Charge.WAIVED
+            memo = (
+                f"Late success after its hold was released: not charged, {account.available} "
+                f"credits available for a price of {job.cost}."
             )
-            _set_charge(job, Job.Charge.CAPTURED)
-            return entry
         entry = _write(
             account,
             EntryKind.CAPTURE,
-            0,
+            amount,
+            balance_delta=-amount,
+            held_delta=held_delta,
             key=key,
-            memo=(
-                f"Late success after its hold was released: not charged, {account.available} "
-                f"credits available for a price of {job.cost}."
-            ),
+            memo=memo,
             job=job,
         )
-        _set_charge(job, Job.Charge.WAIVED)
+        _set_charge(job, outcome)
         return entry
 
 

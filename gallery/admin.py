@@ -15,7 +15,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -27,6 +26,7 @@ from django_q.tasks import async_task
 from billing.models import LedgerEntry
 from gallery import services
 from gallery.models import Image, Job, ProviderCall
+from gallery.views import image_response
 from mjweb import audit
 from mjweb.adminsite import (
     PROVIDERS,
@@ -433,14 +433,7 @@ class JobAdmin(ReadOnlyAdmin):
         if not request.user.has_perm("gallery.view_image"):
             raise PermissionDenied
         image = get_object_or_404(Image, pk=image_id, job_id=object_pk(object_id))
-        field = image.file_for(size)
-        if field is None:
-            raise Http404("No such image size.")
-        response = FileResponse(
-            default_storage.open(field.name, "rb"), content_type=image.content_type_for(size)
-        )
-        response["Cache-Control"] = "private, max-age=3600"
-        return response
+        return image_response(image, size, cache_control="private, max-age=3600")
 
 
 def _pretty(body: str) -> str:

@@ -421,14 +421,20 @@ def image_file(
     request: HttpRequest, code: uuid.UUID, kind: str, index: int, size: str
 ) -> FileResponse:
     image = _own_image(request, code, kind, index)
+    # Private to the owner; content never changes for a given URL.
+    return image_response(image, size, cache_control="private, max-age=31536000, immutable")
+
+
+def image_response(image: Image, size: str, *, cache_control: str) -> FileResponse:
+    """One stored size of a picture (`Image.SIZE_*`), streamed from storage; 404 if absent.
+    Callers check who may see it."""
     field = image.file_for(size)
     if field is None:
         raise Http404("No such image size.")
     response = FileResponse(
         default_storage.open(field.name, "rb"), content_type=image.content_type_for(size)
     )
-    # Private to the owner; content never changes for a given URL.
-    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    response["Cache-Control"] = cache_control
     return response
 
 

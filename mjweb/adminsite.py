@@ -164,6 +164,16 @@ class AuditedAdmin(admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         # Recorded first, while the object still has its primary key; the delete view's
         # transaction takes both back if the delete fails.
+        self._record_delete(request, obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        with transaction.atomic(using=queryset.db):
+            for obj in queryset:
+                self._record_delete(request, obj)
+            super().delete_queryset(request, queryset)
+
+    def _record_delete(self, request: HttpRequest, obj: Any) -> None:
         audit.record(
             actor=request.user,
             verb=AuditEntry.Verb.DELETE,
@@ -171,19 +181,6 @@ class AuditedAdmin(admin.ModelAdmin):
             before=audit.snapshot(obj),
             reason=_reason(request),
         )
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        with transaction.atomic(using=queryset.db):
-            for obj in queryset:
-                audit.record(
-                    actor=request.user,
-                    verb=AuditEntry.Verb.DELETE,
-                    obj=obj,
-                    before=audit.snapshot(obj),
-                    reason=_reason(request),
-                )
-            super().delete_queryset(request, queryset)
 
 
 class ReasonForm(forms.Form):
