@@ -296,7 +296,7 @@ MJ_SIMULATOR_HOST = env_str("MJ_SIMULATOR_HOST", "127.0.0.1")
 MJ_SIMULATOR_PORT = env_int("MJ_SIMULATOR_PORT", 8001, minimum=0)
 MJ_SIMULATOR_DURATION = env_float("MJ_SIMULATOR_DURATION", 6.0, minimum=0.1)
 MJ_SIMULATOR_API_KEY = env_str("MJ_SIMULATOR_API_KEY", "sim-local-key")
-# Faults the simulator injects, "k=v,k=v" (see gallery/simulator/faults.py); empty: none.
+# Faults the simulator injects, "k=v,k=v" (see simulator/faults.py); empty: none.
 MJ_SIMULATOR_FAULTS = env_str("MJ_SIMULATOR_FAULTS", "")
 # The simulator serves both protocols; this picks the adapter that drives it.
 MJ_SIMULATOR_PROTOCOL = env_choice("MJ_SIMULATOR_PROTOCOL", "cometapi", ("cometapi", "piapi"))

@@ -1,6 +1,6 @@
 """The product's end state for each way the providers fail, against the live simulator.
 
-Each case injects one fault (gallery.simulator.faults) and drives the real task functions
+Each case injects one fault (simulator.faults) and drives the real task functions
 (dispatch, tick, ingest, submit_modal, the webhook receiver) the way the worker would, with
 the simulator's clock advanced by the test and the product's backoff sleeps skipped. Every
 case then checks that nothing is left half-done: no job queued under a live dispatch lease,
@@ -27,9 +27,9 @@ from django.utils import timezone
 
 from gallery import services, tasks
 from gallery.models import Image, Job, ProviderCall
-from gallery.simulator import faults
-from gallery.simulator.faults import Faults
-from gallery.simulator.server import SimulatorServer
+from simulator import faults
+from simulator.faults import Faults
+from simulator.server import SimulatorServer
 from tests.gallery.factories import FakeClock, point_product_at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]

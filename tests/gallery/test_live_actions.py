@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 
 from gallery import services
 from gallery.models import Image, Job
-from gallery.simulator.server import SimulatorServer
+from simulator.server import SimulatorServer
 from tests.gallery.factories import FakeClock, point_product_at
 from tests.gallery.test_live_simulator import run_to_completion
 

@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 
 from gallery import services, tasks
 from gallery.models import Image, Job
-from gallery.simulator.server import SimulatorServer
+from simulator.server import SimulatorServer
 from tests.gallery.factories import FakeClock, point_product_at
 
 pytestmark = [pytest.mark.django_db, pytest.mark.live]

@@ -12,7 +12,7 @@ from gallery import services, tasks
 from gallery.models import Image, Job
 from gallery.providers import get_provider
 from gallery.providers.piapi import PiAPI
-from gallery.simulator.server import SimulatorServer
+from simulator.server import SimulatorServer
 from tests.gallery.factories import FakeClock, point_product_at
 from tests.gallery.test_live_simulator import run_to_completion, stored_grid
 

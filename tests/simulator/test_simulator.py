@@ -15,9 +15,9 @@ import httpx
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from gallery.simulator import images
-from gallery.simulator.engine import Engine, SubmitError, phase
-from gallery.simulator.server import SimulatorServer
+from simulator import images
+from simulator.engine import Engine, SubmitError, phase
+from simulator.server import SimulatorServer
 from tests.gallery.factories import FakeClock
 
 DURATION = 10.0

@@ -9,7 +9,7 @@ derived from the wall time at submit plus the elapsed monotonic time, so the two
 Mutations (submit, modal confirmation, forced failure) happen under one lock; rendering
 happens outside it (images.render and images.preview keep bounded caches of the bytes).
 
-Fault injection (gallery.simulator.faults) reaches the engine through `shape_task`, which
+Fault injection (simulator.faults) reaches the engine through `shape_task`, which
 may alter a new task before anyone can see it (hold it, slow it, fail it later), through
 `fail` and `finish`, and through the `ttl` of `image`.
 """
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gallery.simulator import images
+from simulator import images
 
 Clock = Callable[[], float]
 

@@ -1,15 +1,15 @@
 """HTTP front of the provider simulator: CometAPI's midjourney-proxy surface, and PiAPI's.
 
-Standard library only, so `python -m gallery.simulator` runs without Django. The answers
+Standard library only, so `python -m simulator` runs without Django. The answers
 copy the new-api gateway that CometAPI runs (see docs/provider-protocols.md, sections 1
 and 2): its auth rules and error envelopes, `task_no_found ` with the trailing space,
 and a `/mj/image/{id}` proxy that needs no key. PiAPI's routes (/api/v1/task...,
-/mj/v2/...) are answered by gallery.simulator.piapi on the same engine.
+/mj/v2/...) are answered by simulator.piapi on the same engine.
 
 A task submitted with `notifyHook` is POSTed to it (the fetch JSON, unsigned, no retry) on
 every change of status or progress the webhook watcher sees (section 1.10).
 
-`faults` (gallery.simulator.faults) makes it fail the ways the real services do: latency,
+`faults` (simulator.faults) makes it fail the ways the real services do: latency,
 injected 5xx/429, a full queue, banned prompts, Remix, expiring images, per-job directives
 in the prompt, duplicated and reordered webhooks. `Faults()` changes nothing else.
 """
@@ -30,11 +30,11 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from gallery.simulator import faults, piapi
-from gallery.simulator.engine import Clock, Engine, SubmitError, Task
-from gallery.simulator.faults import Faults, FaultState
+from simulator import faults, piapi
+from simulator.engine import Clock, Engine, SubmitError, Task
+from simulator.faults import Faults, FaultState
 
-log = logging.getLogger("gallery.simulator")
+log = logging.getLogger("simulator")
 
 _MODE_PREFIXES = {"/mj-fast": "FAST", "/mj-relax": "RELAX", "/mj-turbo": "TURBO"}
 _FETCH = re.compile(r"^/mj/task/([^/]+)/fetch$")

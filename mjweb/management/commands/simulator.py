@@ -11,8 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from gallery.simulator.faults import Faults
-from gallery.simulator.server import SimulatorServer
+from simulator.faults import Faults
+from simulator.server import SimulatorServer
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -1,4 +1,4 @@
-"""`python -m gallery.simulator`: the fake provider (CometAPI and PiAPI protocols) without
+"""`python -m simulator`: the fake provider (CometAPI and PiAPI protocols) without
 Django."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import signal
 import sys
 from types import FrameType
 
-from gallery.simulator.faults import DIRECTIVES, Faults
-from gallery.simulator.server import SimulatorServer
+from simulator.faults import DIRECTIVES, Faults
+from simulator.server import SimulatorServer
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -19,7 +19,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gallery.simulator",
+        prog="python -m simulator",
         description=__doc__,
         epilog="Per-job directives in a prompt: "
         + ", ".join(f"[sim:{name}]" for name in DIRECTIVES),

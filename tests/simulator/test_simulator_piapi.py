@@ -16,8 +16,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from gallery.simulator.piapi import Delivery
-from gallery.simulator.server import SimulatorServer
+from simulator.piapi import Delivery
+from simulator.server import SimulatorServer
 from tests.gallery.factories import FakeClock, HookReceiver
 
 DURATION = 10.0

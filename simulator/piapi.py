@@ -13,7 +13,7 @@ round's deliveries go out in order from one sender thread. `shape_deliveries` is
 for fault injection: it gets each round's due deliveries and returns what to send
 (duplicated, reordered, dropped); by default the server's `Faults` decide.
 
-Faults (gallery.simulator.faults) on this surface: injected 5xx/429 after the key check,
+Faults (simulator.faults) on this surface: injected 5xx/429 after the key check,
 [sim:429|500|timeout] on creates, the banned-word pre-check, the queue limit (HTTP 429, as
 PiAPI documents no body for it), and cut-off JSON for [sim:malformed] tasks.
 """
@@ -33,13 +33,13 @@ from datetime import UTC, datetime
 from email.message import Message
 from typing import TYPE_CHECKING, Any
 
-from gallery.simulator import faults
-from gallery.simulator.engine import SubmitError, Task, buttons
+from simulator import faults
+from simulator.engine import SubmitError, Task, buttons
 
 if TYPE_CHECKING:
-    from gallery.simulator.server import SimulatorServer
+    from simulator.server import SimulatorServer
 
-log = logging.getLogger("gallery.simulator")
+log = logging.getLogger("simulator")
 
 Reply = tuple[int, Any, dict[str, str]]  # payload: JSON-able, faults.RawBody or NO_ANSWER
 

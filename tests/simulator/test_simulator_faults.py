@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gallery.simulator import faults
-from gallery.simulator.faults import Faults
-from gallery.simulator.server import SimulatorServer
+from simulator import faults
+from simulator.faults import Faults
+from simulator.server import SimulatorServer
 from tests.gallery.factories import FakeClock, HookReceiver
 
 DURATION = 10.0
