@@ -54,8 +54,9 @@ INSTALLED_APPS = [
     "mjweb",
     "gallery",
     "billing",
-    # Django's admin with mjweb's site: reports, audited changes (mjweb/admin.py).
-    "mjweb.apps.AdminConfig",
+    "backoffice",
+    # Django's admin with the back office's site: reports, audited changes (backoffice/).
+    "backoffice.apps.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -14,12 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from backoffice.site import EstimatedCountPaginator
 from billing import ledger
 from billing.models import CreditAccount, LedgerEntry, Quota
 from gallery import services
 from gallery.models import Job, ProviderCall
 from mjweb import audit
-from mjweb.adminsite import EstimatedCountPaginator
 from mjweb.models import AuditEntry, User
 from tests.admin.conftest import World
 from tests.gallery.factories import make_finished_job

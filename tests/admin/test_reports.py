@@ -17,10 +17,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from backoffice import reports
 from billing import ledger
 from billing.models import CreditAccount, LedgerEntry
 from gallery.models import Job, ProviderCall
-from mjweb import reports
 from tests.admin.conftest import World
 
 pytestmark = pytest.mark.django_db

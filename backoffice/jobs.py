@@ -23,12 +23,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django_q.tasks import async_task
 
-from billing.models import LedgerEntry
-from gallery import services
-from gallery.models import Image, Job, ProviderCall
-from gallery.views import image_response
-from mjweb import audit
-from mjweb.adminsite import (
+from backoffice.reports import is_error_q
+from backoffice.site import (
     PROVIDERS,
     EstimatedCountPaginator,
     ReadOnlyAdmin,
@@ -40,8 +36,12 @@ from mjweb.adminsite import (
     q_filter,
     reason_for_action,
 )
+from billing.models import LedgerEntry
+from gallery import services
+from gallery.models import Image, Job, ProviderCall
+from gallery.views import image_response
+from mjweb import audit
 from mjweb.models import AuditEntry
-from mjweb.reports import is_error_q
 
 __all__ = ["JobAdmin", "ProviderCallAdmin", "ReadOnlyAdmin"]
 

@@ -1,7 +1,7 @@
 """mjweb's admin site and the pieces every audited admin shares.
 
 - `MjwebAdminSite`: Django's admin plus the usage report and the CSV exports
-  (mjweb.report_views), linked from the index for whoever may see them.
+  (backoffice.report_views), linked from the index for whoever may see them.
 - `AuditedAdmin`: a ModelAdmin whose every add, change and delete (change form, list-editable
   rows, "delete selected") writes its audit entry in the same transaction.
 - `ReadOnlyAdmin`: rows nobody adds, changes or deletes through the admin, superusers included.
@@ -39,7 +39,7 @@ class MjwebAdminSite(admin.AdminSite):
     index_template = "admin/mjweb/index.html"
 
     def get_urls(self) -> list[URLPattern | URLResolver]:
-        from mjweb import report_views
+        from backoffice import report_views
 
         def view(function: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             return self.admin_view(function)

@@ -1,6 +1,6 @@
 """Users (with their credits, limits and suspension), groups and the audit log in the admin.
 
-Every change made here is audited (mjweb.adminsite.AuditedAdmin); the audit log itself is
+Every change made here is audited (backoffice.site.AuditedAdmin); the audit log itself is
 read-only for everyone, superusers included.
 """
 
@@ -23,11 +23,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from billing import ledger, quotas
-from billing.admin import quota_parts, quota_summary
-from gallery.models import Job
-from mjweb import audit
-from mjweb.adminsite import (
+from backoffice.credits import quota_parts, quota_summary
+from backoffice.site import (
     AuditedAdmin,
     ReadOnlyAdmin,
     ReasonForm,
@@ -37,6 +34,9 @@ from mjweb.adminsite import (
     q_filter,
     reason_for_action,
 )
+from billing import ledger, quotas
+from gallery.models import Job
+from mjweb import audit
 from mjweb.models import AuditEntry, User
 
 SUSPEND = "mjweb.suspend_user"

@@ -20,17 +20,17 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from billing import ledger
-from billing.models import CreditAccount, EntryKind, LedgerEntry, Price, Quota
-from gallery.admin import job_link
-from mjweb import audit
-from mjweb.adminsite import (
+from backoffice.jobs import job_link
+from backoffice.site import (
     AuditedAdmin,
     EstimatedCountPaginator,
     ReadOnlyAdmin,
     created,
     q_filter,
 )
+from billing import ledger
+from billing.models import CreditAccount, EntryKind, LedgerEntry, Price, Quota
+from mjweb import audit
 from mjweb.models import AuditEntry
 
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
-from mjweb import reports
+from backoffice import reports
 
 REPORTS = "mjweb.view_reports"
 
