@@ -16,221 +16,49 @@ for fault injection: it gets each round's due deliveries and returns what to sen
 Faults (simulator.faults) on this surface: injected 5xx/429 after the key check,
 [sim:429|500|timeout] on creates, the banned-word pre-check, the queue limit (HTTP 429, as
 PiAPI documents no body for it), and cut-off JSON for [sim:malformed] tasks.
+
+Routes, statuses, action names and `Record` are in simulator.piapi_protocol; `Delivery`,
+`Watcher` and the sender in simulator.webhooks (both re-exported here).
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import logging
-import re
 import threading
-import urllib.request
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import Message
 from typing import TYPE_CHECKING, Any
 
 from simulator import faults
 from simulator.engine import SubmitError, Task, buttons
+from simulator.piapi_protocol import (
+    _BUSY,
+    _CREATE,
+    _ENGLISH,
+    _GET,
+    _LEGACY,
+    _LEGACY_STATUS,
+    _MODES,
+    _TASK_TYPES,
+    _TERMINAL,
+    _UNIFIED_STATUS,
+    Record,
+    Reply,
+    _error,
+    _Injected,
+    _iso,
+    _Refused,
+    piapi_action,
+    wanted_action,
+)
+from simulator.piapi_protocol import handles as handles
+from simulator.webhooks import Delivery, send
+from simulator.webhooks import Watcher as Watcher
 
 if TYPE_CHECKING:
     from simulator.server import SimulatorServer
-
-log = logging.getLogger("simulator")
-
-Reply = tuple[int, Any, dict[str, str]]  # payload: JSON-able, faults.RawBody or NO_ANSWER
-
-_CREATE = "/api/v1/task"
-_GET = re.compile(r"^/api/v1/task/([^/]+)$")
-_LEGACY = re.compile(r"^/mj/v2/(imagine|reroll|upscale|variation|outpaint|pan|fetch)$")
-_TASK_TYPES = ("imagine", "reroll", "upscale", "variation", "outpaint", "pan")
-_INDEXES = ("1", "2", "3", "4")
-_MODES = {"fast": "FAST", "relax": "RELAX", "turbo": "TURBO", "mixed": "FAST"}
-# engine (gateway) status -> PiAPI status, per dialect
-_UNIFIED_STATUS = {"IN_PROGRESS": "processing", "SUCCESS": "completed", "FAILURE": "failed"}
-_LEGACY_STATUS = {"IN_PROGRESS": "processing", "SUCCESS": "finished", "FAILURE": "failed"}
-_TERMINAL = ("SUCCESS", "FAILURE")
-_ZERO_TIME = "0001-01-01T00:00:00Z"  # what PiAPI's Go backend shows for a time not yet set
-# PiAPI's words for injected HTTP errors (its bodies for these are undocumented)
-_BUSY = {
-    429: "too many requests, please try again later",
-    500: "internal server error",
-    502: "bad gateway",
-    503: "service temporarily unavailable",
-    504: "gateway timeout",
-    524: "a timeout occurred",
-}
-_ENGLISH = {
-    "关联任务不存在或已失效": "origin task not found",
-    "关联任务状态错误": "origin task is not completed",
-    "prompt不能为空": "prompt is required",
-}
-
-
-def handles(path: str) -> bool:
-    """Whether a request path belongs to PiAPI's surface rather than midjourney-proxy's."""
-    return path == _CREATE or path.startswith(_CREATE + "/") or path.startswith("/mj/v2/")
-
-
-def piapi_action(custom_id: str) -> str | None:
-    """The PiAPI action string for one of the engine's midjourney-proxy customIds."""
-    parts = custom_id.split("::")
-    if len(parts) < 4 or parts[0] != "MJ":
-        return None
-    if parts[1] == "Outpaint":
-        return {"50": "outpaint_2x", "75": "outpaint_1.5x"}.get(parts[2])
-    verb, index = parts[2], parts[3]
-    if verb in ("upsample", "variation"):
-        return f"{'upscale' if verb == 'upsample' else 'variation'}{index}"
-    if verb.endswith(("_subtle", "_creative")):
-        return "upscale_" + verb.rsplit("_", 1)[1]
-    if verb in ("reroll", "low_variation", "high_variation") or verb.startswith("pan_"):
-        return verb
-    return None
-
-
-def wanted_action(task_type: str, params: dict[str, Any]) -> str | None:
-    """The PiAPI action a create request asks for, or None when its fields make no sense."""
-    index = str(params.get("index") or "")
-    if task_type == "reroll":
-        return "reroll"
-    if task_type == "upscale":
-        named = {"subtle": "upscale_subtle", "creative": "upscale_creative"}
-        return f"upscale{index}" if index in _INDEXES else named.get(index)
-    if task_type == "variation":
-        if index in ("low_variation", "high_variation"):
-            return index
-        return f"variation{index}" if index in _INDEXES else None
-    if task_type == "outpaint":
-        try:
-            ratio = float(params.get("zoom_ratio") or 0)
-        except (TypeError, ValueError):
-            return None
-        return {2.0: "outpaint_2x", 1.5: "outpaint_1.5x"}.get(ratio)
-    direction = params.get("direction")
-    if task_type == "pan" and direction in ("left", "right", "up", "down"):
-        return f"pan_{direction}"
-    return None
-
-
-def _iso(ms: int | None) -> str:
-    if ms is None:
-        return _ZERO_TIME
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
-
-
-def _error(status: int, message: str) -> Reply:
-    return status, {"code": status, "data": {}, "message": message}, {}
-
-
-class _Refused(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class _Injected(Exception):
-    """A create that a fault answers, whichever dialect asked."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply[0])
-        self.reply = reply
-
-
-@dataclass
-class Record:
-    """One PiAPI task: the engine task behind it and what PiAPI echoes back about it."""
-
-    task_id: str  # PiAPI's UUID
-    engine_id: str
-    api: str  # "unified" or "legacy": which shape its webhook carries
-    task_type: str
-    input: dict[str, Any]
-    process_mode: str
-    origin_task_id: str = ""
-    endpoint: str = ""
-    secret: str = ""
-    delivered: bool = False  # its terminal webhook went out (fault injection may resend)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One webhook POST, of either protocol (CometAPI's has no secret)."""
-
-    url: str
-    secret: str
-    body: bytes
-    task_id: str
-    status: str
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in ("SUCCESS", "FAILURE", "completed", "finished", "failed")
-
-
-class Watcher:
-    """The server's one webhook thread: every `interval` s of real time it runs each scan.
-
-    Progress is a function of the clock, read lazily: someone has to look. Every protocol's
-    scan runs here, so a server has one watcher however many kinds of hook it sends.
-    """
-
-    def __init__(self, interval: float = 0.2) -> None:
-        self.interval = interval
-        self.scans: list[Callable[[], object]] = []
-        self.thread: threading.Thread | None = None
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        if self.thread is not None:
-            return
-        self._stop.clear()
-        self.thread = threading.Thread(target=self._run, name="mj-simulator-webhooks", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        thread, self.thread = self.thread, None
-        self._stop.set()
-        if thread is not None:
-            thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            for scan in list(self.scans):
-                try:
-                    scan()
-                except Exception:  # the watcher must outlive one bad round
-                    log.exception("webhook scan failed")
-
-
-def send(deliveries: list[Delivery], timeout: float) -> None:
-    """POST one round's deliveries in their order, from one thread (order is a fault too)."""
-    if deliveries:
-        threading.Thread(target=_post_all, args=(deliveries, timeout), daemon=True).start()
-
-
-def _post_all(deliveries: list[Delivery], timeout: float) -> None:
-    for delivery in deliveries:
-        _post(delivery, timeout)
-
-
-def _post(delivery: Delivery, timeout: float) -> None:
-    headers = {"Content-Type": "application/json"}
-    if delivery.secret:
-        headers["x-webhook-secret"] = delivery.secret
-    request = urllib.request.Request(
-        delivery.url, data=delivery.body, headers=headers, method="POST"
-    )
-    # straight to the receiver: an HTTP proxy from the environment must not swallow it
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=timeout) as answer:
-            answer.read()
-    except (OSError, ValueError) as exc:  # like the real services: no retry, no error
-        log.info("webhook to %s failed: %s", delivery.url, exc)
 
 
 class PiAPISimulator:
