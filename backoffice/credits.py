@@ -8,11 +8,9 @@ import uuid
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -28,10 +26,8 @@ from backoffice.site import (
     created,
     q_filter,
 )
-from billing import ledger
-from billing.models import CreditAccount, EntryKind, LedgerEntry, Price, Quota
-from mjweb import audit
-from mjweb.models import AuditEntry
+from billing import ledger, operations, quotas
+from billing.models import MODES, CreditAccount, EntryKind, LedgerEntry, Price, Quota
 
 
 @admin.register(Quota)
@@ -79,45 +75,6 @@ class CreditForm(forms.Form):
         if data.get("kind") == EntryKind.GRANT and amount is not None and amount < 0:
             self.add_error("amount", "A grant adds credits; use an adjustment to take some away.")
         return data
-
-
-def record_credit(account: CreditAccount, *, actor: Any, data: dict[str, Any]) -> LedgerEntry:
-    """Grant or adjust, and audit it, in one transaction: both are written or neither.
-
-    A double submit (the form's key seen before) returns the first entry and records nothing
-    more: the account lock taken first makes that check race-free.
-    """
-    key = f"admin:{data['key']}"
-    with transaction.atomic():
-        locked = ledger.lock(account.user)
-        existing = LedgerEntry.objects.filter(key=key).first()
-        if existing is not None:
-            return existing
-        before = {"balance": locked.balance, "held": locked.held}
-        if data["kind"] == EntryKind.GRANT:
-            entry = ledger.grant(
-                account.user, data["amount"], key=key, memo=data["reason"], actor=actor
-            )
-            verb = AuditEntry.Verb.GRANT
-        else:
-            entry = ledger.adjust(
-                account.user, data["amount"], actor=actor, reason=data["reason"], key=key
-            )
-            verb = AuditEntry.Verb.ADJUST
-        audit.record(
-            actor=actor,
-            verb=verb,
-            obj=account,
-            before=before,
-            after={
-                "balance": entry.balance_after,
-                "held": entry.held_after,
-                "amount": entry.amount,
-                "ledger_entry": entry.pk,
-            },
-            reason=data["reason"],
-        )
-    return entry
 
 
 @admin.register(CreditAccount)
@@ -177,7 +134,14 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                record_credit(account, actor=request.user, data=data)
+                operations.credit(
+                    account,
+                    actor=request.user,
+                    kind=data["kind"],
+                    amount=data["amount"],
+                    reason=data["reason"],
+                    key=data["key"],
+                )
             except ledger.LedgerError as exc:
                 form.add_error(None, str(exc))
             else:
@@ -251,16 +215,16 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 def quota_parts(quota: Quota | None) -> list[tuple[str, bool]]:
     """A user's effective limits as short texts, each with whether it is the site default
     (the Quota row's field is empty or there is no row); no query."""
-    own_modes = quota.allowed_modes if quota else ""
-    modes = own_modes.split(",") if own_modes else list(settings.MJ_ALLOWED_MODES)
-    per_day = quota.jobs_per_day if quota else None
-    at_once = quota.jobs_at_once if quota else None
-    day = settings.MJ_JOBS_PER_DAY if per_day is None else per_day
-    once = settings.MJ_JOBS_AT_ONCE if at_once is None else at_once
+    limits = quotas.effective(quota)
+    day, once = limits.jobs_per_day, limits.jobs_at_once
+    modes = "all modes" if len(limits.modes) == len(MODES) else ", ".join(limits.modes)
     return [
-        ("all modes" if len(modes) == 3 else ", ".join(modes), not own_modes),
-        ("no daily limit" if day == 0 else f"{day}/day", per_day is None),
-        ("no limit at once" if once == 0 else f"{once} at once", at_once is None),
+        (modes, "modes" in limits.inherited),
+        ("no daily limit" if day == 0 else f"{day}/day", "jobs_per_day" in limits.inherited),
+        (
+            "no limit at once" if once == 0 else f"{once} at once",
+            "jobs_at_once" in limits.inherited,
+        ),
     ]
 
 

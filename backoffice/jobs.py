@@ -15,15 +15,12 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
-from django_q.tasks import async_task
 
-from backoffice.reports import is_error_q
 from backoffice.site import (
     PROVIDERS,
     EstimatedCountPaginator,
@@ -36,11 +33,11 @@ from backoffice.site import (
     q_filter,
     reason_for_action,
 )
-from billing.models import LedgerEntry
-from gallery import services
+from gallery import operations
+from gallery.lineage import tree as lineage_tree
 from gallery.models import Image, Job, ProviderCall
+from gallery.models.records import call_failed_q
 from gallery.views import image_response
-from mjweb import audit
 from mjweb.models import AuditEntry
 
 __all__ = ["JobAdmin", "ProviderCallAdmin", "ReadOnlyAdmin"]
@@ -58,104 +55,18 @@ def job_link(job_id: int | None, label: Any) -> str:
     )
 
 
-def _state(job: Job) -> dict[str, Any]:
-    return {"status": job.status, "charge": job.charge, "fail_kind": job.fail_kind}
-
-
-def _label(actor: Any) -> str:
-    return getattr(actor, "username", "") or "an admin"
-
-
-def can_resync(job: Job) -> bool:
-    """gallery.tasks.refresh acts on jobs the provider knows, in flight or failed."""
-    return bool(job.provider_job_id) and job.status in (*Job.IN_FLIGHT, Job.Status.FAILED)
-
-
-def can_release(job: Job) -> bool:
-    return job.is_in_flight
-
-
-def resync(job: Job, *, actor: Any, reason: str = "") -> bool:
-    """Ask the provider about the job now (the worker runs gallery.tasks.refresh)."""
-    if not can_resync(job):
-        return False
-    with transaction.atomic():
-        # The ORM broker writes the queue row in this transaction: both or neither.
-        async_task("gallery.tasks.refresh", job.pk, task_name=f"refresh-{job.code}")
-        audit.record(
-            actor=actor,
-            verb=AuditEntry.Verb.RESYNC,
-            obj=job,
-            before=_state(job),
-            after={"enqueued": "gallery.tasks.refresh"},
-            reason=reason,
-        )
-    return True
-
-
-def cancel(job: Job, *, actor: Any, reason: str) -> bool:
-    """Cancel a job that has not reached the provider; its hold is released."""
-    with transaction.atomic():
-        before = _state(job)
-        if not services.cancel(job, reason=f"Cancelled by {_label(actor)}: {reason}"):
-            return False
-        job.refresh_from_db()
-        audit.record(
-            actor=actor,
-            verb=AuditEntry.Verb.CANCEL,
-            obj=job,
-            before=before,
-            after={**_state(job), "ledger_entry": _release_entry(job)},
-            reason=reason,
-        )
-    return True
-
-
-def release(job: Job, *, actor: Any, reason: str) -> bool:
-    """End a stuck job as failed (provider error: no late charge can follow) and give its
-    hold back, in one transaction with the audit entry."""
-    if not can_release(job):
-        return False
-    with transaction.atomic():
-        before = _state(job)
-        moved = services.fail(
-            job,
-            kind=Job.FailKind.PROVIDER_ERROR,
-            reason=f"Released by {_label(actor)}: {reason}",
-        )
-        if not moved:
-            return False
-        job.refresh_from_db()
-        audit.record(
-            actor=actor,
-            verb=AuditEntry.Verb.RELEASE,
-            obj=job,
-            before=before,
-            after={**_state(job), "ledger_entry": _release_entry(job)},
-            reason=reason,
-        )
-    return True
-
-
-def _release_entry(job: Job) -> int | None:
-    return (
-        LedgerEntry.objects.filter(job=job, kind=LedgerEntry.Kind.RELEASE)
-        .values_list("pk", flat=True)
-        .first()
-    )
-
-
 OPERATIONS = {
     "resync": {
-        "run": resync,
-        "allowed": can_resync,
+        "run": operations.resync,
+        "allowed": lambda job: job.can_resync,
         "title": "Re-sync from the provider",
         "explanation": "The worker fetches each job from the provider now and applies what it "
-        "says. Only jobs the provider knows that are in flight or failed are fetched.",
+        "says. Only jobs the provider knows that are in flight, or that timed out and may "
+        "still succeed late, are fetched.",
         "optional": True,
     },
     "cancel": {
-        "run": cancel,
+        "run": operations.cancel,
         "allowed": lambda job: job.can_cancel,
         "title": "Cancel",
         "explanation": "Only jobs still waiting here (not yet at the provider) can be "
@@ -163,8 +74,8 @@ OPERATIONS = {
         "optional": False,
     },
     "release": {
-        "run": release,
-        "allowed": can_release,
+        "run": operations.release,
+        "allowed": lambda job: job.can_release,
         "title": "End and release the hold",
         "explanation": "Each job in flight is ended as failed (provider error) and its held "
         "credits go back to its owner. A result the provider sends later is not delivered "
@@ -257,10 +168,9 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Duration")
     def duration(self, job: Job) -> str:
-        if job.finished_at is None:
+        if job.duration is None:
             return "—"
-        seconds = max(0, int((job.finished_at - job.created_at).total_seconds()))
-        minutes, seconds = divmod(seconds, 60)
+        minutes, seconds = divmod(int(job.duration.total_seconds()), 60)
         return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
 
     @admin.display(description="Owner")
@@ -310,10 +220,10 @@ class JobAdmin(ReadOnlyAdmin):
                 "charge",
             )[:200]
         )
-        depth: dict[int, int] = {}
-        for item in lineage:
-            depth[item.pk] = depth.get(item.parent_id, -1) + 1 if item.parent_id else 0
-            item.depth = depth[item.pk]  # type: ignore[attr-defined]
+        nodes, _ = lineage_tree(lineage)
+        for node in nodes:
+            node.job.depth = node.depth
+        lineage = [node.job for node in nodes]
         calls = list(job.provider_calls.order_by("created_at", "id")[:200])
         for call in calls:
             call.request_pretty = _pretty(call.request_body)  # type: ignore[attr-defined]
@@ -461,8 +371,8 @@ class ProviderCallAdmin(ReadOnlyAdmin):
             "outcome",
             "outcome",
             {
-                "failed": ("Any failure", is_error_q()),
-                "ok": ("Answered below 400", ~is_error_q()),
+                "failed": ("Any failure", call_failed_q()),
+                "ok": ("Answered below 400", ~call_failed_q()),
                 "4xx": ("HTTP 4xx", Q(status_code__gte=400, status_code__lt=500)),
                 "5xx": ("HTTP 5xx", Q(status_code__gte=500)),
                 "none": ("No answer", Q(status_code__isnull=True)),

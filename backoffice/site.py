@@ -25,11 +25,12 @@ from django.urls import URLPattern, URLResolver, path
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from gallery import providers
 from mjweb import audit
 from mjweb.models import AuditEntry
 
-# Known providers (gallery.providers): a filter over them needs no DISTINCT scan.
-PROVIDERS = [("simulator", "Simulator"), ("cometapi", "CometAPI"), ("piapi", "PiAPI")]
+# Known providers (gallery.providers' registry): a filter over them needs no DISTINCT scan.
+PROVIDERS = [(name, entry.label) for name, entry in providers.PROVIDERS.items()]
 
 
 class MjwebAdminSite(admin.AdminSite):

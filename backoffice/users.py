@@ -43,12 +43,11 @@ SUSPEND = "mjweb.suspend_user"
 
 
 def jobs_today() -> Subquery:
-    """Per user, the jobs that count against today's limit (as billing.quotas counts them)."""
+    """Per user, the jobs that count against today's limit (Job.objects.counted_against_day)."""
     start, _ = quotas.day_window()
     counted = (
-        Job.objects.filter(owner=OuterRef("pk"), created_at__gte=start)
-        .exclude(status__in=[Job.Status.FAILED, Job.Status.CANCELLED])
-        .exclude(action=Job.Action.IMPORT)
+        Job.objects.filter(owner=OuterRef("pk"))
+        .counted_against_day(start)
         .order_by()
         .values("owner")
         .annotate(n=Count("pk"))

@@ -78,7 +78,7 @@ def build(jobs: int) -> tuple[Any, Any, list[Any]]:
     chain_root = Job.objects.create(
         owner=user, action="imagine", prompt="a long chain", status="succeeded", progress=100
     )
-    Job.objects.filter(pk=chain_root.pk).update(root=chain_root)
+    chain_root.make_root()
     parent = chain_root
     for _ in range(299):
         parent = Job.objects.create(
@@ -100,7 +100,7 @@ def build(jobs: int) -> tuple[Any, Any, list[Any]]:
         for n in range(100)
     ]
     for job in running:
-        Job.objects.filter(pk=job.pk).update(root=job)
+        job.make_root()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")  # as autovacuum would after such a load

@@ -7,7 +7,10 @@ first time and changes nothing, so a retried task, a duplicate webhook or a doub
 never move credits twice. The database's CHECK and UNIQUE constraints back all of this up.
 
 A job's credits go: hold at submit -> capture on success, or release on failure, cancel or
-timeout. `Job.charge` records where they stand and is written here with the entry.
+timeout. The ledger knows a job only by reference (`JobRef`: its row id for the entry's
+foreign key, its public code for the keys); where a job's credits stand is read from the job's
+own entries, under the account lock. The job's owner (gallery) records that on the job in the
+same transaction.
 """
 
 from __future__ import annotations
@@ -20,10 +23,22 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.models import CreditAccount, EntryKind, LedgerEntry
-from gallery.models import Job
 
 if TYPE_CHECKING:
     from mjweb.models import User
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What the ledger is told of a job: whose it is, which row, and its price."""
+
+    owner: Any
+    pk: int
+    code: str
+    cost: int
+
+    def key(self, kind: str) -> str:
+        return f"{kind}:{self.code}"
 
 
 class LedgerError(Exception):
@@ -127,107 +142,101 @@ def welcome(user: Any) -> LedgerEntry | None:
     return grant(user, amount, key=f"welcome:{user.pk}", memo="Welcome credits")
 
 
-def hold(job: Job) -> LedgerEntry | None:
-    """Reserve the job's price (`job.cost`) at submit; refuses when the user cannot pay."""
+def hold(job: JobRef, *, memo: str) -> LedgerEntry | None:
+    """Reserve the job's price at submit; refuses when the user cannot pay."""
     if job.cost == 0:
         return None
     with transaction.atomic():
         account = lock(job.owner)
-        existing = _existing(f"hold:{job.code}")
+        existing = _existing(job.key("hold"))
         if existing is not None:
             return existing
         if account.available < job.cost:
             raise InsufficientCredits(job.cost, max(account.available, 0), account.held)
-        entry = _write(
+        return _write(
             account,
             EntryKind.HOLD,
             job.cost,
             held_delta=job.cost,
-            key=f"hold:{job.code}",
-            memo=f"Held for {job.get_action_display().lower()} ({job.mode})",
-            job=job,
+            key=job.key("hold"),
+            memo=memo,
+            job_id=job.pk,
         )
-        _set_charge(job, Job.Charge.HELD)
-        return entry
 
 
-def capture(job: Job) -> LedgerEntry | None:
+def capture(job: JobRef) -> LedgerEntry | None:
     """Charge a job that succeeded, once.
 
     Normally from its hold. A late success whose hold was already released (the job had
     timed out) is charged from the balance if the user still has the credits; if not it is
-    delivered free, and a zero charge records that decision.
+    delivered free, and a zero charge records that decision. A job never held (free) has
+    nothing to charge.
     """
     with transaction.atomic():
         account = lock(job.owner)
-        key = f"capture:{job.code}"
-        existing = _existing(key)
+        existing = _existing(job.key("capture"))
         if existing is not None:
             return existing
-        charge = _current_charge(job)
-        if charge == Job.Charge.HELD:
-            amount, held_delta, outcome = job.cost, -job.cost, Job.Charge.CAPTURED
+        standing = _standing(job)
+        if standing == EntryKind.HOLD:
+            amount, held_delta = job.cost, -job.cost
             memo = "Charged on success"
-        elif charge != Job.Charge.RELEASED:
+        elif standing != EntryKind.RELEASE:
             return None
         elif account.available >= job.cost:
-            amount, held_delta, outcome = job.cost, 0, Job.Charge.CAPTURED
+            amount, held_delta = job.cost, 0
             memo = "Late success after its hold was released: charged from the balance."
         else:
-            amount, held_delta, outcome = 0, 0, Job.Charge.WAIVED
+            amount, held_delta = 0, 0
             memo = (
                 f"Late success after its hold was released: not charged, {account.available} "
                 f"credits available for a price of {job.cost}."
             )
-        entry = _write(
+        return _write(
             account,
             EntryKind.CAPTURE,
             amount,
             balance_delta=-amount,
             held_delta=held_delta,
-            key=key,
+            key=job.key("capture"),
             memo=memo,
-            job=job,
+            job_id=job.pk,
         )
-        _set_charge(job, outcome)
-        return entry
 
 
-def release(job: Job, *, memo: str = "") -> LedgerEntry | None:
+def release(job: JobRef, *, memo: str = "") -> LedgerEntry | None:
     """Give back a job's hold (failure, cancel, timeout), once; nothing if it was never held."""
     with transaction.atomic():
         account = lock(job.owner)
-        key = f"release:{job.code}"
-        existing = _existing(key)
+        existing = _existing(job.key("release"))
         if existing is not None:
             return existing
-        if _current_charge(job) != Job.Charge.HELD:
+        if _standing(job) != EntryKind.HOLD:
             return None
-        entry = _write(
+        return _write(
             account,
             EntryKind.RELEASE,
             job.cost,
             held_delta=-job.cost,
-            key=key,
+            key=job.key("release"),
             memo=memo or "Refunded: the job did not succeed",
-            job=job,
+            job_id=job.pk,
         )
-        _set_charge(job, Job.Charge.RELEASED)
-        return entry
+
+
+def _standing(job: JobRef) -> str | None:
+    """The job's last entry kind: hold (credits held), release, capture, or None (never held).
+
+    Read under the account lock, which every entry of the job's owner is written under."""
+    kinds = set(LedgerEntry.objects.filter(job_id=job.pk).values_list("kind", flat=True))
+    for kind in (EntryKind.CAPTURE, EntryKind.RELEASE, EntryKind.HOLD):
+        if kind in kinds:
+            return kind
+    return None
 
 
 def _existing(key: str) -> LedgerEntry | None:
     return LedgerEntry.objects.filter(key=key).first()
-
-
-def _current_charge(job: Job) -> str:
-    # Read under the account lock: every write of Job.charge holds it too.
-    return Job.objects.filter(pk=job.pk).values_list("charge", flat=True).get()
-
-
-def _set_charge(job: Job, charge: str) -> None:
-    Job.objects.filter(pk=job.pk).update(charge=charge)
-    job.charge = charge
 
 
 def _write(
@@ -239,7 +248,7 @@ def _write(
     memo: str,
     balance_delta: int = 0,
     held_delta: int = 0,
-    job: Job | None = None,
+    job_id: int | None = None,
     actor: Any = None,
 ) -> LedgerEntry:
     account.balance += balance_delta
@@ -254,7 +263,7 @@ def _write(
         held_delta=held_delta,
         balance_after=account.balance,
         held_after=account.held,
-        job=job,
+        job_id=job_id,
         actor=actor,
         memo=memo,
         key=key,

@@ -15,9 +15,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from gallery.models import JobAction, JobMode
+from mjweb import catalogue
 
-MODES = ("fast", "relax", "turbo")
+MODES = catalogue.MODE_NAMES
 
 
 class CreditAccount(models.Model):
@@ -156,14 +156,14 @@ class LedgerEntry(models.Model):
         return self.balance_delta - self.held_delta
 
 
-PRICED_ACTIONS = [action for action in JobAction.values if action != JobAction.IMPORT]
+PRICED_ACTIONS = list(catalogue.PRICED_ACTIONS)
 
 
 class Price(models.Model):
     """What one press costs, in credits (1 credit = $0.001 by default), per action and mode."""
 
-    action = models.CharField(max_length=20, choices=JobAction.choices)
-    mode = models.CharField(max_length=10, choices=JobMode.choices)
+    action = models.CharField(max_length=20, choices=catalogue.choices(catalogue.ACTION_NAMES))
+    mode = models.CharField(max_length=10, choices=catalogue.choices(MODES))
     credits = models.PositiveIntegerField()
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -174,7 +174,7 @@ class Price(models.Model):
             models.CheckConstraint(
                 condition=Q(action__in=PRICED_ACTIONS), name="price_action_valid"
             ),
-            models.CheckConstraint(condition=Q(mode__in=JobMode.values), name="price_mode_valid"),
+            models.CheckConstraint(condition=Q(mode__in=MODES), name="price_mode_valid"),
         ]
 
     def __str__(self) -> str:

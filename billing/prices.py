@@ -5,25 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from billing.models import Price
-from gallery.models import Job
-
-# The defaults a new install starts with (1 credit = $0.001), the operator's to change in the
-# admin. The anchor is CometAPI's `mj-fast-reroll` at $0.056 a request: 56 credits. Turbo is
-# three times fast (CometAPI's turbo models cost 3x), relax 3/8 of fast (a reseller sheet of
-# the same protocol: relax $0.015 against fast $0.04). A plain upscale (U1-U4, a crop of the
-# grid) costs a quarter of a generation; the v6 upscalers (Subtle, Creative) twice.
-GENERATIONS = ("imagine", "reroll", "variation", "vary_subtle", "vary_strong", "zoom_out", "pan")
-BASE = {"relax": 21, "fast": 56, "turbo": 168}
-SCALE = {"upscale": 0.25, "upscale_subtle": 2.0, "upscale_creative": 2.0}
+from mjweb import catalogue
 
 
 def default_prices() -> dict[tuple[str, str], int]:
+    """The price table a new install starts with (mjweb.catalogue: a mode's generation price
+    times the action's factor), the operator's to change in the admin."""
     prices = {}
-    for mode, credits in BASE.items():
-        for action in GENERATIONS:
-            prices[(action, mode)] = credits
-        for action, factor in SCALE.items():
-            prices[(action, mode)] = round(credits * factor)
+    for action in catalogue.PRICED_ACTIONS:
+        for mode in catalogue.MODE_NAMES:
+            credits = catalogue.default_price(action, mode)
+            if credits is not None:
+                prices[(action, mode)] = credits
     return prices
 
 
@@ -49,7 +42,7 @@ def table() -> dict[tuple[str, str], int]:
 
 def price_of(action: str, mode: str, prices: dict[tuple[str, str], int] | None = None) -> int:
     """Credits for one press; imports are free (they fetch a task that was already paid)."""
-    if action == Job.Action.IMPORT:
+    if action not in catalogue.PRICED_ACTIONS and action in catalogue.ACTION_NAMES:
         return 0
     if prices is not None:
         found = prices.get((action, mode))
@@ -58,6 +51,6 @@ def price_of(action: str, mode: str, prices: dict[tuple[str, str], int] | None =
             Price.objects.filter(action=action, mode=mode).values_list("credits", flat=True).first()
         )
     if found is None:
-        label = Job.Action(action).label if action in Job.Action.values else action
+        label = catalogue.label(action)
         raise Unpriced(f"No price is set for {label} in {mode} mode yet; ask the operator.")
     return found

@@ -1,4 +1,8 @@
-"""What a user may do: the site default, overridden per user by a Quota row."""
+"""What a user may do: the site default, overridden per user by a Quota row.
+
+Only the limits themselves live here; counting a user's jobs against them is the jobs' own
+business (gallery.limits).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,8 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from django.utils.formats import date_format
 
 from billing.models import MODES, Quota
-from gallery.models import Job
-
-
-class QuotaExceeded(Exception):
-    """A submit over one of the user's limits; the message says which and until when."""
 
 
 @dataclass(frozen=True)
@@ -24,19 +22,37 @@ class Limits:
     # 0 = no limit.
     jobs_per_day: int
     jobs_at_once: int
+    # Which of the three come from the site default (the user's Quota leaves them empty).
+    inherited: frozenset[str] = frozenset()
 
 
-def limits(user: Any) -> Limits:
-    quota = Quota.objects.filter(user=user).first()
-    raw_modes = (quota.allowed_modes if quota else "") or ",".join(settings.MJ_ALLOWED_MODES)
-    chosen = {mode.strip() for mode in raw_modes.split(",")}
-    per_day = quota.jobs_per_day if quota and quota.jobs_per_day is not None else None
-    at_once = quota.jobs_at_once if quota and quota.jobs_at_once is not None else None
+def effective(quota: Quota | None) -> Limits:
+    """What a Quota row (or none) comes to with the site defaults filled in; no query."""
+    own_modes = quota.allowed_modes if quota else ""
+    chosen = {
+        mode.strip() for mode in (own_modes or ",".join(settings.MJ_ALLOWED_MODES)).split(",")
+    }
+    per_day = quota.jobs_per_day if quota else None
+    at_once = quota.jobs_at_once if quota else None
+    inherited = {
+        name
+        for name, own in (
+            ("modes", own_modes or None),
+            ("jobs_per_day", per_day),
+            ("jobs_at_once", at_once),
+        )
+        if own is None
+    }
     return Limits(
         modes=[mode for mode in MODES if mode in chosen],
         jobs_per_day=settings.MJ_JOBS_PER_DAY if per_day is None else per_day,
         jobs_at_once=settings.MJ_JOBS_AT_ONCE if at_once is None else at_once,
+        inherited=frozenset(inherited),
     )
+
+
+def limits(user: Any) -> Limits:
+    return effective(Quota.objects.filter(user=user).first())
 
 
 def allowed_modes(user: Any) -> list[str]:
@@ -54,48 +70,8 @@ def day_window(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime
     return start, end
 
 
-def jobs_today(user: Any, now: dt.datetime | None = None) -> int:
-    """Jobs that count against the daily limit: not failed, not cancelled, not imports."""
-    start, _ = day_window(now)
-    return (
-        Job.objects.filter(owner=user, created_at__gte=start)
-        .exclude(status__in=[Job.Status.FAILED, Job.Status.CANCELLED])
-        .exclude(action=Job.Action.IMPORT)
-        .count()
-    )
-
-
 def is_suspended(user: Any) -> bool:
     """Read from the database, not from `user`: the request's copy may predate a suspension."""
     from django.contrib.auth import get_user_model
 
     return get_user_model().objects.filter(pk=user.pk, suspended_at__isnull=False).exists()
-
-
-def check(user: Any, mode: str) -> None:
-    """Refuse a new job over the user's limits. Call it with the user's account locked, so
-    that concurrent submits are counted one after another."""
-    if is_suspended(user):
-        raise QuotaExceeded(
-            "Your account is suspended: new jobs are refused. Jobs already running will "
-            "finish, and your gallery stays open. Ask the site's operator why."
-        )
-    limit = limits(user)
-    if mode not in limit.modes:
-        names = ", ".join(limit.modes) or "none"
-        raise QuotaExceeded(f"Your account cannot use {mode} mode (allowed: {names}).")
-    if limit.jobs_at_once:
-        running = Job.objects.filter(owner=user).in_flight().count()
-        if running >= limit.jobs_at_once:
-            raise QuotaExceeded(
-                f"You already have {running} jobs in progress, your limit at once: wait until "
-                "one finishes."
-            )
-    if limit.jobs_per_day:
-        _, resets = day_window()
-        if jobs_today(user) >= limit.jobs_per_day:
-            when = date_format(timezone.localtime(resets), "DATETIME_FORMAT")
-            raise QuotaExceeded(
-                f"You have used your {limit.jobs_per_day} jobs for today; the count resets "
-                f"at {when} ({settings.TIME_ZONE})."
-            )

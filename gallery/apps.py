@@ -26,4 +26,6 @@ class GalleryConfig(AppConfig):
     verbose_name = "Gallery"
 
     def ready(self) -> None:
+        from gallery import checks  # noqa: F401  (registers them)
+
         post_migrate.connect(upsert_schedules, sender=self)

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from gallery import tasks, webhooks
+from gallery import sync, webhooks
 from gallery.models import Job, WebhookEvent
 from gallery.providers import current_name
 
@@ -29,7 +29,7 @@ _FINAL_STATUSES = {"SUCCESS", "FAILURE", "CANCEL", "MODAL"}
 def _hinted(job: Job | None, *, final: bool) -> JsonResponse:
     if job is None:
         return _ignored("unknown task")
-    tasks.hint(job, final=final)
+    sync.hint(job, final=final)
     return JsonResponse({"ok": True})
 
 

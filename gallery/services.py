@@ -1,7 +1,8 @@
-"""Workflows that touch the queue: creating jobs and ending them.
+"""Workflows that create jobs: a submit, a press, an import, a remix answer, a delete.
 
-`submit` and `press` create a job and enqueue its dispatch in one transaction (the ORM
-broker writes its queue row through our connection), so either both happened or neither.
+`submit` and `press` check the limits, hold the price, create a job and enqueue its dispatch
+in one transaction (the ORM broker writes its queue row through our connection), so either
+all of it happened or none. How a job then ends is gallery.lifecycle's.
 """
 
 from __future__ import annotations
@@ -12,17 +13,15 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django_q.tasks import async_task
 
-from billing import ledger, prices, quotas
-from gallery import audit
+from billing import ledger, prices
+from gallery import lifecycle, limits, queue, upstream
 from gallery.models import Job
-from gallery.providers import ProviderError, current_name, get_provider, remix_asks_first
+from gallery.providers import ProviderError, current_name, remix_asks_first
 from gallery.providers.base import TaskStatus
+from mjweb import catalogue
 
 MAX_PROMPT_LENGTH = 2000
-# The presses Midjourney's Remix mode applies to (it opens the prompt box for these).
-REMIX_ACTIONS = {Job.Action.REROLL, Job.Action.VARIATION, Job.Action.PAN}
 
 
 class SubmitError(Exception):
@@ -68,7 +67,7 @@ def press(
         raise SubmitError("Buttons work once the job has finished.")
     if parent.button(action, index, variant) is None:
         raise SubmitError("The provider did not offer this button on this job.")
-    remix = bool(getattr(owner, "remix_mode", False)) and action in REMIX_ACTIONS
+    remix = bool(getattr(owner, "remix_mode", False)) and action in catalogue.REMIX_ACTIONS
     prompt = parent.final_prompt or parent.prompt
     fields: dict[str, Any] = {
         "action": action,
@@ -108,7 +107,7 @@ def import_task(*, owner: Any, provider_job_id: str) -> Job:
             raise SubmitError("This task is already in your gallery.")
         raise SubmitError("This task already belongs to another account here.")
     try:
-        with get_provider(provider, recorder=audit.recorder(provider)) as api:
+        with upstream.connect(provider) as api:
             snapshot = api.fetch(task_id)
     except ProviderError as exc:
         raise SubmitError(f"The provider could not be asked about it: {exc.message}") from exc
@@ -135,12 +134,11 @@ def import_task(*, owner: Any, provider_job_id: str) -> Job:
     try:
         with transaction.atomic():
             job = Job.objects.create(owner=owner, **fields)
-            Job.objects.filter(pk=job.pk).update(root=job)
-            job.root_id = job.pk
+            job.make_root()
             if finished:
-                async_task("gallery.tasks.ingest", job.pk, task_name=f"ingest-{job.code}")
+                queue.ingest(job)
             else:
-                async_task("gallery.tasks.poll", provider, "", task_name=f"poll-{provider}")
+                queue.poll(provider)
     except IntegrityError:
         raise SubmitError("This task was just imported.") from None
     return job
@@ -153,22 +151,24 @@ def answer_modal(*, job: Job, prompt: str) -> Job:
         raise SubmitError("Type a prompt first.")
     if len(prompt) > MAX_PROMPT_LENGTH:
         raise SubmitError(f"Prompts are limited to {MAX_PROMPT_LENGTH} characters.")
+    gone = SubmitError("This job is no longer waiting for a prompt.")
+    if not job.awaiting_user:
+        raise gone
     with transaction.atomic():
-        waiting = Job.objects.filter(pk=job.pk, status=Job.Status.MODAL, remix_prompt="")
         if not job.provider_job_id:
             # Asked before the press: the edited prompt goes with the submit itself.
-            if (
-                waiting.filter(provider_job_id="").update(
-                    status=Job.Status.QUEUED, prompt=prompt, final_prompt=prompt
-                )
-                != 1
+            expect = {"provider_job_id": "", "remix_prompt": ""}
+            if not job.transition(
+                Job.Status.QUEUED, expect=expect, prompt=prompt, final_prompt=prompt
             ):
-                raise SubmitError("This job is no longer waiting for a prompt.")
-            async_task("gallery.tasks.dispatch", job.pk, task_name=f"dispatch-{job.code}")
+                raise gone
+            queue.dispatch(job)
         else:
+            # Not a change of status: the job waits in MODAL until the task sends the prompt.
+            waiting = Job.objects.filter(pk=job.pk, status=Job.Status.MODAL, remix_prompt="")
             if waiting.update(remix_prompt=prompt) != 1:
-                raise SubmitError("This job is no longer waiting for a prompt.")
-            async_task("gallery.tasks.submit_modal", job.pk, task_name=f"modal-{job.code}")
+                raise gone
+            queue.submit_modal(job)
     job.refresh_from_db()
     return job
 
@@ -186,20 +186,19 @@ def _create(*, owner: Any, submit_key: uuid.UUID | None, fields: dict[str, Any])
             if existing is not None:
                 return _same_request(existing, fields)
         try:
-            quotas.check(owner, fields["mode"])
+            limits.check(owner, fields["mode"])
             cost = prices.price_of(fields["action"], fields["mode"])
-        except (quotas.QuotaExceeded, prices.Unpriced) as exc:
+        except (limits.QuotaExceeded, prices.Unpriced) as exc:
             raise SubmitError(str(exc)) from None
         job = Job.objects.create(owner=owner, submit_key=submit_key, cost=cost, **fields)
         if job.root_id is None:
-            Job.objects.filter(pk=job.pk).update(root=job)
-            job.root_id = job.pk
+            job.make_root()
         try:
-            ledger.hold(job)
+            lifecycle.hold(job)
         except ledger.InsufficientCredits as exc:
             raise SubmitError(str(exc)) from None
         if job.status == Job.Status.QUEUED:
-            async_task("gallery.tasks.dispatch", job.pk, task_name=f"dispatch-{job.code}")
+            queue.dispatch(job)
     return job
 
 
@@ -216,31 +215,6 @@ def _same_request(job: Job, fields: dict[str, Any]) -> Job:
     return job
 
 
-def cancel(job: Job, *, reason: str = "Cancelled before it reached the provider.") -> bool:
-    """Cancel a job that has not reached the provider yet (queued locally, or waiting for a
-    remix prompt we have not sent); its hold is released in the same transaction."""
-    if job.provider_job_id or job.status not in (Job.Status.QUEUED, Job.Status.MODAL):
-        return False
-    with transaction.atomic():
-        moved = (
-            Job.objects.filter(
-                pk=job.pk, status=job.status, provider_job_id="", dispatch_lease_until__isnull=True
-            ).update(
-                status=Job.Status.CANCELLED,
-                fail_kind=Job.FailKind.CANCELLED,
-                fail_reason=reason,
-                finished_at=timezone.now(),
-                next_attempt_at=None,
-                slot_position=None,
-            )
-            == 1
-        )
-        if moved:
-            job.refresh_from_db()
-            ledger.release(job, memo="Refunded: cancelled")
-    return moved
-
-
 def delete(job: Job) -> None:
     """Hide a finished job from its owner now; a task removes its stored files afterwards.
 
@@ -252,45 +226,4 @@ def delete(job: Job) -> None:
             deleted_at=timezone.now(), favorite=False
         )
         if updated:
-            async_task("gallery.tasks.purge_images", job.pk, task_name=f"purge-{job.code}")
-
-
-def fail(job: Job, *, kind: str, reason: str) -> bool:
-    """End a job as failed and release its hold, together and once.
-
-    Returns False if another actor ended it first (its outcome stands, hold or charge).
-    """
-    if job.status == Job.Status.FAILED:
-        return False
-    with transaction.atomic():
-        moved = job.transition(
-            Job.Status.FAILED,
-            fail_kind=kind,
-            fail_reason=reason[:4000],
-            dispatch_lease_until=None,
-            next_attempt_at=None,
-        )
-        if moved:
-            ledger.release(job)
-    return moved
-
-
-def succeed(job: Job) -> bool:
-    """End a job as succeeded and charge it, together and once.
-
-    A late success after a timeout clears the failure and is delivered; billing.ledger
-    decides whether it can still be charged. A job failed for any other reason stays failed.
-    """
-    if job.status == Job.Status.SUCCEEDED:
-        return False
-    if job.status == Job.Status.FAILED and job.fail_kind != Job.FailKind.TIMEOUT:
-        return False
-    with transaction.atomic():
-        # A late success: only while the job is still failed for the timeout seen here.
-        expect = {"fail_kind": job.fail_kind} if job.status == Job.Status.FAILED else None
-        moved = job.transition(
-            Job.Status.SUCCEEDED, expect=expect, progress=100, fail_kind="", fail_reason=""
-        )
-        if moved:
-            ledger.capture(job)
-    return moved
+            queue.purge_images(job)

@@ -1,6 +1,8 @@
-from django.urls import path, register_converter
+from django.urls import URLPattern, path, register_converter
 
 from gallery import hooks, views
+from gallery.models import Image
+from mjweb import catalogue
 
 
 class ChoiceConverter:
@@ -16,16 +18,6 @@ class ChoiceConverter:
         return value
 
 
-class PanConverter(ChoiceConverter):
-    def __init__(self) -> None:
-        super().__init__(("left", "right", "up", "down"))
-
-
-class ZoomConverter(ChoiceConverter):
-    def __init__(self) -> None:
-        super().__init__(("2x", "1.5x"))
-
-
 class TileConverter(ChoiceConverter):
     def __init__(self) -> None:
         super().__init__(("1", "2", "3", "4"))
@@ -37,21 +29,29 @@ class TileConverter(ChoiceConverter):
         return str(value)
 
 
-class KindConverter(ChoiceConverter):
-    def __init__(self) -> None:
-        super().__init__(("grid", "single", "tile"))
+def choice_converter(words: tuple[str, ...]) -> type[ChoiceConverter]:
+    class Converter(ChoiceConverter):
+        def __init__(self) -> None:
+            super().__init__(words)
+
+    return Converter
 
 
-class SizeConverter(ChoiceConverter):
-    def __init__(self) -> None:
-        super().__init__(("full", "thumb-large", "thumb"))
-
-
-register_converter(PanConverter, "pan")
-register_converter(ZoomConverter, "zoom")
 register_converter(TileConverter, "tile")
-register_converter(KindConverter, "kind")
-register_converter(SizeConverter, "size")
+register_converter(choice_converter(tuple(Image.Kind.values)), "kind")
+register_converter(choice_converter(Image.SIZES), "size")
+
+
+def _press_path(action: catalogue.Action) -> URLPattern:
+    """One URL per button action of the catalogue: jobs/<code>/<action>/[<index>|<variant>]/."""
+    route = f"jobs/<uuid:code>/{action.name.replace('_', '-')}/"
+    if action.takes == "index":
+        route += "<tile:index>/"
+    elif action.takes == "variant":
+        register_converter(choice_converter(action.variants), f"{action.name}_variant")
+        route += f"<{action.name}_variant:variant>/"
+    return path(route, views.press, {"action": action.name}, name=action.url_name)
+
 
 app_name = "gallery"
 urlpatterns = [
@@ -61,15 +61,7 @@ urlpatterns = [
     path("jobs/<uuid:code>/", views.job_detail, name="job"),
     path("jobs/<uuid:code>/card/", views.job_card, name="card"),
     path("jobs/<uuid:code>/preview/", views.preview, name="preview"),
-    path("jobs/<uuid:code>/reroll/", views.reroll, name="reroll"),
-    path("jobs/<uuid:code>/upscale/<tile:index>/", views.upscale, name="upscale"),
-    path("jobs/<uuid:code>/variation/<tile:index>/", views.variation, name="variation"),
-    path("jobs/<uuid:code>/vary-subtle/", views.vary_subtle, name="vary_subtle"),
-    path("jobs/<uuid:code>/vary-strong/", views.vary_strong, name="vary_strong"),
-    path("jobs/<uuid:code>/upscale-subtle/", views.upscale_subtle, name="upscale_subtle"),
-    path("jobs/<uuid:code>/upscale-creative/", views.upscale_creative, name="upscale_creative"),
-    path("jobs/<uuid:code>/zoom-out/<zoom:factor>/", views.zoom_out, name="zoom_out"),
-    path("jobs/<uuid:code>/pan/<pan:direction>/", views.pan, name="pan"),
+    *(_press_path(action) for action in catalogue.ACTIONS if action.is_button),
     path("jobs/<uuid:code>/remix/", views.remix, name="remix"),
     path("jobs/<uuid:code>/cancel/", views.cancel, name="cancel"),
     path("jobs/<uuid:code>/resync/", views.resync, name="resync"),

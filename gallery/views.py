@@ -15,15 +15,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget, trigger_client_event
-from django_q.tasks import async_task
 
 from billing import quotas
-from gallery import imaging, services
+from gallery import downloads, imaging, lifecycle, services, sync, upstream
 from gallery.forms import GalleryFilterForm, ImagineForm, ImportForm
 from gallery.lineage import tree as lineage_tree
 from gallery.models import Image, Job, lineage_size
 from gallery.pagination import CursorPage, paginate
-from gallery.providers import get_provider
 
 PAGE_SIZE = 24
 # Sent to the page whenever credits moved, so the header balance refreshes itself.
@@ -139,7 +137,7 @@ def _job_page(request: HttpRequest, job: Job, *, status: int = 200, **extra: Any
         Job.objects.for_user(request.user)
         .filter(root_id=job.root_id)
         .prefetch_related(
-            Prefetch("images", queryset=Image.objects.filter(kind__in=["grid", "single"]))
+            Prefetch("images", queryset=Image.objects.filter(kind__in=Image.WHOLE_KINDS))
         )
     )
     nodes, closing = lineage_tree(lineage)
@@ -231,7 +229,7 @@ def cancel(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     """Cancel a job that has not reached the provider yet; its credits come back."""
     job = _own_job(request, code)
     error = ""
-    if not services.cancel(job):
+    if not lifecycle.cancel(job):
         job.refresh_from_db()
         error = "Too late to cancel: the job has already been sent to the provider."
     if not request.htmx:
@@ -247,8 +245,7 @@ def cancel(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
 def resync(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     """Ask the provider about this job now instead of waiting for the next poll."""
     job = _own_job(request, code)
-    if job.can_resync:
-        async_task("gallery.tasks.refresh", job.pk, task_name=f"refresh-{job.code}")
+    if sync.request_refresh(job):
         message = "Asking the provider now…"
     else:
         message = "There is nothing to ask the provider about this job."
@@ -263,8 +260,7 @@ def resync(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
 def favorite(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     """Set or clear the heart; the form says which, so a repeated POST changes nothing."""
     job = _own_job(request, code)
-    job.favorite = request.POST.get("favorite") == "1"
-    Job.objects.filter(pk=job.pk).update(favorite=job.favorite)
+    job.mark_favorite(request.POST.get("favorite") == "1")
     if not request.htmx:
         return redirect(request.POST.get("next") or job.get_absolute_url())
     return _card(request, job)
@@ -293,14 +289,13 @@ def delete(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     return HttpResponse("")
 
 
-def _press(
+@require_POST
+@login_required
+def press(
     request: HttpRequest, code: uuid.UUID, action: str, index: int | None = None, variant: str = ""
 ) -> HttpResponse:
+    """A button on a finished job (one URL per action, see gallery.urls): a new child job."""
     parent = _own_job(request, code)
-    try:
-        key = uuid.UUID(request.POST.get("submit_key", ""))
-    except ValueError:
-        key = None
     try:
         child = services.press(
             owner=request.user,
@@ -308,7 +303,7 @@ def _press(
             action=action,
             index=index,
             variant=variant,
-            submit_key=key,
+            submit_key=_submit_key(request),
         )
     except services.SubmitError as exc:
         if request.htmx:
@@ -321,58 +316,11 @@ def _press(
     return _credits_moved(render(request, "gallery/_job_created.html", {"job": child}))
 
 
-@require_POST
-@login_required
-def reroll(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    return _press(request, code, Job.Action.REROLL)
-
-
-@require_POST
-@login_required
-def upscale(request: HttpRequest, code: uuid.UUID, index: int) -> HttpResponse:
-    return _press(request, code, Job.Action.UPSCALE, index=index)
-
-
-@require_POST
-@login_required
-def variation(request: HttpRequest, code: uuid.UUID, index: int) -> HttpResponse:
-    return _press(request, code, Job.Action.VARIATION, index=index)
-
-
-@require_POST
-@login_required
-def vary_subtle(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    return _press(request, code, Job.Action.VARY_SUBTLE)
-
-
-@require_POST
-@login_required
-def vary_strong(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    return _press(request, code, Job.Action.VARY_STRONG)
-
-
-@require_POST
-@login_required
-def upscale_subtle(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    return _press(request, code, Job.Action.UPSCALE_SUBTLE)
-
-
-@require_POST
-@login_required
-def upscale_creative(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    return _press(request, code, Job.Action.UPSCALE_CREATIVE)
-
-
-@require_POST
-@login_required
-def zoom_out(request: HttpRequest, code: uuid.UUID, factor: str) -> HttpResponse:
-    return _press(request, code, Job.Action.ZOOM_OUT, variant=factor)
-
-
-@require_POST
-@login_required
-def pan(request: HttpRequest, code: uuid.UUID, direction: str) -> HttpResponse:
-    return _press(request, code, Job.Action.PAN, variant=direction)
+def _submit_key(request: HttpRequest) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(request.POST.get("submit_key", ""))
+    except ValueError:
+        return None
 
 
 @require_POST
@@ -468,13 +416,13 @@ def preview(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     job = _own_job(request, code)
     if not job.preview_url or job.status not in (*Job.IN_FLIGHT, Job.Status.SUCCEEDED):
         raise Http404("No preview right now.")
-    with get_provider(job.provider) as provider:
+    with upstream.connect(job.provider, audited=False) as provider:
         hosts = provider.image_hosts()
     try:
-        data = imaging.download(
+        data = downloads.download(
             job.preview_url, allowed_hosts=hosts, max_bytes=5_000_000, timeout=10
         )
         picture = imaging.thumbnail(imaging.decode(data), width=384, quality=70)
-    except imaging.ImageFetchError as exc:
+    except downloads.ImageFetchError as exc:
         raise Http404(str(exc)) from exc
     return HttpResponse(picture.data, content_type="image/webp")

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils.crypto import salted_hmac
 
+from gallery import providers
+
 
 def path_token() -> str:
     """The unguessable path segment of our webhook URLs (CometAPI's hook is unsigned)."""
@@ -31,3 +33,11 @@ def url(protocol: str) -> str:
     if not settings.MJ_WEBHOOKS:
         return ""
     return settings.SITE_URL + reverse(f"gallery:hook_{protocol}", args=[path_token()])
+
+
+def hooks() -> providers.Hooks:
+    """Our webhook URLs as the adapters take them."""
+    piapi = url("piapi")
+    return providers.Hooks(
+        cometapi=url("cometapi"), piapi=piapi, piapi_secret=piapi_secret() if piapi else ""
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from mjweb import catalogue
 from mjweb.env import (
     database_from_url,
     env_bool,
@@ -241,7 +242,8 @@ Q_CLUSTER = {
 }
 
 # --- Providers --------------------------------------------------------------------------
-MJ_PROVIDER = env_choice("MJ_PROVIDER", "simulator", ("simulator", "cometapi", "piapi"))
+# One of gallery.providers.registry.PROVIDERS (checked at start-up: gallery.checks).
+MJ_PROVIDER = env_str("MJ_PROVIDER", "simulator")
 MJ_HTTP_TIMEOUT = env_float("MJ_HTTP_TIMEOUT", 30.0, minimum=1.0)
 MJ_POLL_INTERVAL = env_float(
     "MJ_POLL_INTERVAL", 1.5 if MJ_PROVIDER == "simulator" else 5.0, minimum=0.5
@@ -250,9 +252,9 @@ MJ_DISPATCH_MAX_ATTEMPTS = env_int("MJ_DISPATCH_MAX_ATTEMPTS", 5, minimum=1)
 # Speed modes every user may choose unless their quota says otherwise.
 MJ_ALLOWED_MODES = [
     mode
-    for mode in env_list("MJ_ALLOWED_MODES", ["fast", "relax", "turbo"])
-    if mode in ("fast", "relax", "turbo")
-] or ["fast"]
+    for mode in env_list("MJ_ALLOWED_MODES", list(catalogue.MODE_NAMES))
+    if mode in catalogue.MODE_NAMES
+] or [catalogue.MODE_NAMES[0]]
 # Credits (1 credit = $0.001 with the seeded prices): what a new account starts with, and
 # the site's default limits (0 = no limit); a user's Quota in the admin overrides them.
 MJ_WELCOME_CREDITS = env_int("MJ_WELCOME_CREDITS", 1000, minimum=0)

@@ -1,4 +1,4 @@
-"""Jobs, their lineage, and the images we keep of them.
+"""Jobs and their lineage.
 
 Invariants:
 - A job's status only moves forward: queued -> submitted -> running -> succeeded | failed |
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -26,96 +26,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-
-class JobQuerySet(models.QuerySet["Job"]):
-    def for_user(self, user: Any) -> JobQuerySet:
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(owner=user)
-
-    def visible_to(self, user: Any) -> JobQuerySet:
-        """The user's jobs they have not deleted."""
-        return self.for_user(user).filter(deleted_at__isnull=True)
-
-    def lineage_heads(self, candidates: JobQuerySet | None = None) -> JobQuerySet:
-        """One job per lineage among these: the newest that is not a failure (in flight or
-        finished), else the newest. The gallery shows lineages by these.
-
-        `candidates` is the same selection without the owner condition: a lineage belongs
-        to one owner, and leaving it out lets the database use the `root` index alone.
-        """
-        failed = Q(status__in=(Job.Status.FAILED, Job.Status.CANCELLED))
-        ranked = (
-            (self if candidates is None else candidates)
-            .filter(root_id=models.OuterRef("root_id"))
-            .annotate(
-                is_failure=models.Case(
-                    models.When(failed, then=models.Value(1)), default=models.Value(0)
-                )
-            )
-            .order_by("is_failure", "-created_at", "-id")
-            .values("pk")[:1]
-        )
-        return self.filter(pk=models.Subquery(ranked))
-
-    def matching(self, filters: dict[str, Any]) -> JobQuerySet:
-        """Jobs that pass the gallery's filters (see gallery.forms.GalleryFilterForm)."""
-        jobs = self
-        for word in str(filters.get("q", "")).split():
-            jobs = jobs.filter(prompt__icontains=word)
-        for name in ("status", "action", "mode"):
-            if filters.get(name):
-                jobs = jobs.filter(**{name: filters[name]})
-        if filters.get("since"):
-            jobs = jobs.filter(created_at__date__gte=filters["since"])
-        if filters.get("until"):
-            jobs = jobs.filter(created_at__date__lte=filters["until"])
-        if filters.get("favorites"):
-            jobs = jobs.filter(favorite=True)
-        return jobs
-
-    def in_flight(self) -> JobQuerySet:
-        return self.filter(status__in=Job.IN_FLIGHT)
-
-    def pollable(self, provider: str) -> JobQuerySet:
-        """Jobs the provider knows about and whose outcome we have not seen yet.
-
-        That includes jobs we timed out a little while ago: a late success is still
-        delivered (`deadline_at` is cleared once the provider reports a real end).
-        """
-        late = Q(
-            status=Job.Status.FAILED,
-            fail_kind=Job.FailKind.TIMEOUT,
-            deadline_at__isnull=False,
-            finished_at__gte=timezone.now() - timedelta(seconds=settings.MJ_LATE_SUCCESS_WINDOW),
-        )
-        waiting = Q(status__in=(Job.Status.SUBMITTED, Job.Status.RUNNING, Job.Status.MODAL))
-        return self.filter(waiting | late, provider=provider, result_url="").exclude(
-            provider_job_id=""
-        )
-
-    def occupying(self, provider: str) -> JobQuerySet:
-        """Jobs holding one of the provider account's slots (running or in its queue).
-
-        A task in MODAL holds none (midjourney-proxy-plus docs); a dispatch in flight does.
-        """
-        submitted = Q(status__in=(Job.Status.SUBMITTED, Job.Status.RUNNING), result_url="")
-        dispatching = Q(status=Job.Status.QUEUED, dispatch_lease_until__gt=timezone.now())
-        return self.filter(submitted | dispatching, provider=provider)
-
-    def dispatchable(self, provider: str) -> JobQuerySet:
-        return self.filter(provider=provider, status=Job.Status.QUEUED)
-
-
-def lineage_size() -> models.Subquery:
-    """For annotating jobs: how many visible jobs their lineage has."""
-    return models.Subquery(
-        Job.objects.filter(root_id=models.OuterRef("root_id"), deleted_at__isnull=True)
-        .order_by()
-        .values("root_id")
-        .annotate(size=models.Count("pk"))
-        .values("size")[:1]
-    )
+from gallery.models.queries import JobQuerySet
+from mjweb import catalogue
 
 
 class JobStatus(models.TextChoices):
@@ -128,18 +40,11 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-class JobAction(models.TextChoices):
-    IMAGINE = "imagine", "Imagine"
-    REROLL = "reroll", "Reroll"
-    UPSCALE = "upscale", "Upscale"
-    VARIATION = "variation", "Variation"
-    VARY_SUBTLE = "vary_subtle", "Vary (Subtle)"
-    VARY_STRONG = "vary_strong", "Vary (Strong)"
-    ZOOM_OUT = "zoom_out", "Zoom out"
-    PAN = "pan", "Pan"
-    UPSCALE_SUBTLE = "upscale_subtle", "Upscale (Subtle)"
-    UPSCALE_CREATIVE = "upscale_creative", "Upscale (Creative)"
-    IMPORT = "import", "Import"
+# The catalogue's actions and modes as model choices: Job.Action.REROLL == "reroll".
+JobAction = models.TextChoices(  # type: ignore[misc]
+    "JobAction",
+    [(name.upper(), (name, label)) for name, label in catalogue.choices(catalogue.ACTION_NAMES)],
+)
 
 
 class JobCharge(models.TextChoices):
@@ -151,10 +56,10 @@ class JobCharge(models.TextChoices):
     WAIVED = "waived", "Not charged"
 
 
-class JobMode(models.TextChoices):
-    FAST = "fast", "Fast"
-    RELAX = "relax", "Relax"
-    TURBO = "turbo", "Turbo"
+JobMode = models.TextChoices(  # type: ignore[misc]
+    "JobMode",
+    [(name.upper(), (name, label)) for name, label in catalogue.choices(catalogue.MODE_NAMES)],
+)
 
 
 class JobFailKind(models.TextChoices):
@@ -201,7 +106,8 @@ class Job(models.Model):
             Status.CANCELLED,
         ),
         Status.RUNNING: (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED),
-        # A late success after a timeout is still delivered (its images are not lost).
+        # A late success after a timeout is still delivered (its images are not lost); only
+        # after a timeout (`accepts_late_success`), which `transition` checks in its update.
         Status.FAILED: (Status.SUCCEEDED,),
         Status.SUCCEEDED: (),
         Status.CANCELLED: (),
@@ -332,17 +238,10 @@ class Job(models.Model):
     @property
     def is_single_image(self) -> bool:
         """An upscale (one picture) rather than a 2x2 grid."""
-        if self.action in (
-            JobAction.UPSCALE,
-            JobAction.UPSCALE_SUBTLE,
-            JobAction.UPSCALE_CREATIVE,
-        ):
-            return True
-        # An imported task: the buttons it offers say what it is.
-        after_upscale = {"vary_subtle", "vary_strong", "zoom_out", "pan", "upscale_subtle"}
-        return self.action == JobAction.IMPORT and any(
-            button.get("action") in after_upscale for button in self.buttons
-        )
+        if self.action == JobAction.IMPORT:
+            # An imported task: the buttons it offers say what it is.
+            return any(button.get("action") in catalogue.AFTER_UPSCALE for button in self.buttons)
+        return catalogue.action(self.action).result == catalogue.SINGLE
 
     @property
     def live_version(self) -> str:
@@ -361,13 +260,31 @@ class Job(models.Model):
             )
         )
 
+    # A job failed with these may still succeed: we stopped waiting, the provider may not have.
+    # Anything else that failed (the provider said so, or an admin ended it) is over.
+    LATE_SUCCESS = {"status": JobStatus.FAILED, "fail_kind": JobFailKind.TIMEOUT}
+
+    @classmethod
+    def late_success_q(cls) -> Q:
+        return Q(**cls.LATE_SUCCESS)
+
+    @property
+    def accepts_late_success(self) -> bool:
+        return all(getattr(self, name) == value for name, value in self.LATE_SUCCESS.items())
+
+    @staticmethod
+    def lease_free_q(now: datetime | None = None) -> Q:
+        """No dispatch holds the job: never leased, or the lease ran out (a crashed run)."""
+        return Q(dispatch_lease_until__isnull=True) | Q(
+            dispatch_lease_until__lt=now or timezone.now()
+        )
+
     @property
     def can_resync(self) -> bool:
-        """The provider knows it and we are still waiting for (or missed) its outcome."""
-        return bool(self.provider_job_id) and (
-            self.polls
-            or (self.status == self.Status.FAILED and self.fail_kind == JobFailKind.TIMEOUT)
-        )
+        """Asking the provider could still change this job: the provider knows it, and it is
+        in flight or may yet succeed late. The studio, the admin and the refresh task all ask
+        this one question."""
+        return bool(self.provider_job_id) and (self.is_in_flight or self.accepts_late_success)
 
     @property
     def can_cancel(self) -> bool:
@@ -378,6 +295,11 @@ class Job(models.Model):
         )
 
     @property
+    def can_release(self) -> bool:
+        """An operator may end it and give its hold back: it has not ended yet."""
+        return self.is_in_flight
+
+    @property
     def awaiting_user(self) -> bool:
         """In MODAL and nothing typed yet: the card waits for the user and does not poll."""
         return self.status == self.Status.MODAL and not self.remix_prompt
@@ -386,22 +308,37 @@ class Job(models.Model):
     def polls(self) -> bool:
         return self.is_in_flight and not self.awaiting_user
 
+    def is_overdue(self, now: datetime) -> bool:
+        """Past its mode's deadline with no result. A job waiting for the user's remix prompt
+        is not late: the clock restarts when the prompt is sent."""
+        return (
+            self.deadline_at is not None
+            and self.deadline_at < now
+            and self.is_in_flight
+            and not self.result_url
+            and not self.awaiting_user
+        )
+
+    def deadline_from(self, now: datetime) -> datetime:
+        """When a job submitted now stops being waited for (MJ_DEADLINES, by mode)."""
+        seconds = settings.MJ_DEADLINES.get(self.mode, settings.MJ_DEADLINES["fast"])
+        return now + timedelta(seconds=seconds)
+
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
 
     @property
     def label(self) -> str:
-        """Short human name of the action, as on the Midjourney buttons."""
-        if self.action == self.Action.UPSCALE and self.index:
-            return f"U{self.index}"
-        if self.action == self.Action.VARIATION and self.index:
-            return f"V{self.index}"
-        if self.action == self.Action.PAN and self.variant:
-            return f"Pan {self.variant}"
-        if self.action == self.Action.ZOOM_OUT and self.variant:
-            return f"Zoom out {self.variant}"
-        return self.get_action_display()
+        """Short human name of the action, as on the Midjourney buttons ("U2", "Pan left")."""
+        return catalogue.label(self.action, self.index, self.variant)
+
+    @property
+    def duration(self) -> timedelta | None:
+        """From the submit here to the end; None while the job has not ended."""
+        if self.finished_at is None:
+            return None
+        return max(self.finished_at - self.created_at, timedelta(0))
 
     FAILURE_MESSAGES: dict[str, str] = {
         FailKind.REJECTED_PROMPT: "The provider refused this prompt (banned words or content "
@@ -441,21 +378,37 @@ class Job(models.Model):
             return "Saving the images…" if self.result_url else f"Rendering, {self.progress}%"
         return self.get_status_display()
 
-    def transition(self, to: str, *, expect: dict[str, Any] | None = None, **changes: Any) -> bool:
+    def transition(
+        self,
+        to: str,
+        *,
+        expect: dict[str, Any] | None = None,
+        lease_free: bool = False,
+        **changes: Any,
+    ) -> bool:
         """Compare-and-set the status from the one this instance holds to `to`.
 
-        `expect` names other fields that must still hold the values this decision relied on.
+        Every change of a job's status goes through here. `expect` names other fields that
+        must still hold the values this decision relied on; `lease_free` asks that no
+        dispatch holds the job (`lease_free_q`).
         Returns True when this call made the change; the instance is then updated.
         False means another actor changed the job first: reload and decide again.
         """
         if to != self.status and to not in self.FORWARD[self.status]:
             return False
+        expect = dict(expect or {})
+        if self.status == self.Status.FAILED:
+            # Out of a failure only as a late success, and only while it still is one.
+            if not self.accepts_late_success:
+                return False
+            expect.update(self.LATE_SUCCESS)
         now = timezone.now()
         if to in self.TERMINAL and "finished_at" not in changes:
             changes["finished_at"] = now
-        updated = Job.objects.filter(pk=self.pk, status=self.status, **(expect or {})).update(
-            status=to, **changes
-        )
+        rows = Job.objects.filter(pk=self.pk, **{"status": self.status, **expect})
+        if lease_free:
+            rows = rows.filter(Job.lease_free_q(now))
+        updated = rows.update(status=to, **changes)
         if updated != 1:
             return False
         self.status = to
@@ -471,6 +424,15 @@ class Job(models.Model):
                 setattr(self, field, value)
         return updated == 1
 
+    def make_root(self) -> None:
+        """Start a lineage: a just-created imagine or import is its own root."""
+        Job.objects.filter(pk=self.pk).update(root=self)
+        self.root_id = self.pk
+
+    def mark_favorite(self, on: bool) -> None:
+        Job.objects.filter(pk=self.pk).update(favorite=on)
+        self.favorite = on
+
     def button(self, action: str, index: int | None = None, variant: str = "") -> dict | None:
         """The provider's button for an action, as offered on this finished job."""
         for button in self.buttons:
@@ -484,156 +446,3 @@ class Job(models.Model):
 
     def lineage(self) -> JobQuerySet:
         return Job.objects.filter(root_id=self.root_id or self.pk)
-
-
-def image_path(instance: Image, filename: str) -> str:
-    code = instance.job.code.hex
-    return f"jobs/{code[:2]}/{code}/{filename}"
-
-
-class Image(models.Model):
-    """A stored picture of a job and its WebP thumbnails.
-
-    A grid job has its grid (index 0) and its four tiles (index 1-4); an upscale has one
-    single image. Every row has the picture as a metadata-free PNG (`file`) and two WebP
-    thumbnails for a srcset: `thumbnail` (imaging.THUMB_WIDTH wide, the small one, as before)
-    and `thumbnail_large` (imaging.THUMB_LARGE_WIDTH). Neither is wider than the picture;
-    rows stored before the large size existed have no `thumbnail_large` (width 0).
-    """
-
-    # Names of the stored sizes, as the image view's URL spells them.
-    SIZE_FULL = "full"
-    SIZE_THUMB = "thumb"
-    SIZE_THUMB_LARGE = "thumb-large"
-
-    class Kind(models.TextChoices):
-        GRID = "grid", "Grid"
-        SINGLE = "single", "Single image"
-        TILE = "tile", "Tile"
-
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="images")
-    kind = models.CharField(max_length=10, choices=Kind.choices)
-    # Tile position 1-4 (left to right, top to bottom) for tiles; 0 for a whole image.
-    index = models.PositiveSmallIntegerField(default=0)
-    file = models.FileField(upload_to=image_path, max_length=300)
-    thumbnail = models.FileField(upload_to=image_path, max_length=300, blank=True)
-    width = models.PositiveIntegerField()
-    height = models.PositiveIntegerField()
-    thumb_width = models.PositiveIntegerField(default=0)
-    thumb_height = models.PositiveIntegerField(default=0)
-    thumbnail_large = models.FileField(upload_to=image_path, max_length=300, blank=True)
-    thumb_large_width = models.PositiveIntegerField(default=0)
-    thumb_large_height = models.PositiveIntegerField(default=0)
-    bytes = models.PositiveIntegerField()
-    sha256 = models.CharField(max_length=64)
-    content_type = models.CharField(max_length=40, default="image/png")
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["kind", "index"]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(kind__in=["grid", "single", "tile"]), name="image_kind_valid"
-            ),
-            models.UniqueConstraint(
-                fields=["job", "kind", "index"], name="image_job_kind_index_unique"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.kind} of {self.job_id}"
-
-    def file_for(self, size: str) -> models.fields.files.FieldFile | None:
-        """The stored file of a size (`SIZE_*`), or None when this row has none of it."""
-        field = {
-            self.SIZE_FULL: self.file,
-            self.SIZE_THUMB: self.thumbnail,
-            self.SIZE_THUMB_LARGE: self.thumbnail_large,
-        }.get(size)
-        return field if field else None
-
-    def content_type_for(self, size: str) -> str:
-        return self.content_type if size == self.SIZE_FULL else "image/webp"
-
-    @property
-    def thumbnail_sizes(self) -> list[tuple[str, int, int]]:
-        """(size, width, height) of each stored thumbnail, smallest first, for a srcset."""
-        sizes = [
-            (self.SIZE_THUMB, self.thumbnail, self.thumb_width, self.thumb_height),
-            (
-                self.SIZE_THUMB_LARGE,
-                self.thumbnail_large,
-                self.thumb_large_width,
-                self.thumb_large_height,
-            ),
-        ]
-        return [(size, width, height) for size, field, width, height in sizes if field]
-
-
-class PollLease(models.Model):
-    """One row per provider: whoever holds the lease runs that provider's poll chain.
-
-    Keeps one batched poll per provider per tick however many workers run; a lease that
-    is not renewed expires, so a crashed chain is restarted by the next kick.
-    """
-
-    provider = models.CharField(max_length=20, unique=True)
-    token = models.CharField(max_length=32, blank=True)
-    expires_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return f"{self.provider} until {self.expires_at:%H:%M:%S}"
-
-
-class WebhookEvent(models.Model):
-    """A delivery we acted on, keyed so that a retried or replayed one is recognised."""
-
-    provider = models.CharField(max_length=20)
-    # PiAPI: "<task id>:<status>:<timestamp>" (its documented way to spot duplicates).
-    key = models.CharField(max_length=200)
-    received_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["provider", "key"], name="webhook_event_unique")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.provider} {self.key}"
-
-
-class ProviderCall(models.Model):
-    """One HTTP exchange with a provider, for the audit trail: append-only.
-
-    Bodies are truncated and secrets redacted before they get here (gallery.audit); API keys
-    travel in headers, which are never recorded.
-    """
-
-    job = models.ForeignKey(
-        Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="provider_calls"
-    )
-    provider = models.CharField(max_length=20)
-    method = models.CharField(max_length=8)
-    path = models.CharField(max_length=500)
-    # None when no answer came (timeout, connection refused).
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    latency_ms = models.PositiveIntegerField()
-    request_body = models.TextField(blank=True)
-    response_body = models.TextField(blank=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [
-            models.Index(fields=["provider", "-created_at"], name="call_provider_recent"),
-            # The admin's "failed calls" filter: few rows among many, newest first.
-            models.Index(
-                fields=["-created_at"],
-                condition=Q(status_code__isnull=True) | Q(status_code__gte=400) | ~Q(error=""),
-                name="call_errors_recent",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.path} → {self.status_code or self.error[:30]}"

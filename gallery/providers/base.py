@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from django.conf import settings
 
 # Called after every HTTP exchange (for the audit trail): method, path, status, seconds,
 # request body, response text, error text.
@@ -108,10 +109,22 @@ class ProviderError(Exception):
         )
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """Where a provider may call us back ("" for none), handed in by the product."""
+
+    cometapi: str = ""
+    piapi: str = ""
+    piapi_secret: str = ""
+
+
 class Provider(ABC):
     """What the tasks need from a provider. One instance per unit of work; close() it."""
 
     name: str
+    # Remix asks for the prompt before the press (the protocol takes it with the press),
+    # rather than after it, when the provider parks the new task in MODAL.
+    REMIX_ASKS_FIRST = False
 
     @abstractmethod
     def imagine(self, *, prompt: str, mode: str, state: str) -> Submission: ...
@@ -219,6 +232,33 @@ class HTTPProvider(Provider):
             transport=transport,
             follow_redirects=False,
         )
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        name: str,
+        base_url: str,
+        api_key: str,
+        hooks: Hooks,
+        transport: httpx.BaseTransport | None,
+        recorder: Recorder | None,
+    ) -> Provider:
+        """An adapter for one account, its protocol options read from settings now."""
+        return cls(  # type: ignore[call-arg]
+            name=name,
+            base_url=base_url,
+            api_key=api_key,
+            timeout=settings.MJ_HTTP_TIMEOUT,
+            transport=transport,
+            recorder=recorder,
+            **cls.options(hooks),
+        )
+
+    @classmethod
+    def options(cls, hooks: Hooks) -> dict[str, Any]:
+        """The protocol's own constructor arguments, from settings and our hooks."""
+        return {}
 
     def close(self) -> None:
         self.client.close()

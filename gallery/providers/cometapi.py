@@ -27,9 +27,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from django.conf import settings
 
 from gallery.providers.base import (
     Button,
+    Hooks,
     HTTPProvider,
     ProviderError,
     Recorder,
@@ -38,6 +40,7 @@ from gallery.providers.base import (
     TaskStatus,
     looks_banned,
 )
+from mjweb import catalogue
 
 logger = logging.getLogger(__name__)
 
@@ -88,15 +91,6 @@ def parse_custom_id(custom_id: str) -> tuple[str, int | None, str] | None:
     return None
 
 
-_LABELS = {
-    "reroll": "Reroll",
-    "vary_subtle": "Vary (Subtle)",
-    "vary_strong": "Vary (Strong)",
-    "upscale_subtle": "Upscale (Subtle)",
-    "upscale_creative": "Upscale (Creative)",
-}
-
-
 def parse_buttons(raw: Any) -> tuple[Button, ...]:
     if not isinstance(raw, list):
         return ()
@@ -111,7 +105,7 @@ def parse_buttons(raw: Any) -> tuple[Button, ...]:
         action, index, variant = parsed
         label = str(item.get("label") or "")
         if not label:
-            label = _LABELS.get(action) or (f"{variant} {action}" if variant else action)
+            label = catalogue.action(action).button_label(index, variant)
         buttons.append(
             Button(
                 action=action,
@@ -179,6 +173,10 @@ class CometAPI(HTTPProvider):
         # Sent with every submit; the gateway may strip it (MjNotifyEnabled off), so polling
         # stays the safety net.
         self.notify_hook = notify_hook
+
+    @classmethod
+    def options(cls, hooks: Hooks) -> dict[str, Any]:
+        return {"mode_prefixes": settings.COMETAPI_MODE_PREFIXES, "notify_hook": hooks.cometapi}
 
     def image_hosts(self) -> set[str]:
         host = urlsplit(self.base_url).hostname

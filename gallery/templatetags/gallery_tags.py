@@ -8,11 +8,10 @@ from django import template
 from django.urls import reverse
 
 from billing import prices
-from gallery.models import Job
+from gallery.models import Image, Job
+from mjweb import catalogue
 
 register = template.Library()
-
-_ARROWS = {"left": "←", "right": "→", "up": "↑", "down": "↓"}
 
 
 @dataclass(frozen=True)
@@ -27,9 +26,10 @@ class OfferedButton:
     @property
     def name(self) -> str:
         """Accessible name: starts with the visible label (WCAG "label in name")."""
+        glyphs = set(catalogue.PAN_GLYPHS.values())
         visible = self.label.lstrip("↻ ").strip() or self.title
-        name = self.title if visible in _ARROWS.values() else visible
-        if visible not in _ARROWS.values() and visible != self.title:
+        name = self.title if visible in glyphs else visible
+        if visible not in glyphs and visible != self.title:
             name = f"{visible}: {self.title}"
         return f"{name}, {self.cost_text}"
 
@@ -41,73 +41,22 @@ class OfferedButton:
 
 
 def _route(job: Job, button: dict[str, Any]) -> tuple[str, str, str, str] | None:
-    """(url, label, title, group) for a normalized provider button we can press."""
-    code = job.code
-    action, index, variant = button.get("action"), button.get("index"), button.get("variant", "")
-    if action == Job.Action.UPSCALE and index:
-        return (
-            reverse("gallery:upscale", args=[code, index]),
-            f"U{index}",
-            f"Upscale image {index}",
-            "upscale",
-        )
-    if action == Job.Action.VARIATION and index:
-        return (
-            reverse("gallery:variation", args=[code, index]),
-            f"V{index}",
-            f"Make variations of image {index}",
-            "variation",
-        )
-    if action == Job.Action.REROLL:
-        return (
-            reverse("gallery:reroll", args=[code]),
-            "↻ Reroll",
-            "run the same prompt again",
-            "variation",
-        )
-    if action == Job.Action.VARY_SUBTLE:
-        return (
-            reverse("gallery:vary_subtle", args=[code]),
-            "Vary (Subtle)",
-            "A close variation",
-            "vary",
-        )
-    if action == Job.Action.VARY_STRONG:
-        return (
-            reverse("gallery:vary_strong", args=[code]),
-            "Vary (Strong)",
-            "A bolder variation",
-            "vary",
-        )
-    if action == Job.Action.UPSCALE_SUBTLE:
-        return (
-            reverse("gallery:upscale_subtle", args=[code]),
-            "Upscale (Subtle)",
-            "Upscale 2x, faithful",
-            "vary",
-        )
-    if action == Job.Action.UPSCALE_CREATIVE:
-        return (
-            reverse("gallery:upscale_creative", args=[code]),
-            "Upscale (Creative)",
-            "Upscale 2x, adding detail",
-            "vary",
-        )
-    if action == Job.Action.ZOOM_OUT and variant in ("2x", "1.5x"):
-        return (
-            reverse("gallery:zoom_out", args=[code, variant]),
-            f"Zoom Out {variant}",
-            f"Zoom out {variant}",
-            "zoom",
-        )
-    if action == Job.Action.PAN and variant in _ARROWS:
-        return (
-            reverse("gallery:pan", args=[code, variant]),
-            _ARROWS[variant],
-            f"Pan {variant}",
-            "zoom",
-        )
-    return None
+    """(url, text, title, group) for a normalized provider button we can press."""
+    action = catalogue.BY_NAME.get(str(button.get("action")))
+    index, variant = button.get("index"), str(button.get("variant", ""))
+    if action is None or not action.is_button or not action.accepts(index, variant):
+        return None
+    args: list[Any] = [job.code]
+    if action.takes == "index":
+        args.append(index)
+    elif action.takes == "variant":
+        args.append(variant)
+    return (
+        reverse(f"gallery:{action.url_name}", args=args),
+        action.button_text(index, variant),
+        action.button_title(index, variant),
+        action.group,
+    )
 
 
 def price_table(context: template.Context) -> dict[tuple[str, str], int]:
@@ -151,7 +100,7 @@ def images_of_kind(job: Job, kind: str) -> Any:
 def main_image(job: Job) -> Any:
     """The grid or single image of a finished job (from the prefetched images)."""
     for image in job.images.all():
-        if image.kind in ("grid", "single"):
+        if image.kind in Image.WHOLE_KINDS:
             return image
     return None
 

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from billing import ledger
-from gallery import services
+from gallery import lifecycle, services
 from gallery.models import Job, ProviderCall
 from mjweb import roles
 from mjweb.models import User
@@ -103,21 +103,21 @@ def world(alice: User, bob: User, monkeypatch: pytest.MonkeyPatch) -> World:
     past = real_now() - dt.timedelta(days=40)
     monkeypatch.setattr(timezone, "now", lambda: past)
     old = running(services.submit(owner=bob, prompt="an old lighthouse"), "1700000000000000")
-    services.succeed(old)
+    lifecycle.succeed(old)
     monkeypatch.setattr(timezone, "now", real_now)
     Job.objects.filter(pk=old.pk).update(created_at=past, finished_at=past)
 
     succeeded = running(services.submit(owner=alice, prompt="a fox"), "1730000000000001")
-    services.succeed(succeeded)
+    lifecycle.succeed(succeeded)
     failed = running(services.submit(owner=alice, prompt="a wolf"), "1730000000000002")
-    services.fail(failed, kind=Job.FailKind.REJECTED_PROMPT, reason="banned")
+    lifecycle.fail(failed, kind=Job.FailKind.REJECTED_PROMPT, reason="banned")
     cancelled = services.submit(owner=alice, prompt="a bear")
-    services.cancel(cancelled)
+    lifecycle.cancel(cancelled)
     still = running(services.submit(owner=alice, prompt="an owl"), "1730000000000003")
     relax = running(
         services.submit(owner=bob, prompt="a heron", mode=Job.Mode.RELAX), "1730000000000004"
     )
-    services.succeed(relax)
+    lifecycle.succeed(relax)
     ledger.grant(alice, 500, key="test:grant", memo="a present")
 
     call(succeeded, "/mj-fast/mj/submit/imagine", 200, 120)

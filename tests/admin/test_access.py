@@ -15,7 +15,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from billing.models import CreditAccount, LedgerEntry
-from gallery import services
+from gallery import lifecycle, services
 from gallery.models import Job
 from mjweb import throttle
 from mjweb.models import User
@@ -142,7 +142,7 @@ def test_a_suspended_user_cannot_submit_but_still_sees_their_studio(
     assert (Job.objects.count(), LedgerEntry.objects.count()) == (jobs, entries)
 
     # The job already in flight finishes and is charged as usual.
-    assert services.succeed(world.running)
+    assert lifecycle.succeed(world.running)
     world.running.refresh_from_db()
     assert world.running.charge == Job.Charge.CAPTURED
     assert CreditAccount.objects.get(user=alice).held == 0
@@ -164,6 +164,6 @@ def test_a_suspension_reaches_a_request_that_loaded_the_user_before(
 def test_suspension_lets_running_jobs_finish(root: User, alice: User) -> None:
     job = running(services.submit(owner=alice, prompt="slow"), "1730000000000055")
     alice.suspend(actor=root, reason="x")
-    services.fail(job, kind=Job.FailKind.TIMEOUT, reason="took too long")
+    lifecycle.fail(job, kind=Job.FailKind.TIMEOUT, reason="took too long")
     job.refresh_from_db()
     assert job.charge == Job.Charge.RELEASED

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from backoffice import reports
+from backoffice.reports import exports
 from billing import ledger
 from billing.models import CreditAccount, LedgerEntry
 from gallery.models import Job, ProviderCall
@@ -296,7 +297,7 @@ def test_exports_stream_in_pieces_with_one_query(
 ) -> None:
     for n in range(40):
         ledger.grant(alice, 1, key=f"many:{n}", memo=f"grant number {n}")
-    monkeypatch.setattr(reports, "FLUSH_BYTES", 500)
+    monkeypatch.setattr(exports, "FLUSH_BYTES", 500)  # csv_lines reads it there
     response = root_client.get(reverse("admin:reports_ledger_csv"))
     assert isinstance(response, StreamingHttpResponse)
     pieces = iter(response.streaming_content)

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from billing import ledger
 from billing.models import CreditAccount, LedgerEntry
-from gallery import services
+from gallery import lifecycle, services
 from gallery.models import Job
 from tests.gallery.factories import make_finished_job
 
@@ -53,7 +53,7 @@ def test_the_live_poll_tells_the_page_when_a_jobs_credits_moved(alice: Any) -> N
     seen = {"live": f"{job.code}~{job.live_version}~"}
     response = client.get(reverse("gallery:live"), seen, **HX)
     assert response.status_code == 204 and "HX-Trigger" not in response.headers
-    services.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason="boom")
+    lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason="boom")
     response = client.get(reverse("gallery:live"), seen, **HX)
     assert json.loads(response.headers["HX-Trigger"]) == {"balance-changed": {}}
     assert "Refunded 56 credits" in response.content.decode()
@@ -97,7 +97,7 @@ def test_a_card_shows_what_the_job_cost(alice: Any, alice_client: Client) -> Non
     job.refresh_from_db()
     body = alice_client.get(reverse("gallery:job", args=[job.code])).content.decode()
     assert "56 credits held until it finishes" in body
-    services.succeed(job)
+    lifecycle.succeed(job)
     body = alice_client.get(reverse("gallery:job", args=[job.code])).content.decode()
     assert "Cost 56 credits" in body
 
@@ -129,7 +129,7 @@ def test_nobody_else_can_cancel_my_job(alice: Any, bob_client: Client) -> None:
 
 def test_the_statement_lists_my_entries_with_job_links(alice: Any, alice_client: Client) -> None:
     job = services.submit(owner=alice, prompt="a lighthouse")
-    services.cancel(job)
+    lifecycle.cancel(job)
     body = alice_client.get(reverse("billing:statement")).content.decode()
     assert "Welcome credits" in body
     assert job.get_absolute_url() in body

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 
 from billing import ledger, prices
 from billing.models import CreditAccount, LedgerEntry
-from gallery import services, tasks
+from gallery import lifecycle, services, sync
 from gallery.models import Job
 from gallery.providers.base import TaskSnapshot, TaskStatus
 
@@ -79,9 +79,9 @@ def test_submit_holds_the_price_with_the_job(alice: Any) -> None:
 
 def test_success_captures_the_hold_once(alice: Any) -> None:
     job = running(services.submit(owner=alice, prompt="a fox"))
-    assert services.succeed(job)
-    assert not services.succeed(Job.objects.get(pk=job.pk))
-    ledger.capture(job)
+    assert lifecycle.succeed(job)
+    assert not lifecycle.succeed(Job.objects.get(pk=job.pk))
+    lifecycle.capture(job)
     acct = account(alice)
     assert (acct.balance, acct.held) == (944, 0)
     assert LedgerEntry.objects.filter(job=job, kind="capture").count() == 1
@@ -91,26 +91,26 @@ def test_success_captures_the_hold_once(alice: Any) -> None:
 
 def test_failure_releases_the_hold_once_and_never_charges(alice: Any) -> None:
     job = running(services.submit(owner=alice, prompt="a fox"))
-    assert services.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason="boom")
-    services.fail(Job.objects.get(pk=job.pk), kind=Job.FailKind.PROVIDER_ERROR, reason="again")
-    ledger.release(job)
+    assert lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason="boom")
+    lifecycle.fail(Job.objects.get(pk=job.pk), kind=Job.FailKind.PROVIDER_ERROR, reason="again")
+    lifecycle.release(job)
     acct = account(alice)
     assert (acct.balance, acct.held) == (1000, 0)
     assert LedgerEntry.objects.filter(job=job, kind="release").count() == 1
     assert not LedgerEntry.objects.filter(job=job, kind="capture").exists()
     # A success reported after a real failure does not turn it into a charge.
-    assert not services.succeed(Job.objects.get(pk=job.pk))
+    assert not lifecycle.succeed(Job.objects.get(pk=job.pk))
     assert account(alice).balance == 1000
     assert_books_balance(alice)
 
 
 def test_a_failed_snapshot_after_success_changes_nothing(alice: Any) -> None:
     job = running(services.submit(owner=alice, prompt="a fox"))
-    services.succeed(job)
+    lifecycle.succeed(job)
     failed = TaskSnapshot(
         provider_job_id=job.provider_job_id, status=TaskStatus.FAILED, fail_reason="late"
     )
-    tasks.apply_snapshot(Job.objects.get(pk=job.pk), failed)
+    sync.apply_snapshot(Job.objects.get(pk=job.pk), failed)
     job.refresh_from_db()
     assert (job.status, job.charge) == (Job.Status.SUCCEEDED, Job.Charge.CAPTURED)
     assert not LedgerEntry.objects.filter(job=job, kind="release").exists()
@@ -118,9 +118,9 @@ def test_a_failed_snapshot_after_success_changes_nothing(alice: Any) -> None:
 
 def test_a_late_success_after_a_timeout_is_charged_when_credits_remain(alice: Any) -> None:
     job = running(services.submit(owner=alice, prompt="slow"))
-    services.fail(job, kind=Job.FailKind.TIMEOUT, reason="deadline")
+    lifecycle.fail(job, kind=Job.FailKind.TIMEOUT, reason="deadline")
     assert account(alice).available == 1000
-    assert services.succeed(Job.objects.get(pk=job.pk))
+    assert lifecycle.succeed(Job.objects.get(pk=job.pk))
     job.refresh_from_db()
     assert (job.status, job.charge) == (Job.Status.SUCCEEDED, Job.Charge.CAPTURED)
     charge = LedgerEntry.objects.get(job=job, kind="capture")
@@ -132,9 +132,9 @@ def test_a_late_success_after_a_timeout_is_charged_when_credits_remain(alice: An
 
 def test_a_late_success_without_credits_is_delivered_free_and_says_so(alice: Any, bob: Any) -> None:
     job = running(services.submit(owner=alice, prompt="slow"))
-    services.fail(job, kind=Job.FailKind.TIMEOUT, reason="deadline")
+    lifecycle.fail(job, kind=Job.FailKind.TIMEOUT, reason="deadline")
     ledger.adjust(alice, -980, actor=bob, reason="test: spend it elsewhere", key="t1")
-    assert services.succeed(Job.objects.get(pk=job.pk))
+    assert lifecycle.succeed(Job.objects.get(pk=job.pk))
     job.refresh_from_db()
     assert (job.status, job.charge) == (Job.Status.SUCCEEDED, Job.Charge.WAIVED)
     decision = LedgerEntry.objects.get(job=job, kind="capture")
@@ -163,17 +163,17 @@ def test_the_refusal_mentions_credits_held_by_running_jobs(alice: Any, bob: Any)
 
 def test_cancel_releases_a_queued_jobs_hold(alice: Any) -> None:
     job = services.submit(owner=alice, prompt="never mind")
-    assert services.cancel(job)
+    assert lifecycle.cancel(job)
     job.refresh_from_db()
     assert (job.status, job.charge, job.fail_kind) == ("cancelled", "released", "cancelled")
     assert account(alice).available == 1000
-    assert not services.cancel(job)
+    assert not lifecycle.cancel(job)
     assert LedgerEntry.objects.filter(job=job, kind="release").count() == 1
 
 
 def test_a_job_already_at_the_provider_cannot_be_cancelled(alice: Any) -> None:
     job = running(services.submit(owner=alice, prompt="too late"))
-    assert not services.cancel(job)
+    assert not lifecycle.cancel(job)
     assert Job.objects.get(pk=job.pk).charge == Job.Charge.HELD
 
 
@@ -243,7 +243,7 @@ def test_the_database_refuses_an_entry_that_disagrees_with_its_kind(alice: Any) 
 
 def test_the_database_refuses_a_second_capture_of_a_job(alice: Any) -> None:
     job = running(services.submit(owner=alice, prompt="x"))
-    services.succeed(job)
+    lifecycle.succeed(job)
     acct = account(alice)
     with pytest.raises(IntegrityError), transaction.atomic():
         LedgerEntry.objects.create(

@@ -32,7 +32,7 @@ from django_q.models import OrmQ
 
 from billing import ledger, prices
 from billing.models import CreditAccount, EntryKind, LedgerEntry, Price
-from gallery import services, tasks
+from gallery import lifecycle, services, sync
 from gallery.models import Job
 from gallery.providers.base import TaskSnapshot, TaskStatus
 from tests.requirements import require_postgres
@@ -271,7 +271,7 @@ def test_one_submit_key_sent_twenty_times_at_once_then_five_more_makes_one_job(
 def succeeding(pk: int) -> Racer:
     def setup() -> Callable[[], bool]:
         job = Job.objects.get(pk=pk)
-        return lambda: services.succeed(job)
+        return lambda: lifecycle.succeed(job)
 
     return setup
 
@@ -279,7 +279,7 @@ def succeeding(pk: int) -> Racer:
 def failing(pk: int) -> Racer:
     def setup() -> Callable[[], bool]:
         job = Job.objects.get(pk=pk)
-        return lambda: services.fail(
+        return lambda: lifecycle.fail(
             job, kind=Job.FailKind.PROVIDER_ERROR, reason="The provider gave up."
         )
 
@@ -295,7 +295,7 @@ def failing_by_poll(pk: int) -> Racer:
             fail_reason="The provider gave up.",
             raw={"status": "FAILURE"},
         )
-        return lambda: tasks.apply_snapshot(job, snapshot)
+        return lambda: sync.apply_snapshot(job, snapshot)
 
     return setup
 
@@ -364,7 +364,7 @@ def test_a_late_success_and_a_new_submit_race_for_the_last_credits(
         fund(user, price)
         late = services.submit(owner=user, prompt="slow", submit_key=uuid.uuid4())
         make_running(late)
-        assert services.fail(Job.objects.get(pk=late.pk), kind=Job.FailKind.TIMEOUT, reason="t")
+        assert lifecycle.fail(Job.objects.get(pk=late.pk), kind=Job.FailKind.TIMEOUT, reason="t")
 
         def submitting(owner: Any = user) -> Job | None:
             try:
@@ -456,7 +456,7 @@ def test_raw_sql_cannot_break_the_books(payer: Any) -> None:
     fund(payer, 3 * price)
     charged = services.submit(owner=payer, prompt="charged", submit_key=uuid.uuid4())
     make_running(charged)
-    assert services.succeed(Job.objects.get(pk=charged.pk))
+    assert lifecycle.succeed(Job.objects.get(pk=charged.pk))
     services.submit(owner=payer, prompt="still held", submit_key=uuid.uuid4())
     account = check_books(payer)
     assert (account.balance, account.held) == (2 * price, price)
@@ -747,7 +747,7 @@ class Soak:
         if job is None:
             return self.submit()
         self.start(job)
-        assert services.succeed(self.fresh(job.pk)) is True, self.where()
+        assert lifecycle.succeed(self.fresh(job.pk)) is True, self.where()
         job.status, job.fail_kind, job.fail_reason = Job.Status.SUCCEEDED, "", ""
         self.model.capture(job)
         self.note(f"succeed job {job.pk}")
@@ -763,7 +763,7 @@ class Soak:
             self.stale.setdefault(job.pk, self.fresh(job.pk))
         kind = kind or self.rng.choice(FAIL_KINDS)
         reason = f"{kind} at step {self.step}"
-        assert services.fail(self.fresh(job.pk), kind=kind, reason=reason) is True, self.where()
+        assert lifecycle.fail(self.fresh(job.pk), kind=kind, reason=reason) is True, self.where()
         job.status, job.fail_kind, job.fail_reason = Job.Status.FAILED, kind, reason
         self.model.release(job)
         self.note(f"fail job {job.pk} {kind}")
@@ -777,7 +777,7 @@ class Soak:
         if job is None:
             return self.timeout()
         available = self.model.available
-        assert services.succeed(self.fresh(job.pk)) is True, self.where()
+        assert lifecycle.succeed(self.fresh(job.pk)) is True, self.where()
         job.status, job.fail_kind, job.fail_reason = Job.Status.SUCCEEDED, "", ""
         self.model.capture(job)
         self.late[job.charge] += 1
@@ -794,34 +794,34 @@ class Soak:
             # Read while the job was in flight, delivered after it ended: it loses the race.
             # (A losing call leaves the instance as it was, so it stays stale.)
             if self.rng.random() < 0.5:
-                assert services.succeed(stale) is False, self.where()
+                assert lifecycle.succeed(stale) is False, self.where()
                 self.note(f"redeliver stale success for job {job.pk} ({job.status})")
             else:
-                assert services.fail(stale, kind=Job.FailKind.PROVIDER_ERROR, reason="x") is False
+                assert lifecycle.fail(stale, kind=Job.FailKind.PROVIDER_ERROR, reason="x") is False
                 self.note(f"redeliver stale failure for job {job.pk} ({job.status})")
             return None
         current = self.fresh(job.pk)
         if job.status == Job.Status.FAILED:
             if job.fail_kind == Job.FailKind.TIMEOUT or self.rng.random() < 0.5:
                 # The same failure again (its own kind and text): nothing moves.
-                services.fail(current, kind=job.fail_kind, reason=job.fail_reason)
+                lifecycle.fail(current, kind=job.fail_kind, reason=job.fail_reason)
                 self.note(f"redeliver same failure for job {job.pk} ({job.fail_kind})")
             else:
                 # A success after a real failure: the failure stands.
-                assert services.succeed(current) is False, self.where()
+                assert lifecycle.succeed(current) is False, self.where()
                 self.note(f"redeliver success after failure for job {job.pk}")
         elif job.status == Job.Status.SUCCEEDED:
             if self.rng.random() < 0.5:
-                assert services.succeed(current) is False, self.where()
+                assert lifecycle.succeed(current) is False, self.where()
                 self.note(f"redeliver success for succeeded job {job.pk}")
             else:
                 kind = self.rng.choice((*FAIL_KINDS, Job.FailKind.TIMEOUT))
-                assert services.fail(current, kind=kind, reason="late") is False, self.where()
+                assert lifecycle.fail(current, kind=kind, reason="late") is False, self.where()
                 self.note(f"redeliver {kind} for succeeded job {job.pk}")
         else:
-            assert services.succeed(current) is False, self.where()
-            assert services.fail(current, kind=Job.FailKind.PROVIDER_ERROR, reason="x") is False
-            assert services.cancel(current) is False, self.where()
+            assert lifecycle.succeed(current) is False, self.where()
+            assert lifecycle.fail(current, kind=Job.FailKind.PROVIDER_ERROR, reason="x") is False
+            assert lifecycle.cancel(current) is False, self.where()
             self.note(f"redeliver success, failure and cancel for cancelled job {job.pk}")
         return None
 
@@ -846,7 +846,7 @@ class Soak:
         if job is None:
             return self.submit()
         self.stale.setdefault(job.pk, self.fresh(job.pk))
-        cancelled = services.cancel(self.fresh(job.pk))
+        cancelled = lifecycle.cancel(self.fresh(job.pk))
         if job.status != Job.Status.QUEUED:
             # At the provider already: it cannot be called back.
             assert cancelled is False, self.where()

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from billing import quotas
 from billing.models import Quota
-from gallery import services
+from gallery import lifecycle, limits, services
 from gallery.models import Job
 from tests.gallery.factories import make_finished_job
 
@@ -83,11 +83,11 @@ def test_failed_and_cancelled_jobs_do_not_count_against_the_day(alice: Any, sett
     second = services.submit(owner=alice, prompt="two")
     with pytest.raises(services.SubmitError, match=r"used your 2 jobs for today; the count resets"):
         services.submit(owner=alice, prompt="three")
-    services.cancel(first)
-    services.fail(second, kind=Job.FailKind.PROVIDER_ERROR, reason="boom")
+    lifecycle.cancel(first)
+    lifecycle.fail(second, kind=Job.FailKind.PROVIDER_ERROR, reason="boom")
     services.submit(owner=alice, prompt="three")
     services.submit(owner=alice, prompt="four")
-    assert quotas.jobs_today(alice) == 2
+    assert limits.jobs_today(alice) == 2
 
 
 def test_yesterdays_jobs_do_not_count(alice: Any, settings: Any) -> None:
@@ -99,7 +99,7 @@ def test_yesterdays_jobs_do_not_count(alice: Any, settings: Any) -> None:
     job = services.submit(owner=alice, prompt="yesterday")
     start, resets = quotas.day_window()
     Job.objects.filter(pk=job.pk).update(created_at=start - timedelta(minutes=1))
-    assert quotas.jobs_today(alice) == 0
+    assert limits.jobs_today(alice) == 0
     assert resets - start == timedelta(days=1) and start <= timezone.now() < resets
     services.submit(owner=alice, prompt="today")
 

@@ -8,10 +8,10 @@ import socket
 import ssl
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -95,8 +95,7 @@ def make_job(owner: Any, **fields: Any) -> Job:
     fields.setdefault("provider", "simulator")
     job = Job.objects.create(owner=owner, **fields)
     if job.root_id is None:
-        Job.objects.filter(pk=job.pk).update(root=job)
-        job.root_id = job.pk
+        job.make_root()
     return job
 
 
@@ -125,13 +124,13 @@ def make_finished_job(owner: Any, **fields: Any) -> Job:
 
 def answer_through(
     monkeypatch: pytest.MonkeyPatch,
-    module: ModuleType,
     handler: Callable[[httpx.Request], httpx.Response],
     *,
     api_key: str = "k",
 ) -> None:
-    """Make `module.get_provider` build a CometAPI adapter answering through `handler` (an
-    httpx.MockTransport handler), and the module's backoff sleeps instant."""
+    """Make every provider the product opens (gallery.upstream) a CometAPI adapter answering
+    through `handler` (an httpx.MockTransport handler), and backoff sleeps instant."""
+    from gallery import upstream
 
     def get_provider(name: str | None = None, **kwargs: Any) -> CometAPI:
         return CometAPI(
@@ -143,9 +142,8 @@ def answer_through(
             recorder=kwargs.get("recorder"),
         )
 
-    monkeypatch.setattr(module, "get_provider", get_provider)
-    if hasattr(module, "time"):
-        monkeypatch.setattr(module.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(upstream, "get_provider", get_provider)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
 
 
 def point_product_at(
@@ -158,14 +156,13 @@ def point_product_at(
     piapi_api: str = "unified",
 ) -> None:
     """Make the product talk to a running SimulatorServer, with instant backoff sleeps."""
-    from gallery import tasks
 
     host, port = server.base_url.removeprefix("http://").split(":")
     settings.MJ_PROVIDER = "simulator"
     settings.MJ_SIMULATOR_HOST, settings.MJ_SIMULATOR_PORT = host, int(port)
     settings.MJ_SIMULATOR_API_KEY = api_key
     settings.MJ_SIMULATOR_PROTOCOL, settings.PIAPI_API = protocol, piapi_api
-    monkeypatch.setattr(tasks.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
 
 
 # --- images and a scriptable image host (ingest tests) --------------------------------

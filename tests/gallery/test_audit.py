@@ -39,7 +39,6 @@ def test_dispatch_records_the_exchange_linked_to_the_job(
 ) -> None:
     answer_through(
         monkeypatch,
-        tasks,
         lambda r: httpx.Response(200, json=load("cometapi/submit_success.json")),
         api_key="sk-must-not-appear",
     )

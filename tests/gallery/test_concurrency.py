@@ -59,7 +59,7 @@ def test_concurrent_dispatches_submit_once(
             submits.append(1)
         return httpx.Response(200, json=load("cometapi/submit_success.json"))
 
-    answer_through(monkeypatch, tasks, handler)
+    answer_through(monkeypatch, handler)
     job = make_job(alice)
     race(8, lambda: tasks.dispatch(job.pk))
     job.refresh_from_db()

@@ -25,7 +25,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from gallery import services, tasks
+from gallery import queue, services, sync, tasks
 from gallery.models import Image, Job, ProviderCall
 from simulator import faults
 from simulator.faults import Faults
@@ -67,7 +67,7 @@ class Sim:
 
     def tick(self, job: Job, seconds: float = 0.5) -> Job:
         self.clock.now += seconds
-        tasks.tick(job.provider)
+        sync.tick(job.provider)
         job.refresh_from_db()
         return job
 
@@ -455,7 +455,7 @@ def test_duplicated_and_shuffled_notify_hooks_never_move_a_job_backwards(
             if name in ("gallery.tasks.refresh", "gallery.tasks.ingest"):
                 getattr(tasks, name.rsplit(".", 1)[1])(*args)
 
-        monkeypatch.setattr(tasks, "async_task", run_inline)
+        monkeypatch.setattr(queue, "async_task", run_inline)
         job = sim.dispatch(sim.submit("a lighthouse told twice"))
         expect(job, Job.Status.SUBMITTED)
         seen: list[str] = []

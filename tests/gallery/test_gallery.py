@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from gallery import services, tasks
+from gallery import lifecycle, tasks
 from gallery.lineage import tree
 from gallery.models import Image, Job
 from gallery.pagination import decode, encode
@@ -346,7 +346,7 @@ def test_the_live_poll_returns_only_cards_that_changed(alice: Any, alice_client:
 def test_the_live_poll_stops_when_nothing_runs(alice: Any, alice_client: Client) -> None:
     job = make_job(alice, status=Job.Status.RUNNING)
     seen = {"live": f"{job.code}~{job.live_version}~"}
-    services.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason="boom")
+    lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason="boom")
     body = alice_client.get(reverse("gallery:live"), seen, **HX).content.decode()
     assert f'id="job-{job.code}"' in body
     assert '<div id="live-poller" hx-swap-oob="true"></div>' in body

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageCms, PngImagePlugin
 
-from gallery import imaging
+from gallery import downloads, imaging
 from tests.gallery.factories import (
     QUADRANT_COLOURS,
     RawServer,
@@ -69,12 +69,12 @@ def no_connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     attempts: list[tuple[str, int]] = []
 
     def open_socket(
-        self: imaging.PinnedBackend, address: Any, port: int, timeout: float, local: Any
+        self: downloads.PinnedBackend, address: Any, port: int, timeout: float, local: Any
     ) -> socket.socket:
         attempts.append((str(address), port))
         raise ConnectionRefusedError("no network in this test")
 
-    monkeypatch.setattr(imaging.PinnedBackend, "_open_socket", open_socket)
+    monkeypatch.setattr(downloads.PinnedBackend, "_open_socket", open_socket)
     return attempts
 
 
@@ -84,10 +84,10 @@ def no_private_hosts(settings: Any) -> None:
     settings.MJ_PROVIDER = "cometapi"
 
 
-def table_resolver(table: dict[str, list[str]]) -> imaging.Resolver:
+def table_resolver(table: dict[str, list[str]]) -> downloads.Resolver:
     def resolve(host: str, port: int) -> list[str]:
         if host == "localhost":
-            return imaging.system_resolver(host, port)
+            return downloads.system_resolver(host, port)
         return list(table[host])
 
     return resolve
@@ -133,7 +133,7 @@ def test_non_public_addresses_are_refused_before_any_connection(
     )
     # The host is allow-listed, so only the address check can refuse it.
     with pytest.raises(imaging.ImageFetchError, match="non-public address") as caught:
-        imaging.download(url, allowed_hosts={host}, resolver=resolver, timeout=5)
+        downloads.download(url, allowed_hosts={host}, resolver=resolver, timeout=5)
     assert caught.value.permanent
     assert no_connections == []
 
@@ -163,7 +163,7 @@ def test_urls_outside_the_policy_are_refused(
         raise AssertionError(f"{host} must not even be resolved")
 
     with pytest.raises(imaging.ImageFetchError, match=reason) as caught:
-        imaging.download(url, allowed_hosts={"cdn.example.com"}, resolver=resolver, timeout=5)
+        downloads.download(url, allowed_hosts={"cdn.example.com"}, resolver=resolver, timeout=5)
     assert caught.value.permanent
     assert no_connections == []
 
@@ -173,7 +173,7 @@ def test_an_allowed_public_host_is_dialled_at_the_address_that_was_checked(
 ) -> None:
     resolver = table_resolver({"cdn.example.com": [PUBLIC]})
     with pytest.raises(imaging.ImageFetchError) as caught:
-        imaging.download(
+        downloads.download(
             "https://cdn.example.com/x.png",
             allowed_hosts={"cdn.example.com"},
             resolver=resolver,
@@ -207,15 +207,15 @@ def test_an_allowed_public_host_is_dialled_at_the_address_that_was_checked(
     ],
 )
 def test_is_public_address(address: str, public: bool) -> None:
-    assert imaging.is_public_address(ipaddress.ip_address(address)) is public
+    assert downloads.is_public_address(ipaddress.ip_address(address)) is public
 
 
 def test_the_simulator_host_alone_may_be_private(settings: Any) -> None:
     settings.MJ_PROVIDER = "simulator"
     settings.MJ_SIMULATOR_HOST = "127.0.0.1"
-    assert imaging.private_hosts_allowed() == {"127.0.0.1"}
+    assert downloads.private_hosts_allowed() == {"127.0.0.1"}
     settings.MJ_PROVIDER = "cometapi"
-    assert imaging.private_hosts_allowed() == set()
+    assert downloads.private_hosts_allowed() == set()
 
 
 # --- DNS rebinding and the pinned connection -----------------------------------------------
@@ -232,7 +232,7 @@ def test_dns_rebinding_is_blocked_at_connect_time(
     monkeypatch: pytest.MonkeyPatch, no_private_hosts: None, png_server: RawServer
 ) -> None:
     """The first lookup (the early check) says public, the lookup at connect says loopback."""
-    monkeypatch.setattr(imaging, "ALLOWED_PORTS", frozenset({80, 443, png_server.port}))
+    monkeypatch.setattr(downloads, "ALLOWED_PORTS", frozenset({80, 443, png_server.port}))
     answers = iter([[PUBLIC], ["127.0.0.1"]])
     lookups: list[str] = []
 
@@ -241,7 +241,7 @@ def test_dns_rebinding_is_blocked_at_connect_time(
         return next(answers)
 
     with pytest.raises(imaging.ImageFetchError, match=r"non-public address \(127.0.0.1\)") as e:
-        imaging.download(
+        downloads.download(
             png_server.url(host="cdn.example.com"),
             allowed_hosts={"cdn.example.com"},
             resolver=rebinding,
@@ -257,17 +257,17 @@ def test_the_connected_peer_address_is_checked(
 ) -> None:
     """Resolution says public; the socket lands on loopback anyway (NAT, a hostile resolver
     racing the connect): the peer address of the real socket is what gets refused."""
-    monkeypatch.setattr(imaging, "ALLOWED_PORTS", frozenset({80, 443, png_server.port}))
+    monkeypatch.setattr(downloads, "ALLOWED_PORTS", frozenset({80, 443, png_server.port}))
 
     def divert(
-        self: imaging.PinnedBackend, address: Any, port: int, timeout: float, local: Any
+        self: downloads.PinnedBackend, address: Any, port: int, timeout: float, local: Any
     ) -> socket.socket:
         assert str(address) == PUBLIC
         return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 
-    monkeypatch.setattr(imaging.PinnedBackend, "_open_socket", divert)
+    monkeypatch.setattr(downloads.PinnedBackend, "_open_socket", divert)
     with pytest.raises(imaging.ImageFetchError, match=r"reached 127\.0\.0\.1") as caught:
-        imaging.download(
+        downloads.download(
             png_server.url(host="cdn.example.com"),
             allowed_hosts={"cdn.example.com"},
             resolver=table_resolver({"cdn.example.com": [PUBLIC]}),
@@ -282,7 +282,7 @@ def test_the_pinned_address_is_used_and_the_host_header_kept(
 ) -> None:
     # A name no real resolver knows: the request can only arrive through our resolution.
     settings.MJ_SIMULATOR_HOST = "images.sim.test"
-    data = imaging.download(
+    data = downloads.download(
         png_server.url(host="images.sim.test"),
         allowed_hosts={"images.sim.test"},
         resolver=table_resolver({"images.sim.test": ["127.0.0.1"]}),
@@ -299,7 +299,7 @@ def test_proxy_variables_are_ignored(
     try:
         monkeypatch.setenv("HTTP_PROXY", proxy.url(path=""))
         monkeypatch.setenv("ALL_PROXY", proxy.url(path=""))
-        data = imaging.download(png_server.url(), allowed_hosts={"127.0.0.1"}, timeout=5)
+        data = downloads.download(png_server.url(), allowed_hosts={"127.0.0.1"}, timeout=5)
     finally:
         proxy.close()
     assert data.startswith(b"\x89PNG")
@@ -335,13 +335,13 @@ def test_tls_uses_the_host_name_for_sni_and_the_certificate(
     resolver = table_resolver({"images.sim.test": ["127.0.0.1"], "other.sim.test": ["127.0.0.1"]})
 
     def fetch(host: str) -> httpx.Response:
-        policy = imaging.Policy(
+        policy = downloads.Policy(
             allowed_hosts=frozenset({host}),
             private_hosts=frozenset({host}),
             deadline=time.monotonic() + 5,
             resolver=resolver,
         )
-        with httpx.Client(transport=imaging.PinnedTransport(policy, verify=client_context)) as c:
+        with httpx.Client(transport=downloads.PinnedTransport(policy, verify=client_context)) as c:
             return c.get(server.url(host=host, scheme="https"))
 
     try:
@@ -365,7 +365,7 @@ def test_a_redirect_is_refused_and_not_followed(png_server: RawServer) -> None:
     )
     try:
         with pytest.raises(imaging.ImageFetchError, match="redirect") as caught:
-            imaging.download(redirect.url(), allowed_hosts={"127.0.0.1"}, timeout=5)
+            downloads.download(redirect.url(), allowed_hosts={"127.0.0.1"}, timeout=5)
     finally:
         redirect.close()
     assert caught.value.permanent
@@ -394,7 +394,7 @@ def test_a_declared_length_over_the_cap_is_refused_without_reading_the_body() ->
     try:
         started = time.monotonic()
         with pytest.raises(imaging.ImageFetchError, match="larger than allowed") as caught:
-            imaging.download(
+            downloads.download(
                 server.url(), allowed_hosts={"127.0.0.1"}, max_bytes=1_000_000, timeout=5
             )
         elapsed = time.monotonic() - started
@@ -425,7 +425,7 @@ def test_a_chunked_body_over_the_cap_is_cut_off() -> None:
     server = RawServer(endless)
     try:
         with pytest.raises(imaging.ImageFetchError, match="larger than allowed") as caught:
-            imaging.download(server.url(), allowed_hosts={"127.0.0.1"}, max_bytes=300_000)
+            downloads.download(server.url(), allowed_hosts={"127.0.0.1"}, max_bytes=300_000)
         deadline = time.monotonic() + 5
         while not server.events and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -446,7 +446,7 @@ def test_reading_stops_within_one_chunk_of_the_cap() -> None:
 
     transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body()))
     with pytest.raises(imaging.ImageFetchError, match="larger than allowed"):
-        imaging.download(
+        downloads.download(
             "https://cdn.example.com/x.png",
             allowed_hosts={"cdn.example.com"},
             max_bytes=25_000,
@@ -482,7 +482,7 @@ def test_only_png_jpeg_and_webp_bytes_are_accepted(body: bytes, content_type: st
     server = RawServer(http_answer(body, content_type=content_type))
     try:
         with pytest.raises(imaging.ImageFetchError, match="not a PNG, JPEG or WebP") as caught:
-            imaging.download(server.url(), allowed_hosts={"127.0.0.1"}, timeout=5)
+            downloads.download(server.url(), allowed_hosts={"127.0.0.1"}, timeout=5)
     finally:
         server.close()
     assert caught.value.permanent
@@ -494,7 +494,7 @@ def test_the_magic_bytes_decide_not_the_content_type() -> None:
         PILImage.new("RGB", (8, 8), "#123456").save(out, format=fmt)
         server = RawServer(http_answer(out.getvalue(), content_type="application/octet-stream"))
         try:
-            data = imaging.download(server.url(), allowed_hosts={"127.0.0.1"}, timeout=5)
+            data = downloads.download(server.url(), allowed_hosts={"127.0.0.1"}, timeout=5)
         finally:
             server.close()
         assert imaging.decode(data).format == fmt
@@ -517,7 +517,7 @@ def test_a_slow_drip_hits_the_overall_deadline(settings: Any) -> None:
     try:
         started = time.monotonic()
         with pytest.raises(imaging.ImageFetchError, match="too long") as caught:
-            imaging.download(server.url(), allowed_hosts={"127.0.0.1"})
+            downloads.download(server.url(), allowed_hosts={"127.0.0.1"})
         elapsed = time.monotonic() - started
     finally:
         server.close()
@@ -545,7 +545,7 @@ def test_a_host_that_goes_silent_hits_the_overall_deadline(
     try:
         started = time.monotonic()
         with pytest.raises(imaging.ImageFetchError, match="too long"):
-            imaging.download(server.url(), allowed_hosts={"127.0.0.1"})
+            downloads.download(server.url(), allowed_hosts={"127.0.0.1"})
         elapsed = time.monotonic() - started
     finally:
         server.close()
@@ -559,7 +559,7 @@ def test_a_slow_resolver_hits_the_deadline(no_private_hosts: None) -> None:
 
     started = time.monotonic()
     with pytest.raises(imaging.ImageFetchError, match="took too long") as caught:
-        imaging.download(
+        downloads.download(
             "https://cdn.example.com/x.png",
             allowed_hosts={"cdn.example.com"},
             resolver=stuck,
@@ -573,7 +573,7 @@ def test_a_slow_resolver_hits_the_deadline(no_private_hosts: None) -> None:
 def test_error_statuses(status: int, permanent: bool) -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(status))
     with pytest.raises(imaging.ImageFetchError, match=f"HTTP {status}") as caught:
-        imaging.download(
+        downloads.download(
             "https://cdn.example.com/x.png", allowed_hosts={"cdn.example.com"}, transport=transport
         )
     assert caught.value.permanent is permanent

@@ -27,7 +27,7 @@ def provider(monkeypatch: pytest.MonkeyPatch) -> dict[str, httpx.Response]:
         task_id = request.url.path.split("/")[3]
         return answers.get(task_id, httpx.Response(400, json=load("cometapi/fetch_unknown.json")))
 
-    answer_through(monkeypatch, services, handler)
+    answer_through(monkeypatch, handler)
     return answers
 
 

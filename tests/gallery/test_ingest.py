@@ -14,7 +14,8 @@ from django.core.files.storage import FileSystemStorage
 from django.db import connection
 from PIL import Image as PILImage
 
-from gallery import imaging, tasks
+from gallery import downloads, imaging, tasks
+from gallery import ingest as ingesting
 from gallery.models import Image, Job
 from tests.gallery.factories import (
     GRID_BUTTONS,
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.django_db
 def provider(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     """A CometAPI adapter (its own host is api.cometapi.com); images come from 127.0.0.1,
     the simulator host of the test settings, the only host allowed a loopback address."""
-    answer_through(monkeypatch, tasks, lambda request: httpx.Response(404))
+    answer_through(monkeypatch, lambda request: httpx.Response(404))
     settings.MJ_PROVIDER = "simulator"
     settings.MJ_SIMULATOR_HOST = "127.0.0.1"
     settings.MJ_IMAGE_HOSTS = ["127.0.0.1"]
@@ -155,9 +156,9 @@ def test_a_run_that_loses_the_race_deletes_its_own_files(
     """Two runs both found no images and both stored; the second one's insert collides."""
     job = finished(alice, "http://127.0.0.1/grid.png")
     picture = imaging.decode(grid_png((64, 48)))
-    winner = tasks.store_picture(job, picture)
+    winner = ingesting.store_picture(job, picture)
     files = stored_files(settings)
-    monkeypatch.setattr(tasks, "_main_image", lambda job: None)  # it looked before the commit
+    monkeypatch.setattr(ingesting, "_main_image", lambda job: None)  # it looked before the commit
     saved: list[str] = []
     real_save = FileSystemStorage._save
 
@@ -166,7 +167,7 @@ def test_a_run_that_loses_the_race_deletes_its_own_files(
         return real_save(self, name, content)
 
     monkeypatch.setattr(FileSystemStorage, "_save", recording_save)
-    loser = tasks.store_picture(job, picture)
+    loser = ingesting.store_picture(job, picture)
     assert loser.pk == winner.pk
     assert len(saved) == 15  # it did write its own copies...
     assert stored_files(settings) == files  # ...and removed every one of them
@@ -182,7 +183,7 @@ def test_an_image_that_stays_unavailable_fails_the_job(
     job.refresh_from_db()
     assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE)
     assert "HTTP 404" in job.fail_reason
-    assert len(server.requests) == tasks.INGEST_ATTEMPTS
+    assert len(server.requests) == ingesting.INGEST_ATTEMPTS
     assert job.ingest_attempts == 1
     assert not Image.objects.filter(job=job).exists()
     assert stored_files(settings) == []
@@ -230,12 +231,12 @@ def test_a_redelivered_ingest_after_the_images_were_stored_only_ends_the_job(
     monkeypatch: pytest.MonkeyPatch, alice: Any
 ) -> None:
     job = finished(alice, "http://127.0.0.1/grid.png")
-    tasks.store_picture(job, imaging.decode(grid_png((64, 48))))  # then the worker died
+    ingesting.store_picture(job, imaging.decode(grid_png((64, 48))))  # then the worker died
 
     def download(url: str, **kwargs: Any) -> bytes:
         raise AssertionError("the image is already stored: no second download")
 
-    monkeypatch.setattr(imaging, "download", download)
+    monkeypatch.setattr(downloads, "download", download)
     tasks.ingest(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
@@ -289,7 +290,7 @@ def test_storage_that_keeps_failing_fails_the_job(
     job.refresh_from_db()
     assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE)
     assert "could not be stored" in job.fail_reason
-    assert len(calls) == 2 * tasks.STORE_ATTEMPTS
+    assert len(calls) == 2 * ingesting.STORE_ATTEMPTS
     assert stored_files(settings) == []  # what each try wrote was removed
     assert not Image.objects.filter(job=job).exists()
 
@@ -305,10 +306,10 @@ def test_downloads_fit_inside_the_task_timeout(
         timeouts.append(kwargs["timeout"])
         return grid_png((64, 48))
 
-    monkeypatch.setattr(imaging, "download", download)
+    monkeypatch.setattr(downloads, "download", download)
     tasks.ingest(finished(alice, "http://127.0.0.1/grid.png").pk)
     assert len(timeouts) == 1
-    assert 5 < timeouts[0] <= 30 - tasks.INGEST_STORE_RESERVE
+    assert 5 < timeouts[0] <= 30 - ingesting.INGEST_STORE_RESERVE
 
 
 @pytest.mark.django_db(transaction=True)
@@ -324,7 +325,7 @@ def test_concurrent_ingests_store_one_set_of_images(
         both_downloading.wait()  # both runs have looked for images and found none
         return grid_png((64, 48))
 
-    monkeypatch.setattr(imaging, "download", download)
+    monkeypatch.setattr(downloads, "download", download)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -359,7 +360,7 @@ def test_a_losing_run_cannot_clobber_the_winners_files_on_an_overwriting_storage
         },
     }
     job = finished(alice, "http://127.0.0.1/grid.png")
-    winner = tasks.store_picture(
+    winner = ingesting.store_picture(
         job,
         imaging.decode(
             grid_png(
@@ -367,8 +368,8 @@ def test_a_losing_run_cannot_clobber_the_winners_files_on_an_overwriting_storage
             )
         ),
     )
-    monkeypatch.setattr(tasks, "_main_image", lambda job: None)
-    tasks.store_picture(job, imaging.decode(png_bytes((64, 48), color="#ff00ff")))
+    monkeypatch.setattr(ingesting, "_main_image", lambda job: None)
+    ingesting.store_picture(job, imaging.decode(png_bytes((64, 48), color="#ff00ff")))
     for image in Image.objects.filter(job=job):
         assert image.file.storage.exists(image.file.name), image.file.name
         assert image.thumbnail.storage.exists(image.thumbnail.name)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image as PILImage
 
-from gallery import services, tasks
+from gallery import services, sync, tasks
 from gallery.models import Image, Job
 from simulator.server import SimulatorServer
 from tests.gallery.factories import FakeClock, point_product_at
@@ -35,7 +35,7 @@ def run_to_completion(job: Job, clock: FakeClock) -> Job:
     seen_progress: set[int] = set()
     for _ in range(40):
         clock.now += 0.5
-        tasks.tick(job.provider)
+        sync.tick(job.provider)
         job.refresh_from_db()
         if job.status == Job.Status.RUNNING and not job.result_url:
             seen_progress.add(job.progress)
@@ -119,7 +119,7 @@ def test_a_remix_reroll_waits_for_the_prompt(
     assert child.final_prompt == "a quiet harbour at night, lanterns"
     for _ in range(40):
         clock.now += 0.5
-        tasks.tick(child.provider)
+        sync.tick(child.provider)
         child.refresh_from_db()
         if child.result_url:
             break

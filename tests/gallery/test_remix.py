@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django_q.models import OrmQ
 
-from gallery import services, tasks
+from gallery import services, sync, tasks
 from gallery.models import Job
 from tests.conftest import load
 from tests.gallery.factories import answer_through, make_finished_job, make_job
@@ -97,7 +97,7 @@ def provider_answering(monkeypatch: pytest.MonkeyPatch, result: str) -> list[htt
         seen.append(request)
         return httpx.Response(200, json={**load("cometapi/submit_success.json"), "result": result})
 
-    answer_through(monkeypatch, tasks, handler)
+    answer_through(monkeypatch, handler)
     return seen
 
 
@@ -137,8 +137,8 @@ def test_code_1_then_a_fetched_modal_status_asks_for_the_prompt(
                    action=Job.Action.REROLL)  # fmt: skip
     modal = {**load("cometapi/fetch_in_progress.json"), "id": "1001", "status": "MODAL",
              "progress": "0%", "imageUrl": ""}  # fmt: skip
-    answer_through(monkeypatch, tasks, lambda request: httpx.Response(200, json=[modal]))
-    tasks.tick("simulator")
+    answer_through(monkeypatch, lambda request: httpx.Response(200, json=[modal]))
+    sync.tick("simulator")
     job.refresh_from_db()
     assert job.status == Job.Status.MODAL
     assert job.awaiting_user

@@ -12,7 +12,8 @@ import pytest
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from gallery import imaging, tasks
+from gallery import downloads, imaging, sync, tasks
+from gallery import ingest as ingesting
 from gallery.models import Image, Job, PollLease
 from tests.conftest import load
 from tests.gallery.factories import answer_through, make_finished_job, make_job, png_bytes
@@ -41,7 +42,7 @@ class FakeProvider:
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, settings: Any) -> FakeProvider:
     fake = FakeProvider()
-    answer_through(monkeypatch, tasks, fake)
+    answer_through(monkeypatch, fake)
     return fake
 
 
@@ -145,7 +146,7 @@ def test_one_tick_fetches_every_in_flight_job_in_one_call(fake: FakeProvider, al
             task_answer("fetch_blank.json", id="1004"),
         ]
     )
-    assert tasks.tick("simulator") is True
+    assert sync.tick("simulator") is True
     assert fake.paths() == ["/mj/task/list-by-condition"]
     assert sorted(json.loads(fake.requests[0].content)["ids"]) == ["1001", "1002", "1003", "1004"]
     for job in (running, finished, failed, waiting):
@@ -160,7 +161,7 @@ def test_one_tick_fetches_every_in_flight_job_in_one_call(fake: FakeProvider, al
     assert failed.fail_reason == "任务超时"
     assert waiting.status == Job.Status.SUBMITTED
     # The next tick neither re-fetches the finished job nor enqueues its ingest again.
-    tasks.tick("simulator")
+    sync.tick("simulator")
     assert "1002" not in json.loads(fake.requests[-1].content)["ids"]
     assert queued_tasks("gallery.tasks.ingest") == 1
 
@@ -168,7 +169,7 @@ def test_one_tick_fetches_every_in_flight_job_in_one_call(fake: FakeProvider, al
 def test_a_banned_failure_reason_is_a_rejected_prompt(fake: FakeProvider, alice: Any) -> None:
     job = submitted(alice, "1773314942177690")
     fake.routes["/mj/task/list-by-condition"] = json_answer([load("cometapi/fetch_failure.json")])
-    tasks.tick("simulator")
+    sync.tick("simulator")
     job.refresh_from_db()
     assert job.fail_kind == Job.FailKind.REJECTED_PROMPT
     assert job.fail_reason.startswith("[Banned prompt detected]")
@@ -179,7 +180,7 @@ def test_a_job_past_its_deadline_times_out(fake: FakeProvider, alice: Any) -> No
     fake.routes["/mj/task/list-by-condition"] = json_answer(
         [task_answer("fetch_in_progress.json", id="1001")]
     )
-    tasks.tick("simulator")
+    sync.tick("simulator")
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert job.fail_kind == Job.FailKind.TIMEOUT
@@ -188,14 +189,14 @@ def test_a_job_past_its_deadline_times_out(fake: FakeProvider, alice: Any) -> No
 def test_a_failed_batch_fetch_changes_nothing(fake: FakeProvider, alice: Any) -> None:
     job = submitted(alice, "1001")
     fake.routes["/mj/task/list-by-condition"] = lambda r: httpx.Response(502, text="bad gateway")
-    assert tasks.tick("simulator") is True
+    assert sync.tick("simulator") is True
     job.refresh_from_db()
     assert job.status == Job.Status.SUBMITTED
 
 
 def test_tick_reports_no_work_when_nothing_is_in_flight(fake: FakeProvider, alice: Any) -> None:
     make_finished_job(alice)
-    assert tasks.tick("simulator") is False
+    assert sync.tick("simulator") is False
     assert fake.requests == []
 
 
@@ -204,22 +205,22 @@ def test_status_never_moves_backwards(fake: FakeProvider, alice: Any) -> None:
     fake.routes["/mj/task/list-by-condition"] = json_answer(
         [task_answer("fetch_blank.json", id="1001")]
     )
-    tasks.tick("simulator")
+    sync.tick("simulator")
     job.refresh_from_db()
     assert (job.status, job.progress) == (Job.Status.RUNNING, 80)
     assert job.transition(Job.Status.SUBMITTED) is False
 
 
 def test_only_one_poll_chain_holds_the_lease(alice: Any) -> None:
-    first = tasks.claim_lease("simulator", "")
+    first = sync.claim_lease("simulator", "")
     assert first is not None
-    assert tasks.claim_lease("simulator", "") is None
-    assert tasks.claim_lease("simulator", "someone-else") is None
-    assert tasks.claim_lease("simulator", first) == first  # the chain renews its own lease
+    assert sync.claim_lease("simulator", "") is None
+    assert sync.claim_lease("simulator", "someone-else") is None
+    assert sync.claim_lease("simulator", first) == first  # the chain renews its own lease
     PollLease.objects.filter(provider="simulator").update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
-    assert tasks.claim_lease("simulator", "") not in (None, first)
+    assert sync.claim_lease("simulator", "") not in (None, first)
 
 
 def test_poll_ends_its_chain_when_nothing_is_left(fake: FakeProvider, alice: Any) -> None:
@@ -262,7 +263,7 @@ def test_ingest_stores_the_image_and_a_thumbnail_once(
         calls.append(url)
         return png_bytes((1024, 1024))
 
-    monkeypatch.setattr(imaging, "download", download)
+    monkeypatch.setattr(downloads, "download", download)
     job = finished_upstream(alice)
     tasks.ingest(job.pk)
     tasks.ingest(job.pk)
@@ -279,7 +280,7 @@ def test_ingest_stores_the_image_and_a_thumbnail_once(
 def test_an_upscale_is_stored_as_a_single_image(
     monkeypatch: pytest.MonkeyPatch, fake: FakeProvider, alice: Any
 ) -> None:
-    monkeypatch.setattr(imaging, "download", lambda url, **kw: png_bytes((1024, 1024)))
+    monkeypatch.setattr(downloads, "download", lambda url, **kw: png_bytes((1024, 1024)))
     parent = make_finished_job(alice)
     job = finished_upstream(alice, parent=parent, root=parent, action=Job.Action.UPSCALE, index=2)
     tasks.ingest(job.pk)
@@ -295,11 +296,11 @@ def test_an_image_that_cannot_be_fetched_fails_the_job(
         attempts.append(1)
         raise imaging.ImageFetchError("The image is gone (HTTP 404).", permanent=False)
 
-    monkeypatch.setattr(imaging, "download", download)
+    monkeypatch.setattr(downloads, "download", download)
     job = finished_upstream(alice)
     tasks.ingest(job.pk)
     job.refresh_from_db()
-    assert len(attempts) == tasks.INGEST_ATTEMPTS
+    assert len(attempts) == ingesting.INGEST_ATTEMPTS
     assert job.status == Job.Status.FAILED
     assert job.fail_kind == Job.FailKind.IMAGE_UNAVAILABLE
     assert not Image.objects.filter(job=job).exists()
@@ -314,7 +315,7 @@ def test_garbage_bytes_fail_the_job_without_retrying(
         attempts.append(1)
         return b"<html>not an image</html>"
 
-    monkeypatch.setattr(imaging, "download", download)
+    monkeypatch.setattr(downloads, "download", download)
     job = finished_upstream(alice)
     tasks.ingest(job.pk)
     job.refresh_from_db()
@@ -329,15 +330,15 @@ def test_a_late_success_after_a_timeout_is_still_delivered(
     fake.routes["/mj/task/list-by-condition"] = json_answer(
         [task_answer("fetch_in_progress.json", id="1001")]
     )
-    tasks.tick("simulator")  # the last fetch still shows it running: timed out
+    sync.tick("simulator")  # the last fetch still shows it running: timed out
     job.refresh_from_db()
     assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.TIMEOUT)
     fake.routes["/mj/task/list-by-condition"] = json_answer(
         [task_answer("fetch_success.json", id="1001")]
     )
-    assert tasks.tick("simulator") is False  # nothing left to poll once the result is in
+    assert sync.tick("simulator") is False  # nothing left to poll once the result is in
     assert "1001" in json.loads(fake.requests[-1].content)["ids"]
-    monkeypatch.setattr(imaging, "download", lambda url, **kw: png_bytes((256, 256)))
+    monkeypatch.setattr(downloads, "download", lambda url, **kw: png_bytes((256, 256)))
     tasks.ingest(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
@@ -354,9 +355,9 @@ def test_a_timed_out_job_the_provider_failed_is_not_polled_again(
     fake.routes["/mj/task/list-by-condition"] = json_answer(
         [task_answer("fetch_timeout_failure.json", id="1003")]
     )
-    tasks.tick("simulator")
+    sync.tick("simulator")
     calls = len(fake.requests)
-    tasks.tick("simulator")
+    sync.tick("simulator")
     assert len(fake.requests) == calls  # no more fetches for it
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED and job.deadline_at is None

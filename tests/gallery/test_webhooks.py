@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from gallery import tasks, webhooks
+from gallery import sync, tasks, webhooks
 from gallery.models import Job
 from tests.conftest import load
 from tests.gallery.factories import answer_through, make_job
@@ -101,7 +101,7 @@ def test_refresh_fetches_the_one_job_and_moves_it_forward(
         seen.append(request.url.path)
         return httpx.Response(200, json=load("cometapi/fetch_success.json"))
 
-    answer_through(monkeypatch, tasks, handler)
+    answer_through(monkeypatch, handler)
     job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
     tasks.refresh(job.pk)
     assert seen == ["/mj/task/1773314942177684/fetch"]
@@ -115,7 +115,7 @@ def test_an_out_of_order_delivery_cannot_move_a_job_back(
     monkeypatch: pytest.MonkeyPatch, alice: Any
 ) -> None:
     answer_through(
-        monkeypatch, tasks, lambda r: httpx.Response(200, json=load("cometapi/fetch_blank.json"))
+        monkeypatch, lambda r: httpx.Response(200, json=load("cometapi/fetch_blank.json"))
     )
     job = make_job(alice, status=Job.Status.SUCCEEDED, provider_job_id="1773314942177684")
     tasks.refresh(job.pk)
@@ -138,12 +138,12 @@ def test_submits_carry_our_hook_urls(settings: Any) -> None:
 
     transport = httpx.MockTransport(handler)
     settings.MJ_SIMULATOR_PROTOCOL = "cometapi"
-    with get_provider("simulator", transport=transport) as api:
+    with get_provider("simulator", hooks=webhooks.hooks(), transport=transport) as api:
         api.imagine(prompt="x", mode="fast", state="s")
     assert json.loads(seen[-1].content)["notifyHook"] == webhooks.url("cometapi")
     settings.MJ_SIMULATOR_PROTOCOL = "piapi"
     settings.PIAPI_API = "unified"
-    with get_provider("simulator", transport=transport) as api:
+    with get_provider("simulator", hooks=webhooks.hooks(), transport=transport) as api:
         api.imagine(prompt="x", mode="fast", state="s")
     config = json.loads(seen[-1].content)["config"]["webhook_config"]
     assert config == {"endpoint": webhooks.url("piapi"), "secret": webhooks.piapi_secret()}
@@ -230,9 +230,9 @@ def test_a_job_waiting_for_its_remix_prompt_does_not_time_out(
     monkeypatch: pytest.MonkeyPatch, alice: Any
 ) -> None:
     modal = {**load("cometapi/fetch_blank.json"), "status": "MODAL"}
-    answer_through(monkeypatch, tasks, lambda r: httpx.Response(200, json=[modal]))
+    answer_through(monkeypatch, lambda r: httpx.Response(200, json=[modal]))
     job = make_job(alice, status=Job.Status.MODAL, provider_job_id="1773314942177684",
                    deadline_at=timezone.now() - timedelta(minutes=1))  # fmt: skip
-    tasks.tick("simulator")
+    sync.tick("simulator")
     job.refresh_from_db()
     assert job.status == Job.Status.MODAL

@@ -1,0 +1,194 @@
+"""Sending jobs to their provider: within the account's capacity, once, retried with backoff.
+
+A dispatch claims its job with a lease before submitting (`Job.lease_free_q` says when
+none holds it), so a redelivered task does not create a second provider task while the
+first run is alive. Jobs that find no free slot wait here and keep their place, oldest first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from gallery import lifecycle, queue, sync, upstream
+from gallery.models import Job, PollLease
+from gallery.providers import ProviderError
+from gallery.providers.base import Submission, TaskStatus, button_from_dict
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_LEASE = timedelta(seconds=120)
+# A queued job whose dispatch task has not run after this long is dispatched again.
+LOST_DISPATCH_AFTER = timedelta(seconds=60)
+MODAL_ATTEMPTS = 3
+
+
+def backoff(attempt: int) -> timedelta:
+    return timedelta(seconds=min(300, 2 ** max(0, attempt)))
+
+
+def dispatch(job_id: int) -> None:
+    if not _claim(job_id):
+        return  # already dispatched, leased by another run, ended, not due, or no free slot
+    job = Job.objects.select_related("parent").get(pk=job_id)
+    try:
+        submission = _submit(job)
+    except ProviderError as exc:
+        _failed(job, exc)
+        return
+    if submission is None:
+        lifecycle.fail(
+            job,
+            kind=Job.FailKind.PROVIDER_ERROR,
+            reason="The job this button belongs to is no longer available.",
+        )
+        return
+    status = Job.Status.MODAL if submission.status is TaskStatus.MODAL else Job.Status.SUBMITTED
+    now = timezone.now()
+    try:
+        moved = job.transition(
+            status,
+            provider_job_id=submission.provider_job_id,
+            final_prompt=submission.final_prompt or job.final_prompt,
+            submitted_at=now,
+            deadline_at=job.deadline_from(now),
+            dispatch_lease_until=None,
+            next_attempt_at=None,
+        )
+    except IntegrityError:
+        logger.error("provider id %s already belongs to another job", submission.provider_job_id)
+        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason="Duplicate provider task id.")
+        return
+    if not moved:
+        logger.warning("job %s changed while it was being submitted", job.code)
+    sync.kick(job.provider)
+
+
+def _submit(job: Job) -> Submission | None:
+    """The provider's answer to the job's submit; None when its parent's button is gone."""
+    with upstream.connect(job.provider, job) as provider:
+        if job.action == Job.Action.IMAGINE:
+            return provider.imagine(prompt=job.prompt, mode=job.mode, state=str(job.code))
+        parent = job.parent
+        button = parent.button(job.action, job.index, job.variant) if parent else None
+        if parent is None or button is None or not parent.provider_job_id:
+            return None
+        return provider.action(
+            parent_job_id=parent.provider_job_id,
+            button=button_from_dict(button),
+            mode=job.mode,
+            state=str(job.code),
+            remix=job.remix,
+            # PiAPI lists the prompt as required on variations; a remix sends the edited
+            # one; a plain reroll keeps the parent's.
+            prompt=job.prompt if job.remix or job.action == Job.Action.VARIATION else "",
+        )
+
+
+def _claim(job_id: int) -> bool:
+    """Lease the job for one submit if it is due and the provider account has a free slot.
+
+    The provider's lease row is locked while counting, so two dispatches never both take the
+    last slot; jobs that find no slot wait locally and keep their place (oldest first).
+    """
+    now = timezone.now()
+    job = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).first()
+    if job is None:
+        return False
+    capacity = settings.MJ_PROVIDER_RUNNING + settings.MJ_PROVIDER_QUEUED
+    PollLease.objects.get_or_create(provider=job.provider)
+    with transaction.atomic():
+        PollLease.objects.select_for_update().get(provider=job.provider)
+        free = capacity - Job.objects.occupying(job.provider).count()
+        ahead = (
+            Job.objects.dispatchable(job.provider)
+            .filter(created_at__lt=job.created_at)
+            .filter(Job.lease_free_q(now))
+            .count()
+        )
+        due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+        waiting = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).filter(due)
+        if ahead >= free:
+            waiting.update(
+                slot_position=ahead,
+                next_attempt_at=now + timedelta(seconds=settings.MJ_POLL_INTERVAL),
+            )
+            sync.kick(job.provider)
+            return False
+        claimed = waiting.filter(Job.lease_free_q(now)).update(
+            dispatch_lease_until=now + DISPATCH_LEASE,
+            attempts=F("attempts") + 1,
+            slot_position=None,
+        )
+    return claimed == 1
+
+
+def _failed(job: Job, exc: ProviderError) -> None:
+    if exc.permanent or job.attempts >= settings.MJ_DISPATCH_MAX_ATTEMPTS:
+        lifecycle.fail(job, kind=exc.fail_kind, reason=exc.message)
+        return
+    logger.info("dispatch of %s failed (%r); retrying", job.code, exc)
+    job.update_if_status(
+        dispatch_lease_until=None,
+        next_attempt_at=timezone.now() + backoff(job.attempts),
+        fail_reason=exc.message[:4000],
+    )
+    sync.kick(job.provider)
+
+
+def redispatch_due(provider: str, now: datetime) -> None:
+    """Queued jobs whose backoff has passed, or whose dispatch task got lost."""
+    due = (
+        Job.objects.dispatchable(provider)
+        .filter(Job.lease_free_q(now))
+        .filter(
+            Q(next_attempt_at__lte=now)
+            | Q(next_attempt_at__isnull=True, created_at__lt=now - LOST_DISPATCH_AFTER)
+        )
+        .order_by("created_at")
+        .only("pk", "code")[:50]
+    )
+    for job in due:
+        queue.dispatch(job)
+
+
+def submit_modal(job_id: int) -> None:
+    """Send the prompt a user typed for a job waiting in MODAL, then follow the answer's id."""
+    now = timezone.now()
+    claimed = (
+        Job.objects.filter(pk=job_id, status=Job.Status.MODAL)
+        .exclude(remix_prompt="")
+        .filter(Job.lease_free_q(now))
+        .update(dispatch_lease_until=now + DISPATCH_LEASE)
+    )
+    if claimed != 1:
+        return
+    job = Job.objects.get(pk=job_id)
+    for attempt in range(MODAL_ATTEMPTS):
+        try:
+            with upstream.connect(job.provider, job) as api:
+                submission = api.modal(provider_job_id=job.provider_job_id, prompt=job.remix_prompt)
+            break
+        except ProviderError as exc:
+            if exc.permanent or attempt == MODAL_ATTEMPTS - 1:
+                lifecycle.fail(job, kind=exc.fail_kind, reason=exc.message)
+                return
+            time.sleep(min(8, 2**attempt))
+    # trueai answers with the same id, a gateway may hand out a new one: follow the answer.
+    job.transition(
+        Job.Status.SUBMITTED,
+        provider_job_id=submission.provider_job_id,
+        # The user rewrote the prompt for this job: it is this job's prompt from now on.
+        prompt=job.remix_prompt,
+        final_prompt=job.remix_prompt,
+        remix_prompt="",
+        dispatch_lease_until=None,
+        deadline_at=job.deadline_from(timezone.now()),
+    )
+    sync.kick(job.provider)

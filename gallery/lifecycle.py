@@ -1,0 +1,109 @@
+"""How a job's credits move with its status: held at submit, charged on success, given back
+on failure or cancel, each together with the status change and exactly once.
+
+Every function here is one transaction: the status moves with a compare-and-set
+(`Job.transition`) and the ledger entry is written under the owner's account lock, so the
+poller, a webhook, the deadline sweep, a cancel and an admin can race and only one outcome
+stands. `Job.charge` mirrors the job's ledger entries; it is written only here, in the
+transaction of the entry it mirrors.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from billing import ledger
+from billing.models import LedgerEntry
+from gallery.models import Job
+
+
+def reference(job: Job) -> ledger.JobRef:
+    return ledger.JobRef(owner=job.owner, pk=job.pk, code=str(job.code), cost=job.cost)
+
+
+def _mirror(job: Job, entry: LedgerEntry | None) -> None:
+    """Record on the job where its credits stand after `entry` (None: nothing moved)."""
+    if entry is None:
+        return
+    charge = {
+        LedgerEntry.Kind.HOLD: Job.Charge.HELD,
+        LedgerEntry.Kind.RELEASE: Job.Charge.RELEASED,
+        LedgerEntry.Kind.CAPTURE: Job.Charge.WAIVED if entry.amount == 0 else Job.Charge.CAPTURED,
+    }[entry.kind]
+    Job.objects.filter(pk=job.pk).update(charge=charge)
+    job.charge = charge
+
+
+def hold(job: Job) -> None:
+    """Hold a new job's price; raises ledger.InsufficientCredits when the user cannot pay."""
+    with transaction.atomic():
+        memo = f"Held for {job.get_action_display().lower()} ({job.mode})"
+        _mirror(job, ledger.hold(reference(job), memo=memo))
+
+
+def capture(job: Job) -> None:
+    with transaction.atomic():
+        _mirror(job, ledger.capture(reference(job)))
+
+
+def release(job: Job, *, memo: str = "") -> None:
+    with transaction.atomic():
+        _mirror(job, ledger.release(reference(job), memo=memo))
+
+
+def fail(job: Job, *, kind: str, reason: str, memo: str = "") -> bool:
+    """End a job as failed and release its hold, together and once.
+
+    Returns False if another actor ended it first (its outcome stands, hold or charge).
+    """
+    if job.status == Job.Status.FAILED:
+        return False
+    with transaction.atomic():
+        moved = job.transition(
+            Job.Status.FAILED,
+            fail_kind=kind,
+            fail_reason=reason[:4000],
+            dispatch_lease_until=None,
+            next_attempt_at=None,
+            slot_position=None,
+        )
+        if moved:
+            release(job, memo=memo)
+    return moved
+
+
+def succeed(job: Job) -> bool:
+    """End a job as succeeded and charge it, together and once.
+
+    A late success (`Job.accepts_late_success`) clears the failure and is delivered; the
+    ledger decides whether it can still be charged. A job that failed any other way stays
+    failed: `Job.transition` refuses it.
+    """
+    if job.status == Job.Status.SUCCEEDED:
+        return False
+    with transaction.atomic():
+        moved = job.transition(Job.Status.SUCCEEDED, progress=100, fail_kind="", fail_reason="")
+        if moved:
+            capture(job)
+    return moved
+
+
+def cancel(job: Job, *, reason: str = "Cancelled before it reached the provider.") -> bool:
+    """Cancel a job that has not reached the provider yet (`Job.can_cancel`: queued locally,
+    or waiting for a remix prompt we have not sent) and no dispatch holds; its hold is
+    released in the same transaction."""
+    if not job.can_cancel:
+        return False
+    with transaction.atomic():
+        moved = job.transition(
+            Job.Status.CANCELLED,
+            expect={"provider_job_id": "", "remix_prompt": ""},
+            lease_free=True,
+            fail_kind=Job.FailKind.CANCELLED,
+            fail_reason=reason,
+            next_attempt_at=None,
+            slot_position=None,
+        )
+        if moved:
+            release(job, memo="Refunded: cancelled")
+    return moved

@@ -1,0 +1,33 @@
+"""Jobs, their lineage, the images we keep of them, and what the providers told us.
+
+See gallery.models.jobs for the invariants of a job's life.
+"""
+
+from gallery.models.images import Image, ImageKind, image_path
+from gallery.models.jobs import (
+    Job,
+    JobAction,
+    JobCharge,
+    JobFailKind,
+    JobMode,
+    JobStatus,
+)
+from gallery.models.queries import JobQuerySet, lineage_size
+from gallery.models.records import PollLease, ProviderCall, WebhookEvent
+
+__all__ = [
+    "Image",
+    "ImageKind",
+    "Job",
+    "JobAction",
+    "JobCharge",
+    "JobFailKind",
+    "JobMode",
+    "JobQuerySet",
+    "JobStatus",
+    "PollLease",
+    "ProviderCall",
+    "WebhookEvent",
+    "image_path",
+    "lineage_size",
+]

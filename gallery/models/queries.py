@@ -1,0 +1,126 @@
+"""Reads over many jobs, as chainable queryset methods: `Job.objects.for_user(u).in_flight()`.
+
+Each condition here is the one home of its rule; the single-job forms of the same rules are
+on `Job` (gallery.models.jobs), built from the same pieces.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class JobQuerySet(models.QuerySet):  # type: ignore[type-arg]
+    def for_user(self, user: Any) -> JobQuerySet:
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(owner=user)
+
+    def visible_to(self, user: Any) -> JobQuerySet:
+        """The user's jobs they have not deleted."""
+        return self.for_user(user).filter(deleted_at__isnull=True)
+
+    def lineage_heads(self, candidates: JobQuerySet | None = None) -> JobQuerySet:
+        """One job per lineage among these: the newest that is not a failure (in flight or
+        finished), else the newest. The gallery shows lineages by these.
+
+        `candidates` is the same selection without the owner condition: a lineage belongs
+        to one owner, and leaving it out lets the database use the `root` index alone.
+        """
+        failed = Q(status__in=(self.model.Status.FAILED, self.model.Status.CANCELLED))
+        ranked = (
+            (self if candidates is None else candidates)
+            .filter(root_id=models.OuterRef("root_id"))
+            .annotate(
+                is_failure=models.Case(
+                    models.When(failed, then=models.Value(1)), default=models.Value(0)
+                )
+            )
+            .order_by("is_failure", "-created_at", "-id")
+            .values("pk")[:1]
+        )
+        return self.filter(pk=models.Subquery(ranked))
+
+    def matching(self, filters: dict[str, Any]) -> JobQuerySet:
+        """Jobs that pass the gallery's filters (see gallery.forms.GalleryFilterForm)."""
+        jobs = self
+        for word in str(filters.get("q", "")).split():
+            jobs = jobs.filter(prompt__icontains=word)
+        for name in ("status", "action", "mode"):
+            if filters.get(name):
+                jobs = jobs.filter(**{name: filters[name]})
+        if filters.get("since"):
+            jobs = jobs.filter(created_at__date__gte=filters["since"])
+        if filters.get("until"):
+            jobs = jobs.filter(created_at__date__lte=filters["until"])
+        if filters.get("favorites"):
+            jobs = jobs.filter(favorite=True)
+        return jobs
+
+    def in_flight(self) -> JobQuerySet:
+        return self.filter(status__in=self.model.IN_FLIGHT)
+
+    def pollable(self, provider: str) -> JobQuerySet:
+        """Jobs the provider knows about and whose outcome we have not seen yet.
+
+        That includes jobs we timed out a little while ago: a late success is still
+        delivered (`deadline_at` is cleared once the provider reports a real end).
+        """
+        late = self.model.late_success_q() & Q(
+            deadline_at__isnull=False,
+            finished_at__gte=timezone.now() - timedelta(seconds=settings.MJ_LATE_SUCCESS_WINDOW),
+        )
+        waiting = Q(
+            status__in=(
+                self.model.Status.SUBMITTED,
+                self.model.Status.RUNNING,
+                self.model.Status.MODAL,
+            )
+        )
+        return self.filter(waiting | late, provider=provider, result_url="").exclude(
+            provider_job_id=""
+        )
+
+    def counted_against_day(self, start: datetime) -> JobQuerySet:
+        """Jobs that count against a daily limit since `start`: not failed, not cancelled,
+        not imports (an import fetches a task that was already paid for)."""
+        return (
+            self.filter(created_at__gte=start)
+            .exclude(status__in=[self.model.Status.FAILED, self.model.Status.CANCELLED])
+            .exclude(action=self.model.Action.IMPORT)
+        )
+
+    def lease_free(self) -> JobQuerySet:
+        return self.filter(self.model.lease_free_q())
+
+    def occupying(self, provider: str) -> JobQuerySet:
+        """Jobs holding one of the provider account's slots (running or in its queue).
+
+        A task in MODAL holds none (midjourney-proxy-plus docs); a dispatch in flight does.
+        """
+        submitted = Q(
+            status__in=(self.model.Status.SUBMITTED, self.model.Status.RUNNING), result_url=""
+        )
+        dispatching = Q(status=self.model.Status.QUEUED) & ~self.model.lease_free_q()
+        return self.filter(submitted | dispatching, provider=provider)
+
+    def dispatchable(self, provider: str) -> JobQuerySet:
+        return self.filter(provider=provider, status=self.model.Status.QUEUED)
+
+
+def lineage_size() -> models.Subquery:
+    """For annotating jobs: how many visible jobs their lineage has."""
+    from gallery.models.jobs import Job
+
+    return models.Subquery(
+        Job.objects.filter(root_id=models.OuterRef("root_id"), deleted_at__isnull=True)
+        .order_by()
+        .values("root_id")
+        .annotate(size=models.Count("pk"))
+        .values("size")[:1]
+    )

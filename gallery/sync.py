@@ -1,0 +1,235 @@
+"""What the providers report, applied to our jobs: batched polls, webhook hints, re-syncs.
+
+A provider's answer only ever moves a job forward (`apply_snapshot`). Polling runs as one
+chain per provider, guarded by `PollLease`: each link does one batched fetch of every job
+the provider knows, then enqueues the next link while work remains. A webhook is a hint
+that fetches one job now; so is a re-sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from gallery import dispatch, lifecycle, queue, upstream
+from gallery.models import Job, PollLease
+from gallery.providers import ProviderError
+from gallery.providers.base import TaskSnapshot, TaskStatus, classify_failure
+
+logger = logging.getLogger(__name__)
+
+# Webhook progress hints closer together than this cost one fetch per job.
+HINT_INTERVAL = timedelta(seconds=0.5)
+
+
+# --- one job's report -------------------------------------------------------------------
+
+
+def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
+    """Move a job forward to what the provider reports; never backwards."""
+    status = snapshot.status
+    if job.status == Job.Status.FAILED:
+        _apply_after_failure(job, snapshot)
+        return
+    if status is TaskStatus.FAILED:
+        reason = snapshot.fail_reason or "The provider reported a failure without a reason."
+        lifecycle.fail(job, kind=classify_failure(reason), reason=reason)
+        return
+    if status is TaskStatus.MODAL:
+        if job.status != Job.Status.MODAL:
+            job.transition(Job.Status.MODAL, provider_payload=snapshot.raw)
+        return
+    if status is TaskStatus.PENDING:
+        return
+    if job.status in (Job.Status.SUBMITTED, Job.Status.MODAL):
+        job.transition(Job.Status.RUNNING, started_at=timezone.now())
+    if job.status != Job.Status.RUNNING:
+        return
+    if status is TaskStatus.RUNNING:
+        if snapshot.progress != job.progress or snapshot.image_url != job.preview_url:
+            job.update_if_status(progress=snapshot.progress, preview_url=snapshot.image_url)
+        return
+    if not snapshot.image_url:
+        lifecycle.fail(
+            job, kind=Job.FailKind.IMAGE_UNAVAILABLE, reason="Finished without an image."
+        )
+        return
+    record_result(job, snapshot)
+
+
+def _apply_after_failure(job: Job, snapshot: TaskSnapshot) -> None:
+    """A job we ended as failed: a late success is delivered where the failure allows one
+    (`Job.accepts_late_success`); once the provider ends it too, we stop asking."""
+    if not job.accepts_late_success:
+        return
+    if snapshot.status is TaskStatus.SUCCEEDED and snapshot.image_url:
+        record_result(job, snapshot)
+    elif snapshot.status is TaskStatus.FAILED:
+        Job.objects.filter(pk=job.pk, **Job.LATE_SUCCESS).update(deadline_at=None)
+
+
+def record_result(job: Job, snapshot: TaskSnapshot) -> bool:
+    """Record a finished task's result once and hand it to ingest, which ends the job.
+
+    Only a running job, or a failed one that accepts a late success, takes a result; the
+    update checks that, so a job ended meanwhile gets nothing written and nothing queued.
+    """
+    if job.status == Job.Status.RUNNING:
+        still = {"status": Job.Status.RUNNING}
+        changes = {"progress": 100}
+    elif job.accepts_late_success:
+        still, changes = dict(Job.LATE_SUCCESS), {}
+    else:
+        return False
+    with transaction.atomic():
+        recorded = Job.objects.filter(pk=job.pk, result_url="", **still).update(
+            result_url=snapshot.image_url,
+            buttons=[button.as_dict() for button in snapshot.buttons],
+            final_prompt=snapshot.final_prompt or job.final_prompt or job.prompt,
+            provider_payload=snapshot.raw,
+            **changes,
+        )
+        if recorded == 1:
+            job.refresh_from_db()
+            queue.ingest(job)
+    return recorded == 1
+
+
+# --- asking about one job now -------------------------------------------------------------
+
+
+def request_refresh(job: Job) -> bool:
+    """Queue a fetch of the job from its provider, if that could change it (`can_resync`)."""
+    if not job.can_resync:
+        return False
+    queue.refresh(job)
+    return True
+
+
+def hint(job: Job, *, final: bool = False) -> bool:
+    """A webhook said this job changed: fetch it now.
+
+    Progress hints are throttled per job (`HINT_INTERVAL`); a hint that the job ended
+    (`final`) always fetches, so a result never waits for the next poll.
+    """
+    now = timezone.now()
+    jobs = Job.objects.filter(pk=job.pk)
+    if not final:
+        jobs = jobs.filter(Q(hinted_at__isnull=True) | Q(hinted_at__lt=now - HINT_INTERVAL))
+    claimed = jobs.update(hinted_at=now) == 1
+    if claimed:
+        queue.refresh(job)
+    return claimed
+
+
+def refresh(job_id: int) -> None:
+    """Fetch one job from its provider now and move it forward (webhooks, re-sync)."""
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None or not job.can_resync:
+        return
+    try:
+        with upstream.connect(job.provider, job) as api:
+            snapshot = api.fetch(job.provider_job_id)
+    except ProviderError as exc:
+        logger.info("refresh of %s failed: %r; the poll will catch up", job.code, exc)
+        return
+    if snapshot is not None:
+        apply_snapshot(job, snapshot)
+
+
+# --- the poll chain -------------------------------------------------------------------------
+
+
+def lease_ttl() -> timedelta:
+    return timedelta(seconds=settings.MJ_POLL_INTERVAL * 4 + settings.MJ_HTTP_TIMEOUT * 2)
+
+
+def claim_lease(provider: str, token: str) -> str | None:
+    """Take or renew the provider's poll lease. Returns the token to pass on, or None."""
+    now = timezone.now()
+    PollLease.objects.get_or_create(provider=provider)
+    new_token = token or secrets.token_hex(8)
+    claimable = Q(expires_at__lt=now) | Q(token="")
+    if token:
+        claimable |= Q(token=token)
+    updated = (
+        PollLease.objects.filter(provider=provider)
+        .filter(claimable)
+        .update(token=new_token, expires_at=now + lease_ttl())
+    )
+    return new_token if updated == 1 else None
+
+
+def release_lease(provider: str, token: str) -> None:
+    PollLease.objects.filter(provider=provider, token=token).update(
+        token="", expires_at=timezone.now()
+    )
+
+
+def kick(provider: str) -> None:
+    """Start the provider's poll chain unless one is alive."""
+    alive = PollLease.objects.filter(provider=provider, expires_at__gte=timezone.now()).exclude(
+        token=""
+    )
+    if not alive.exists():
+        queue.poll(provider)
+
+
+def kick_all() -> None:
+    """Schedule entry point (every minute): the safety net under the poll chains."""
+    providers = Job.objects.in_flight().values_list("provider", flat=True).distinct()
+    for provider in set(providers):
+        kick(provider)
+
+
+def poll(provider: str, token: str = "") -> None:
+    token_held = claim_lease(provider, token)
+    if token_held is None:
+        return  # another chain is alive
+    try:
+        more = tick(provider)
+    except Exception:
+        logger.exception("poll tick for %s failed", provider)
+        more = True
+    if not more:
+        release_lease(provider, token_held)
+        return
+    time.sleep(settings.MJ_POLL_INTERVAL)
+    queue.poll(provider, token_held)
+
+
+def tick(provider: str) -> bool:
+    """One round for a provider; returns whether jobs remain in flight."""
+    now = timezone.now()
+    dispatch.redispatch_due(provider, now)
+    jobs = list(Job.objects.pollable(provider))
+    if jobs:
+        try:
+            # One call for the whole batch: linked to its job when there is just one.
+            with upstream.connect(provider, jobs[0] if len(jobs) == 1 else None) as client:
+                snapshots = client.fetch_many(job.provider_job_id for job in jobs)
+        except ProviderError as exc:
+            logger.warning("batched fetch for %s failed: %r", provider, exc)
+            snapshots = {}
+        for job in jobs:
+            snapshot = snapshots.get(job.provider_job_id)
+            if snapshot is not None:
+                apply_snapshot(job, snapshot)
+            if job.is_overdue(now):
+                lifecycle.fail(
+                    job,
+                    kind=Job.FailKind.TIMEOUT,
+                    reason=f"No result within the {job.get_mode_display()} mode deadline.",
+                )
+    return (
+        Job.objects.filter(provider=provider)
+        .filter(Q(status=Job.Status.QUEUED) | Q(pk__in=Job.objects.pollable(provider).values("pk")))
+        .exists()
+    )

@@ -1,0 +1,209 @@
+"""The product's vocabulary: every action a job can be, and every speed mode.
+
+One row per action. Everything that names actions reads it: the Job model's choices, the
+press URLs and the buttons on a card, prices and billing's choices, and the providers' button
+parsing. Adding an action is one row here, its URL, and its mapping in each adapter.
+
+A leaf module of plain data: it imports nothing of the product, so every layer may read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GRID = "grid"
+SINGLE = "single"
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    label: str
+    # Credits of one generation in this mode in a new install's price table (1 credit =
+    # $0.001). The anchor is CometAPI's `mj-fast-reroll` at $0.056 a request; turbo is three
+    # times fast (CometAPI's turbo models cost 3x), relax 3/8 of fast (a reseller sheet of the
+    # same protocol: relax $0.015 against fast $0.04).
+    generation_price: int
+
+
+MODES: tuple[Mode, ...] = (
+    Mode("fast", "Fast", 56),
+    Mode("relax", "Relax", 21),
+    Mode("turbo", "Turbo", 168),
+)
+MODE_NAMES: tuple[str, ...] = tuple(mode.name for mode in MODES)
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    # What the action is called (choices, filters, reports).
+    label: str
+    # A job's name for it, "{index}" and "{variant}" filled in ("U2", "Pan left"); the label
+    # where empty, or where the job lacks what the pattern names.
+    short: str = ""
+    # Midjourney's own text on the button, and what a press does (the button's tooltip).
+    button: str = ""
+    title: str = ""
+    # Which row of buttons on a card it sits in; "" where it is not a button.
+    group: str = ""
+    # What the press URL takes besides the job: "index" (1-4), "variant", or nothing.
+    takes: str = ""
+    variants: tuple[str, ...] = ()
+    # Shown on the card's button instead of the text, per variant ("" for all of them).
+    glyphs: dict[str, str] = field(default_factory=dict)
+    # Midjourney's Remix mode opens the prompt box for this press.
+    remix: bool = False
+    # What the provider answers with: a 2x2 grid or one picture.
+    result: str = GRID
+    # The default price: times the mode's generation price; None: free (an import).
+    price_factor: float | None = 1.0
+
+    @property
+    def is_button(self) -> bool:
+        return bool(self.group)
+
+    @property
+    def url_name(self) -> str:
+        """The gallery URL of the press ("gallery:<url_name>")."""
+        return self.name
+
+    def accepts(self, index: int | None, variant: str) -> bool:
+        """Whether (index, variant) names one of this action's buttons."""
+        if self.takes == "index":
+            return index in (1, 2, 3, 4) and not variant
+        if self.takes == "variant":
+            return index is None and variant in self.variants
+        return index is None and not variant
+
+    def job_label(self, index: int | None = None, variant: str = "") -> str:
+        lacking = (self.takes == "index" and not index) or (self.takes == "variant" and not variant)
+        if not self.short or lacking:
+            return self.label
+        return _fill(self.short, index, variant)
+
+    def button_label(self, index: int | None = None, variant: str = "") -> str:
+        return _fill(self.button or self.short or self.label, index, variant)
+
+    def button_title(self, index: int | None = None, variant: str = "") -> str:
+        return _fill(self.title, index, variant)
+
+    def button_text(self, index: int | None = None, variant: str = "") -> str:
+        """What the card's button shows: a glyph where Midjourney draws one."""
+        if variant and variant in self.glyphs:
+            return self.glyphs[variant]
+        text = self.button_label(index, variant)
+        glyph = self.glyphs.get("")
+        return f"{glyph} {text}" if glyph else text
+
+
+def _fill(pattern: str, index: int | None, variant: str) -> str:
+    return pattern.format(index=index or "", variant=variant, Variant=variant.capitalize())
+
+
+PAN_GLYPHS = {"left": "←", "right": "→", "up": "↑", "down": "↓"}
+
+ACTIONS: tuple[Action, ...] = (
+    Action("imagine", "Imagine"),
+    Action(
+        "reroll",
+        "Reroll",
+        title="run the same prompt again",
+        group="variation",
+        glyphs={"": "↻"},
+        remix=True,
+    ),
+    Action(
+        "upscale",
+        "Upscale",
+        "U{index}",
+        title="Upscale image {index}",
+        group="upscale",
+        takes="index",
+        result=SINGLE,
+        price_factor=0.25,
+    ),
+    Action(
+        "variation",
+        "Variation",
+        "V{index}",
+        title="Make variations of image {index}",
+        group="variation",
+        takes="index",
+        remix=True,
+    ),
+    Action("vary_subtle", "Vary (Subtle)", title="A close variation", group="vary"),
+    Action("vary_strong", "Vary (Strong)", title="A bolder variation", group="vary"),
+    Action(
+        "zoom_out",
+        "Zoom out",
+        "Zoom out {variant}",
+        button="Zoom Out {variant}",
+        title="Zoom out {variant}",
+        group="zoom",
+        takes="variant",
+        variants=("2x", "1.5x"),
+    ),
+    Action(
+        "pan",
+        "Pan",
+        "Pan {variant}",
+        button="Pan {Variant}",
+        title="Pan {variant}",
+        group="zoom",
+        takes="variant",
+        variants=tuple(PAN_GLYPHS),
+        glyphs=PAN_GLYPHS,
+        remix=True,
+    ),
+    Action(
+        "upscale_subtle",
+        "Upscale (Subtle)",
+        title="Upscale 2x, faithful",
+        group="vary",
+        result=SINGLE,
+        price_factor=2.0,
+    ),
+    Action(
+        "upscale_creative",
+        "Upscale (Creative)",
+        title="Upscale 2x, adding detail",
+        group="vary",
+        result=SINGLE,
+        price_factor=2.0,
+    ),
+    Action("import", "Import", price_factor=None),
+)
+BY_NAME: dict[str, Action] = {action.name: action for action in ACTIONS}
+ACTION_NAMES: tuple[str, ...] = tuple(action.name for action in ACTIONS)
+PRICED_ACTIONS: tuple[str, ...] = tuple(a.name for a in ACTIONS if a.price_factor is not None)
+REMIX_ACTIONS: frozenset[str] = frozenset(a.name for a in ACTIONS if a.remix)
+# Offered on a finished upscale (one picture) rather than on a grid.
+AFTER_UPSCALE: frozenset[str] = frozenset(
+    ("vary_subtle", "vary_strong", "zoom_out", "pan", "upscale_subtle", "upscale_creative")
+)
+
+
+def action(name: str) -> Action:
+    return BY_NAME[name]
+
+
+def label(name: str, index: int | None = None, variant: str = "") -> str:
+    """The job's name for an action, or the name itself for one the catalogue lacks."""
+    found = BY_NAME.get(name)
+    return found.job_label(index, variant) if found else name
+
+
+def default_price(name: str, mode: str) -> int | None:
+    """The seeded price of one press, None for a free action or an unknown mode."""
+    found = BY_NAME.get(name)
+    credits = next((m.generation_price for m in MODES if m.name == mode), None)
+    if found is None or found.price_factor is None or credits is None:
+        return None
+    return round(credits * found.price_factor)
+
+
+def choices(names: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(value, label) pairs for a model field over actions or modes."""
+    labels = {a.name: a.label for a in ACTIONS} | {m.name: m.label for m in MODES}
+    return [(name, labels[name]) for name in names]
