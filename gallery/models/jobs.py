@@ -4,13 +4,16 @@ Invariants:
 - A job's status only moves forward: queued -> submitted -> running -> succeeded | failed |
   cancelled, with `modal` where the provider waits for a remix prompt. Every change of
   status is a compare-and-set update (`Job.transition`): the poller, a webhook and a
-  retried task may race, and exactly one of them wins.
+  retried task may race, and exactly one of them wins. Out of `failed` a job moves only as a
+  late success after a timeout (`Job.LATE_SUCCESS`).
 - `root` is the first job of a lineage (an imagine or an import points at itself), so a
   whole tree is one query: `Job.objects.filter(root=job.root)`.
 - `provider_job_id` is unique per provider once known; ids are kept as strings because
   midjourney-proxy ids are 16+ digit numbers that lose precision as JSON numbers.
 - The browser never sees a provider URL: finished images are copied into our storage
-  (`Image`) and served by an ownership-checked view.
+  (gallery.models.images) and served by an ownership-checked view.
+- `charge` mirrors the job's ledger entries; only gallery.lifecycle writes it, in the
+  transaction of the entry.
 """
 
 from __future__ import annotations

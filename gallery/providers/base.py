@@ -311,6 +311,21 @@ class HTTPProvider(Provider):
             ) from exc
 
 
+def error_text(response: httpx.Response, words: Callable[[dict[str, Any]], Iterable[Any]]) -> str:
+    """The provider's own words from an error answer: the first non-empty text among what
+    `words` picks out of its JSON object, else the body itself (capped)."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for word in words(data):
+            plain = isinstance(word, str | int | float) and not isinstance(word, bool)
+            if plain and (text := str(word).strip()):
+                return text
+    return response.text.strip()[:500]
+
+
 def button_from_dict(data: dict[str, Any]) -> Button:
     return Button(
         action=str(data["action"]),

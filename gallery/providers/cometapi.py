@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +38,7 @@ from gallery.providers.base import (
     Submission,
     TaskSnapshot,
     TaskStatus,
+    error_text,
     looks_banned,
 )
 from mjweb import catalogue
@@ -303,7 +304,7 @@ class CometAPI(HTTPProvider):
             return response
         if response.status_code == 204:
             return None if missing_ok else response
-        detail = _error_text(response)
+        detail = error_text(response, _error_words)
         not_found = "not_found" in detail.replace("no_found", "not_found")
         if missing_ok and response.status_code in (400, 404) and not_found:
             return None
@@ -318,19 +319,9 @@ class CometAPI(HTTPProvider):
         return None if response is None else self._decode(response)
 
 
-def _error_text(response: httpx.Response) -> str:
-    """The provider's own words from any of its error envelopes."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text.strip()[:500]
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-        for key in ("description", "message", "detail"):
-            if data.get(key):
-                return str(data[key]).strip()
-    return response.text.strip()[:500]
+def _error_words(data: dict[str, Any]) -> Iterator[Any]:
+    """Where midjourney-proxy and the gateways in front of it put their error text."""
+    error = data.get("error")
+    yield error.get("message") if isinstance(error, dict) else error
+    for key in ("description", "message", "detail"):
+        yield data.get(key)

@@ -67,12 +67,13 @@ from gallery.providers.base import (
     Submission,
     TaskSnapshot,
     TaskStatus,
+    error_text,
 )
 from gallery.providers.piapi_wire import (
     DEFAULT_ACTIONS,
     _body_code,
     _dict,
-    _error_text,
+    _error_words,
     _looks_missing,
     _press,
     _text,
@@ -316,7 +317,7 @@ class PiAPI(HTTPProvider):
         code = response.status_code
         if code in (200, 201):
             return response
-        detail = _error_text(response)
+        detail = error_text(response, _error_words)
         if missing_ok and (code == 404 or (400 <= code < 500 and _looks_missing(detail))):
             return None
         self._raise_for_common_status(code, detail)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -323,17 +324,9 @@ def _body_code(response: httpx.Response) -> int | str | None:
     return code if isinstance(code, int | str) and not isinstance(code, bool) else None
 
 
-def _error_text(response: httpx.Response) -> str:
-    """PiAPI's own words from any of its error envelopes."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text.strip()[:500]
-    if isinstance(data, dict):
-        error = _dict(_dict(data.get("data")).get("error")) or _dict(data.get("error"))
-        for text in (error.get("message"), error.get("raw_message"), data.get("message")):
-            if _text(text):
-                return _text(text)
-        if _text(data.get("error")):
-            return _text(data["error"])
-    return response.text.strip()[:500]
+def _error_words(data: dict[str, Any]) -> Iterator[Any]:
+    """Where PiAPI puts its error text, in any of its envelopes."""
+    error = _dict(_dict(data.get("data")).get("error")) or _dict(data.get("error"))
+    yield from (error.get("message"), error.get("raw_message"), data.get("message"))
+    if isinstance(data.get("error"), str):
+        yield data["error"]
