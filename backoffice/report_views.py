@@ -37,26 +37,13 @@ def usage(request: HttpRequest) -> HttpResponse:
     }
     if form.is_valid():
         period, user = form.period, form.subject
-        lines = reports.by_action_and_mode(period, user)
-        users, active_users = reports.by_user(period, user)
-        failures = reports.failures(period, user)
         query = urlencode(
             {"since": period.since, "until": period.until, "user": user.username if user else ""}
         )
         context.update(
+            reports.figures(period, user),
             period=period,
             subject=user,
-            lines=lines,
-            total=reports.total_of(lines),
-            modes=reports.by_mode(lines),
-            outside=reports.credits_outside_jobs(period, user),
-            users=users,
-            active_users=active_users,
-            failures=failures,
-            failures_total=reports.total_of(failures),
-            ledger=reports.ledger_by_kind(period, user),
-            endpoints=reports.endpoints(period, user),
-            chart=reports.daily(period, user),
             exports=_exports(request, query),
             time_zone=settings.TIME_ZONE,
         )

@@ -188,14 +188,7 @@ def live(request: HttpRequest) -> HttpResponse:
     """The one poll of a page: it names its running cards with the version it shows, and
     gets back (out of band) only the cards that changed. Nothing changed: an empty answer.
     Nothing left running: the poller itself is replaced by one that does not poll."""
-    seen: dict[uuid.UUID, tuple[str, int | None]] = {}
-    for value in request.GET.getlist("live")[:LIVE_MAX_JOBS]:
-        code, _, rest = value.partition("~")
-        version, _, shown = rest.partition("~")
-        try:
-            seen[uuid.UUID(code)] = (version, int(shown) if shown.isdigit() else None)
-        except ValueError:
-            continue
+    seen = _cards_seen(request)
     jobs = list(_jobs(request).filter(code__in=seen)) if seen else []
     changed = [job for job in jobs if job.live_version != seen[job.code][0]]
     still_running = any(job.polls for job in jobs)
@@ -212,15 +205,23 @@ def live(request: HttpRequest) -> HttpResponse:
     if not still_running:
         parts.append(render_to_string("gallery/_live_poller.html", {"oob": True}, request=request))
     response = HttpResponse("".join(parts))
-    if any(job.charge != _charge_of(seen[job.code][0]) for job in changed):
+    if any(job.charge != Job.charge_in_version(seen[job.code][0]) for job in changed):
         _credits_moved(response)
     return response
 
 
-def _charge_of(version: str) -> str:
-    parts = version.split("-")
-    charge = parts[2] if len(parts) > 2 else ""
-    return "" if charge == "none" else charge
+def _cards_seen(request: HttpRequest) -> dict[uuid.UUID, tuple[str, int | None]]:
+    """The page's running cards: code -> (the version it shows, the picture index shown);
+    values that do not parse are left out."""
+    seen: dict[uuid.UUID, tuple[str, int | None]] = {}
+    for value in request.GET.getlist("live")[:LIVE_MAX_JOBS]:
+        code, _, rest = value.partition("~")
+        version, _, shown = rest.partition("~")
+        try:
+            seen[uuid.UUID(code)] = (version, int(shown) if shown.isdigit() else None)
+        except ValueError:
+            continue
+    return seen
 
 
 @require_POST

@@ -11,7 +11,8 @@ Everything that can grow with the data is aggregated in SQL or streamed with
 
 The modules: `period` (the date range, its form, the base querysets and shared sums),
 `usage` (jobs and credits by user, action and mode; failures; the ledger by kind),
-`calls` (the provider's endpoints), `charts` (the daily chart) and `exports` (the CSVs).
+`calls` (the provider's endpoints), `charts` (the daily chart), `page` (every figure of the
+report page) and `exports` (the CSVs).
 Everything public is re-exported here. To change a module-level setting such as
 `FLUSH_BYTES`, set it on the module that owns it (`exports`), not on this package.
 """
@@ -30,6 +31,7 @@ from backoffice.reports.exports import (
     ledger_csv,
     usage_csv,
 )
+from backoffice.reports.page import figures
 from backoffice.reports.period import (
     CHUNK,
     CREDIT_FIELDS,
@@ -99,6 +101,7 @@ __all__ = [
     "endpoints_csv",
     "entries_in",
     "failures",
+    "figures",
     "jobs_csv",
     "jobs_in",
     "last_days",

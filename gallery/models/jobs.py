@@ -263,6 +263,13 @@ class Job(models.Model):
             )
         )
 
+    @staticmethod
+    def charge_in_version(version: str) -> str:
+        """The `charge` a `live_version` was taken with ("" when unreadable)."""
+        parts = version.split("-")
+        charge = parts[2] if len(parts) > 2 else ""
+        return "" if charge == "none" else charge
+
     # A job failed with these may still succeed: we stopped waiting, the provider may not have.
     # Anything else that failed (the provider said so, or an admin ended it) is over.
     LATE_SUCCESS = {"status": JobStatus.FAILED, "fail_kind": JobFailKind.TIMEOUT}
