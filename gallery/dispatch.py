@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from gallery import lifecycle, queue, sync, upstream
+from gallery import fitting, lifecycle, queue, sync, upstream
 from gallery.models import Job, PollLease
 from gallery.providers import ProviderError
 from gallery.providers.base import Submission, TaskStatus, button_from_dict
@@ -48,6 +48,10 @@ def dispatch(job_id: int) -> None:
             kind=Job.FailKind.PROVIDER_ERROR,
             reason="The job this button belongs to is no longer available.",
         )
+        return
+    submission, problem = fitting.submission(submission)
+    if problem:
+        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason=problem)
         return
     status = Job.Status.MODAL if submission.status is TaskStatus.MODAL else Job.Status.SUBMITTED
     now = timezone.now()
@@ -173,7 +177,9 @@ def submit_modal(job_id: int) -> None:
     for attempt in range(MODAL_ATTEMPTS):
         try:
             with upstream.connect(job.provider, job) as api:
-                submission = api.modal(provider_job_id=job.provider_job_id, prompt=job.remix_prompt)
+                submission = api.modal(
+                    provider_job_id=job.provider_job_id, prompt=job.remix_prompt, mode=job.mode
+                )
             break
         except ProviderError as exc:
             if exc.permanent or attempt == MODAL_ATTEMPTS - 1:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gallery import dispatch, lifecycle, queue, upstream
+from gallery import dispatch, fitting, lifecycle, queue, upstream
 from gallery.models import Job, PollLease
 from gallery.providers import ProviderError
 from gallery.providers.base import TaskSnapshot, TaskStatus, classify_failure
@@ -33,7 +33,9 @@ HINT_INTERVAL = timedelta(seconds=0.5)
 
 
 def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
-    """Move a job forward to what the provider reports; never backwards."""
+    """Move a job forward to what the provider reports; never backwards. Every field is
+    fitted to its column first (gallery.fitting)."""
+    snapshot, problems = fitting.snapshot(snapshot)
     status = snapshot.status
     if job.status == Job.Status.FAILED:
         _apply_after_failure(job, snapshot)
@@ -57,9 +59,8 @@ def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
             job.update_if_status(progress=snapshot.progress, preview_url=snapshot.image_url)
         return
     if not snapshot.image_url:
-        lifecycle.fail(
-            job, kind=Job.FailKind.IMAGE_UNAVAILABLE, reason="Finished without an image."
-        )
+        reason = "; ".join(problems) or "Finished without an image."
+        lifecycle.fail(job, kind=Job.FailKind.IMAGE_UNAVAILABLE, reason=reason)
         return
     record_result(job, snapshot)
 
@@ -205,6 +206,28 @@ def poll(provider: str, token: str = "") -> None:
     queue.poll(provider, token_held)
 
 
+def _advance(job: Job, snapshot: TaskSnapshot | None, now: datetime) -> None:
+    """Apply one job's report, then its deadline; each on its own, so that a report that
+    cannot be applied (a database error, a bug) skips that one job, logged with its reason,
+    and the tick goes on to the others."""
+    if snapshot is not None:
+        try:
+            with transaction.atomic():
+                apply_snapshot(job, snapshot)
+        except Exception:
+            logger.exception("the report on job %s could not be applied; skipped", job.code)
+            job.refresh_from_db()
+    if job.is_overdue(now):
+        try:
+            lifecycle.fail(
+                job,
+                kind=Job.FailKind.TIMEOUT,
+                reason=f"No result within the {job.get_mode_display()} mode deadline.",
+            )
+        except Exception:
+            logger.exception("the deadline of job %s could not be applied", job.code)
+
+
 def tick(provider: str) -> bool:
     """One round for a provider; returns whether jobs remain in flight."""
     now = timezone.now()
@@ -219,15 +242,7 @@ def tick(provider: str) -> bool:
             logger.warning("batched fetch for %s failed: %r", provider, exc)
             snapshots = {}
         for job in jobs:
-            snapshot = snapshots.get(job.provider_job_id)
-            if snapshot is not None:
-                apply_snapshot(job, snapshot)
-            if job.is_overdue(now):
-                lifecycle.fail(
-                    job,
-                    kind=Job.FailKind.TIMEOUT,
-                    reason=f"No result within the {job.get_mode_display()} mode deadline.",
-                )
+            _advance(job, snapshots.get(job.provider_job_id), now)
     return (
         Job.objects.filter(provider=provider)
         .filter(Q(status=Job.Status.QUEUED) | Q(pk__in=Job.objects.pollable(provider).values("pk")))

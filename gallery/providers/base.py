@@ -145,9 +145,10 @@ class Provider(ABC):
         the provider to wait for a prompt (MODAL) where it supports that."""
 
     @abstractmethod
-    def modal(self, *, provider_job_id: str, prompt: str) -> Submission:
-        """Answer a task waiting in MODAL (Remix) with its prompt. The returned id is the task
-        to follow from now on: the same one or a new one, depending on the service."""
+    def modal(self, *, provider_job_id: str, prompt: str, mode: str) -> Submission:
+        """Answer a task waiting in MODAL (Remix) with its prompt, in the job's speed mode. The
+        returned id is the task to follow from now on: the same one or a new one, depending on
+        the service."""
 
     @abstractmethod
     def fetch(self, provider_job_id: str) -> TaskSnapshot | None:

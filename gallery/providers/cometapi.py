@@ -215,10 +215,12 @@ class CometAPI(HTTPProvider):
             body["notifyHook"] = self.notify_hook
         return self._submit(f"{self._prefix(mode)}/mj/submit/action", body)
 
-    def modal(self, *, provider_job_id: str, prompt: str) -> Submission:
+    def modal(self, *, provider_job_id: str, prompt: str, mode: str) -> Submission:
         # taskId is the task waiting in MODAL (the child), as trueai's SubmitModal reads it.
+        # The speed-mode prefix goes with it, as with imagine and action: a gateway routes and
+        # bills by the path.
         body = {"taskId": provider_job_id, "prompt": prompt}
-        return self._submit("/mj/submit/modal", body)
+        return self._submit(f"{self._prefix(mode)}/mj/submit/modal", body)
 
     def _prefix(self, mode: str) -> str:
         return self.mode_prefixes.get(mode, "").rstrip("/")

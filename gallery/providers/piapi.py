@@ -210,7 +210,7 @@ class PiAPI(HTTPProvider):
         body["process_mode"] = mode
         return self._submit_unified(task_type, body)
 
-    def modal(self, *, provider_job_id: str, prompt: str) -> Submission:
+    def modal(self, *, provider_job_id: str, prompt: str, mode: str) -> Submission:
         raise ProviderError(
             "PiAPI never waits for a remix prompt: the prompt goes with the button press.",
             permanent=True,

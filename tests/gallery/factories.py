@@ -146,6 +146,28 @@ def answer_through(
     monkeypatch.setattr(time, "sleep", lambda seconds: None)
 
 
+class FakeProvider:
+    """Routes requests to per-path handlers and records them."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.routes: dict[str, Callable[[httpx.Request], httpx.Response]] = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        for suffix, handler in self.routes.items():
+            if request.url.path.endswith(suffix):
+                return handler(request)
+        return httpx.Response(404, json={"error": "not_found"})
+
+    def paths(self) -> list[str]:
+        return [r.url.path for r in self.requests]
+
+
+def json_answer(data: Any, status: int = 200) -> Callable[[httpx.Request], httpx.Response]:
+    return lambda request: httpx.Response(status, json=data)
+
+
 def point_product_at(
     server: Any,
     settings: Any,

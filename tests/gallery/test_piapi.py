@@ -159,7 +159,7 @@ def test_a_button_piapi_has_no_task_for_is_refused_without_a_call() -> None:
 
 def test_modal_is_refused_permanently() -> None:
     with adapter(Spy("unified_create_success.json")) as api, pytest.raises(ProviderError) as e:
-        api.modal(provider_job_id=TID, prompt="x")
+        api.modal(provider_job_id=TID, prompt="x", mode="fast")
     assert e.value.permanent
     assert "prompt goes with the button press" in e.value.message
 

@@ -111,7 +111,7 @@ def test_the_modal_call_follows_the_same_or_a_new_id(
     )
     tasks.submit_modal(job.pk)
     tasks.submit_modal(job.pk)  # redelivered: nothing more is sent
-    assert [r.url.path for r in seen] == ["/mj/submit/modal"]
+    assert [r.url.path for r in seen] == ["/mj-fast/mj/submit/modal"]  # the mode prefix
     assert json.loads(seen[0].content) == {"taskId": "1001", "prompt": "fox at night"}
     job.refresh_from_db()
     assert job.status == Job.Status.SUBMITTED

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,42 +15,19 @@ from gallery import downloads, imaging, sync, tasks
 from gallery import ingest as ingesting
 from gallery.models import Image, Job, PollLease
 from tests.conftest import load
-from tests.gallery.factories import answer_through, make_finished_job, make_job, png_bytes
+from tests.gallery.factories import (
+    FakeProvider,
+    json_answer,
+    make_finished_job,
+    make_job,
+    png_bytes,
+)
 
 pytestmark = pytest.mark.django_db
 
 
-class FakeProvider:
-    """Routes requests to per-path handlers and records them."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.routes: dict[str, Callable[[httpx.Request], httpx.Response]] = {}
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        for suffix, handler in self.routes.items():
-            if request.url.path.endswith(suffix):
-                return handler(request)
-        return httpx.Response(404, json={"error": "not_found"})
-
-    def paths(self) -> list[str]:
-        return [r.url.path for r in self.requests]
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch, settings: Any) -> FakeProvider:
-    fake = FakeProvider()
-    answer_through(monkeypatch, fake)
-    return fake
-
-
 def queued_tasks(func: str) -> int:
     return sum(1 for q in OrmQ.objects.all() if q.func() == func)
-
-
-def json_answer(data: Any, status: int = 200) -> Callable[[httpx.Request], httpx.Response]:
-    return lambda request: httpx.Response(status, json=data)
 
 
 def test_dispatch_submits_once_and_records_the_provider_id(fake: FakeProvider, alice: Any) -> None:
