@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from gallery import sync, webhooks
 from gallery.models import Job, WebhookEvent
 from gallery.providers import current_name
+from gallery.providers.base import TaskStatus
 
 
 def _ignored(reason: str) -> JsonResponse:
@@ -22,7 +23,8 @@ def _ignored(reason: str) -> JsonResponse:
     return JsonResponse({"ok": True, "ignored": reason})
 
 
-# midjourney-proxy statuses after which nothing more happens without us.
+# midjourney-proxy statuses after which nothing more happens without us: a hook with one of
+# these costs a read of its job; any other only wakes the poll chain.
 _FINAL_STATUSES = {"SUCCESS", "FAILURE", "CANCEL", "MODAL"}
 
 
@@ -58,7 +60,7 @@ def cometapi(request: HttpRequest, token: str) -> HttpResponse:
 @require_POST
 def piapi(request: HttpRequest, token: str) -> HttpResponse:
     """PiAPI webhook: x-webhook-secret must match; `timestamp` spots retried deliveries."""
-    from gallery.providers.piapi import parse_webhook
+    from gallery.providers.piapi import parse_status, parse_webhook
 
     if not hmac.compare_digest(token.encode(), webhooks.path_token().encode()):
         return HttpResponse(status=404)
@@ -79,5 +81,6 @@ def piapi(request: HttpRequest, token: str) -> HttpResponse:
                 WebhookEvent.objects.create(provider="piapi", key=key)
         except IntegrityError:
             return _ignored("duplicate delivery")
-    # Deliveries are de-duplicated above, and PiAPI sends ends (and few progress updates).
-    return _hinted(_job(task_id), final=True)
+    # Deliveries are de-duplicated above; an end costs a read, progress only wakes the poll.
+    final = parse_status(status) in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+    return _hinted(_job(task_id), final=final)

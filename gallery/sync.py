@@ -25,7 +25,7 @@ from gallery.providers.base import TaskSnapshot, TaskStatus, classify_failure
 
 logger = logging.getLogger(__name__)
 
-# Webhook progress hints closer together than this cost one fetch per job.
+# Repeated deliveries saying a job ended, closer together than this, cost one read.
 HINT_INTERVAL = timedelta(seconds=0.5)
 
 
@@ -114,17 +114,21 @@ def request_refresh(job: Job) -> bool:
     return True
 
 
-def hint(job: Job, *, final: bool = False) -> bool:
-    """A webhook said this job changed: fetch it now.
+def hint(job: Job, *, final: bool) -> bool:
+    """A webhook said this job changed.
 
-    Progress hints are throttled per job (`HINT_INTERVAL`); a hint that the job ended
-    (`final`) always fetches, so a result never waits for the next poll.
+    A progress hook only wakes the provider's poll chain: its next batched read covers this
+    job with the others, so progress costs no read of its own. A hook that says the job ended
+    costs one read of that job, so the result never waits for the next poll; repeats within
+    `HINT_INTERVAL` (duplicated deliveries) cost nothing more. Returns whether a read was
+    queued.
     """
-    now = timezone.now()
-    jobs = Job.objects.filter(pk=job.pk)
     if not final:
-        jobs = jobs.filter(Q(hinted_at__isnull=True) | Q(hinted_at__lt=now - HINT_INTERVAL))
-    claimed = jobs.update(hinted_at=now) == 1
+        kick(job.provider)
+        return False
+    now = timezone.now()
+    unhinted = Q(hinted_at__isnull=True) | Q(hinted_at__lt=now - HINT_INTERVAL)
+    claimed = Job.objects.filter(pk=job.pk).filter(unhinted).update(hinted_at=now) == 1
     if claimed:
         queue.refresh(job)
     return claimed
@@ -175,12 +179,12 @@ def release_lease(provider: str, token: str) -> None:
 
 
 def kick(provider: str) -> None:
-    """Start the provider's poll chain unless one is alive."""
-    alive = PollLease.objects.filter(provider=provider, expires_at__gte=timezone.now()).exclude(
-        token=""
-    )
-    if not alive.exists():
-        queue.poll(provider)
+    """Start the provider's poll chain unless one is alive. The lease is taken here, for the
+    link this queues, so a burst of kicks (webhooks, submits) queues one link, not one each;
+    if that link is lost, the lease runs out and the next kick starts another."""
+    token = claim_lease(provider, "")
+    if token is not None:
+        queue.poll(provider, token)
 
 
 def kick_all() -> None:

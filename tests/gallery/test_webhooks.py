@@ -44,22 +44,26 @@ def test_the_hook_url_is_unguessable_and_on_site_url(settings: Any) -> None:
     assert webhooks.url("cometapi") == ""
 
 
-def test_a_delivery_for_a_known_job_enqueues_one_fetch(client: Client, alice: Any) -> None:
+def polls() -> int:
+    return sum(1 for q in OrmQ.objects.all() if q.func() == "gallery.tasks.poll")
+
+
+def test_a_progress_delivery_wakes_the_poll_and_costs_no_read(client: Client, alice: Any) -> None:
     job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
     delivery = load("cometapi/fetch_in_progress.json")
-    response = post(client, hook_url(), delivery)
-    assert response.status_code == 200
-    assert refreshes() == 1
-    # The same delivery again, at once: answered, and no second fetch.
-    assert post(client, hook_url(), delivery).status_code == 200
-    assert refreshes() == 1
+    for _ in range(5):  # a burst of progress hooks
+        assert post(client, hook_url(), delivery).status_code == 200
+    assert refreshes() == 0
+    assert polls() == 1  # one link of the poll chain, not one per hook
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING  # the hook itself changes nothing
 
 
-def test_hints_further_apart_each_fetch(client: Client, alice: Any) -> None:
+def test_an_ending_delivery_costs_one_read_and_its_repeats_none(client: Client, alice: Any) -> None:
     job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
-    post(client, hook_url(), load("cometapi/fetch_in_progress.json"))
+    post(client, hook_url(), load("cometapi/fetch_success.json"))
+    post(client, hook_url(), load("cometapi/fetch_success.json"))  # duplicated delivery
+    assert refreshes() == 1
     Job.objects.filter(pk=job.pk).update(hinted_at=timezone.now() - timedelta(seconds=2))
     post(client, hook_url(), load("cometapi/fetch_success.json"))
     assert refreshes() == 2
@@ -184,6 +188,17 @@ def test_piapi_valid_delivery_hints_once_and_replays_change_nothing(
     assert refreshes() == 1
 
 
+def test_piapi_progress_wakes_the_poll_and_an_end_costs_a_read(
+    client: Client, piapi_job: Job
+) -> None:
+    body = piapi_delivery(piapi_job.provider_job_id, status="processing")
+    assert post_piapi(client, body, webhooks.piapi_secret()).status_code == 200
+    assert (refreshes(), polls()) == (0, 1)
+    body = piapi_delivery(piapi_job.provider_job_id, status="completed")
+    assert post_piapi(client, body, webhooks.piapi_secret()).status_code == 200
+    assert refreshes() == 1
+
+
 @pytest.mark.parametrize("secret", [None, "", "wrong", "WRONG-CASE"])
 def test_piapi_needs_the_exact_secret(client: Client, piapi_job: Job, secret: str | None) -> None:
     response = post_piapi(client, piapi_delivery(piapi_job.provider_job_id), secret)
@@ -221,9 +236,9 @@ def test_the_secret_is_compared_in_constant_time() -> None:
 def test_an_ending_delivery_always_fetches(client: Client, alice: Any) -> None:
     make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
     post(client, hook_url(), load("cometapi/fetch_in_progress.json"))
-    # Right after a progress hint, the success must not wait for the next poll.
+    # Right after a progress hook, the success must not wait for the next poll.
     post(client, hook_url(), load("cometapi/fetch_success.json"))
-    assert refreshes() == 2
+    assert refreshes() == 1
 
 
 def test_a_job_waiting_for_its_remix_prompt_does_not_time_out(
