@@ -210,6 +210,11 @@ def poll(provider: str, token: str = "") -> None:
     queue.poll(provider, token_held)
 
 
+# A job past its deadline is failed once it has been read after the deadline (its last
+# read); if no read gets through, this long after the deadline it is failed all the same.
+LAST_READ_GRACE = timedelta(minutes=2)
+
+
 def _advance(job: Job, snapshot: TaskSnapshot | None, now: datetime) -> None:
     """Apply one job's report, then its deadline; each on its own, so that a report that
     cannot be applied (a database error, a bug) skips that one job, logged with its reason,
@@ -221,7 +226,10 @@ def _advance(job: Job, snapshot: TaskSnapshot | None, now: datetime) -> None:
         except Exception:
             logger.exception("the report on job %s could not be applied; skipped", job.code)
             job.refresh_from_db()
-    if job.is_overdue(now):
+    last_read_done = snapshot is not None or (
+        job.deadline_at is not None and now > job.deadline_at + LAST_READ_GRACE
+    )
+    if job.is_overdue(now) and last_read_done:
         try:
             lifecycle.fail(
                 job,
@@ -230,6 +238,33 @@ def _advance(job: Job, snapshot: TaskSnapshot | None, now: datetime) -> None:
             )
         except Exception:
             logger.exception("the deadline of job %s could not be applied", job.code)
+
+
+def _read_omitted(
+    provider: str, jobs: list[Job], snapshots: dict[str, TaskSnapshot], now: datetime
+) -> None:
+    """Read on their own the jobs a batched read left out (a gateway's list may omit ids it
+    still knows), throttled: each at most every MJ_SINGLE_READ_INTERVAL seconds, at most
+    MJ_SINGLE_READS_PER_TICK a tick, the most urgent first (past their deadline, then the
+    nearest deadline). What they report joins `snapshots`."""
+    since = now - timedelta(seconds=settings.MJ_SINGLE_READ_INTERVAL)
+    omitted = [
+        job
+        for job in jobs
+        if job.provider_job_id not in snapshots and (job.read_at is None or job.read_at < since)
+    ]
+    far = now + timedelta(days=365)
+    omitted.sort(key=lambda job: job.deadline_at or far)
+    for job in omitted[: settings.MJ_SINGLE_READS_PER_TICK]:
+        Job.objects.filter(pk=job.pk).update(read_at=now)
+        try:
+            with upstream.connect(provider, job) as client:
+                snapshot = client.fetch(job.provider_job_id)
+        except ProviderError as exc:
+            logger.info("single read of %s failed: %r", job.code, exc)
+            continue
+        if snapshot is not None:
+            snapshots[job.provider_job_id] = snapshot
 
 
 def tick(provider: str) -> bool:
@@ -244,9 +279,17 @@ def tick(provider: str) -> bool:
                 snapshots = client.fetch_many(job.provider_job_id for job in jobs)
         except ProviderError as exc:
             logger.warning("batched fetch for %s failed: %r", provider, exc)
-            snapshots = {}
+        else:
+            _read_omitted(provider, jobs, snapshots, now)
+            for job in jobs:
+                _advance(job, snapshots.get(job.provider_job_id), now)
+            return _remaining(provider)
         for job in jobs:
-            _advance(job, snapshots.get(job.provider_job_id), now)
+            _advance(job, None, now)
+    return _remaining(provider)
+
+
+def _remaining(provider: str) -> bool:
     return (
         Job.objects.filter(provider=provider)
         .filter(Q(status=Job.Status.QUEUED) | Q(pk__in=Job.objects.pollable(provider).values("pk")))

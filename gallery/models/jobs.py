@@ -167,6 +167,8 @@ class Job(models.Model):
     ingest_attempts = models.PositiveSmallIntegerField(default=0)
     # Last webhook hint acted on: hints closer together than half a second cost one fetch.
     hinted_at = models.DateTimeField(null=True, blank=True)
+    # Last read of this job on its own, when a batched read left it out.
+    read_at = models.DateTimeField(null=True, blank=True)
 
     # Pressed with Remix mode on: the provider parks the new task in MODAL for a prompt.
     remix = models.BooleanField(default=False)

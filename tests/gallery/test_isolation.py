@@ -86,7 +86,7 @@ def test_a_report_that_cannot_be_applied_skips_its_job_and_the_tick_goes_on(
     moving = at_provider(alice, "2202", progress=5)
     late = at_provider(alice, "2203", deadline_at=timezone.now() - timedelta(seconds=1))
     fake.routes["/mj/task/list-by-condition"] = json_answer(
-        [task("fetch_in_progress.json", id=tid, progress="60%") for tid in ("2201", "2202")]
+        [task("fetch_in_progress.json", id=t, progress="60%") for t in ("2201", "2202", "2203")]
     )
     apply = sync.apply_snapshot
 
