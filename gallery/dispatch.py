@@ -27,6 +27,8 @@ DISPATCH_LEASE = timedelta(seconds=120)
 # A queued job whose dispatch task has not run after this long is dispatched again.
 LOST_DISPATCH_AFTER = timedelta(seconds=60)
 MODAL_ATTEMPTS = 3
+# A busy provider is asked again at least this often while the job may still wait.
+BUSY_BACKOFF_CAP = timedelta(seconds=30)
 
 
 def backoff(attempt: int) -> timedelta:
@@ -134,13 +136,25 @@ def _claim(job_id: int) -> bool:
 
 
 def _failed(job: Job, exc: ProviderError) -> None:
-    if exc.permanent or job.attempts >= settings.MJ_DISPATCH_MAX_ATTEMPTS:
+    """A submit the provider did not take: fail the job, or try again later.
+
+    A busy provider (HTTP 429, a full queue) is tried again for as long as the job may wait
+    (its mode's deadline from when it was made), with backoff capped at BUSY_BACKOFF_CAP; any
+    other transient error MJ_DISPATCH_MAX_ATTEMPTS times."""
+    now = timezone.now()
+    if exc.busy:
+        give_up = exc.permanent or job.deadline_from(job.created_at) <= now
+        delay = min(backoff(job.attempts), BUSY_BACKOFF_CAP)
+    else:
+        give_up = exc.permanent or job.attempts >= settings.MJ_DISPATCH_MAX_ATTEMPTS
+        delay = backoff(job.attempts)
+    if give_up:
         lifecycle.fail(job, kind=exc.fail_kind, reason=exc.message)
         return
-    logger.info("dispatch of %s failed (%r); retrying", job.code, exc)
+    logger.info("dispatch of %s failed (%r); retrying in %s", job.code, exc, delay)
     job.update_if_status(
         dispatch_lease_until=None,
-        next_attempt_at=timezone.now() + backoff(job.attempts),
+        next_attempt_at=now + delay,
         fail_reason=exc.message[:4000],
     )
     sync.kick(job.provider)

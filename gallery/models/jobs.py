@@ -160,7 +160,8 @@ class Job(models.Model):
     deadline_at = models.DateTimeField(null=True, blank=True)
     # Waiting locally for a free slot at the provider: how many jobs are ahead (None: not waiting).
     slot_position = models.PositiveIntegerField(null=True, blank=True)
-    # Dispatch attempts so far; bounded by MJ_DISPATCH_MAX_ATTEMPTS.
+    # Dispatch attempts so far; bounded by MJ_DISPATCH_MAX_ATTEMPTS (a busy provider: by
+    # the mode's deadline from when the job was made).
     attempts = models.PositiveSmallIntegerField(default=0)
     # A dispatch in progress holds this lease so that a redelivered task does not submit twice.
     dispatch_lease_until = models.DateTimeField(null=True, blank=True)

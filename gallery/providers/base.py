@@ -94,10 +94,14 @@ class ProviderError(Exception):
         fail_kind: str = "provider_error",
         status_code: int | None = None,
         code: int | str | None = None,
+        busy: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
+        # The provider is up but has no room now (HTTP 429, a full queue): worth retrying for
+        # as long as the job may still wait, not just a few times.
+        self.busy = busy
         self.fail_kind = fail_kind
         self.status_code = status_code
         self.code = code
@@ -298,6 +302,7 @@ class HTTPProvider(Provider):
                 f"The provider is busy or failing (HTTP {code}): {detail}",
                 permanent=False,
                 status_code=code,
+                busy=code == 429,
             )
 
     @staticmethod

@@ -260,7 +260,7 @@ class CometAPI(HTTPProvider):
             )
         if code in (9, 23):
             # trueai answers 9 for "queue full"; novicezk uses 23: both pass with time.
-            raise ProviderError(description or "Queue full", permanent=False, code=code)
+            raise ProviderError(description or "Queue full", permanent=False, code=code, busy=True)
         raise ProviderError(
             description or f"The provider refused the job (code {code}).",
             permanent=True,

@@ -139,8 +139,11 @@ def refusal(
         )
     if numeric in (401, 403):
         return ProviderError(text, permanent=True, status_code=status_code, code=code)
-    transient = numeric == 429 or (numeric is not None and numeric >= 500) or _looks_busy(text)
-    return ProviderError(text, permanent=not transient, status_code=status_code, code=code)
+    busy = numeric == 429 or status_code == 429 or _looks_busy(text)
+    transient = busy or (numeric is not None and numeric >= 500)
+    return ProviderError(
+        text, permanent=not transient, status_code=status_code, code=code, busy=busy
+    )
 
 
 def _dict(value: Any) -> dict[str, Any]:

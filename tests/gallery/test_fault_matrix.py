@@ -198,17 +198,22 @@ def case_queue_full_then_room(sim: Sim) -> None:
     expect(sim.run(job), Job.Status.SUCCEEDED, reason="")
 
 
-def case_queue_full_until_out_of_attempts(sim: Sim) -> None:
+def case_queue_full_until_the_deadline(sim: Sim) -> None:
     sim.settings.MJ_DISPATCH_MAX_ATTEMPTS = 3
     sim.server.faults = Faults(queue_limit=1)
     first = sim.dispatch(sim.submit("the first in line"))
     job = sim.dispatch(sim.submit("a fox that never gets in"))
-    job = sim.redispatch(sim.redispatch(job))
-    text = queue_full_text(sim, 2)
+    job = sim.redispatch(sim.redispatch(sim.redispatch(job)))
+    # Past MJ_DISPATCH_MAX_ATTEMPTS: a full queue is waited for while the job may wait.
+    expect(job, Job.Status.QUEUED, contains=queue_full_text(sim, 3), attempts=4)
+    made = timezone.now() - timedelta(seconds=sim.settings.MJ_DEADLINES["fast"] + 1)
+    Job.objects.filter(pk=job.pk).update(created_at=made)
+    job = sim.redispatch(job)
+    text = queue_full_text(sim, 4)
     if sim.piapi:
-        expect(job, Job.Status.FAILED, Job.FailKind.PROVIDER_ERROR, contains=text, attempts=3)
+        expect(job, Job.Status.FAILED, Job.FailKind.PROVIDER_ERROR, contains=text, attempts=5)
     else:  # the provider's Chinese, verbatim
-        expect(job, Job.Status.FAILED, Job.FailKind.PROVIDER_ERROR, reason=text, attempts=3)
+        expect(job, Job.Status.FAILED, Job.FailKind.PROVIDER_ERROR, reason=text, attempts=5)
     assert sim.provider_tasks(job) == 0
     expect(sim.run(first), Job.Status.SUCCEEDED)
 
@@ -347,7 +352,7 @@ CASES: dict[str, Callable[[Sim], None]] = {
     "500_then_success": case_500_then_success,
     "timeout_then_success": case_timeout_then_success,
     "queue_full_then_room": case_queue_full_then_room,
-    "queue_full_until_out_of_attempts": case_queue_full_until_out_of_attempts,
+    "queue_full_until_the_deadline": case_queue_full_until_the_deadline,
     "banned_at_submit": case_banned_at_submit,
     "banned_late": case_banned_late,
     "fail_timeout_text": case_fail_timeout_text,

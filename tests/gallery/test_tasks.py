@@ -365,3 +365,32 @@ def test_jobs_beyond_the_provider_capacity_wait_in_submission_order(
     jobs[3].refresh_from_db()
     assert (jobs[2].status, jobs[2].slot_position) == ("submitted", None)
     assert jobs[3].status == "queued"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda r: httpx.Response(200, json=load("cometapi/submit_queue_full.json")),  # code 23
+        lambda r: httpx.Response(429, json={"error": {"message": "Too many requests"}}),
+    ],
+    ids=["queue-full", "http-429"],
+)
+def test_a_busy_provider_is_asked_again_until_the_modes_deadline(
+    fake: FakeProvider, alice: Any, settings: Any, answer: Any
+) -> None:
+    settings.MJ_DISPATCH_MAX_ATTEMPTS = 2
+    fake.routes["/mj/submit/imagine"] = answer
+    job = make_job(alice)
+    for _ in range(6):  # far beyond MJ_DISPATCH_MAX_ATTEMPTS: the job keeps waiting
+        Job.objects.filter(pk=job.pk).update(next_attempt_at=None)
+        tasks.dispatch(job.pk)
+        job.refresh_from_db()
+        assert job.status == Job.Status.QUEUED
+        assert job.next_attempt_at - timezone.now() <= timedelta(seconds=31)  # capped backoff
+    assert job.attempts == 6
+    deadline = settings.MJ_DEADLINES["fast"]
+    made = timezone.now() - timedelta(seconds=deadline + 1)
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=None, created_at=made)
+    tasks.dispatch(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.PROVIDER_ERROR)
