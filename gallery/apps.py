@@ -7,13 +7,14 @@ from django.db.models.signals import post_migrate
 
 
 def upsert_schedules(**kwargs: Any) -> None:
-    """Keep the watchdog schedule present and unique (django-q2 refuses duplicate names)."""
+    """Keep the sweeper's schedule (gallery.sweep, every minute) present and unique: django-q2
+    refuses duplicate names, so it keeps the name it was first created with."""
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(
         name="gallery.kick_all",
         defaults={
-            "func": "gallery.tasks.kick_all",
+            "func": "gallery.tasks.sweep",
             "schedule_type": Schedule.MINUTES,
             "minutes": 1,
             "repeats": -1,

@@ -196,19 +196,36 @@ def submit_modal(job_id: int) -> None:
                 )
             break
         except ProviderError as exc:
+            if exc.permanent and job.modal_answered_at is not None:
+                # We answered this question before (the card reopened on a lagging report):
+                # the provider refusing it again says it has the first answer. Read it.
+                _answered(job, job.provider_job_id)
+                queue.refresh(job)
+                return
             if exc.permanent or attempt == MODAL_ATTEMPTS - 1:
                 lifecycle.fail(job, kind=exc.fail_kind, reason=exc.message)
                 return
             time.sleep(min(8, 2**attempt))
+    submission, problem = fitting.submission(submission)
+    if problem:
+        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason=problem)
+        return
     # trueai answers with the same id, a gateway may hand out a new one: follow the answer.
+    _answered(job, submission.provider_job_id)
+    sync.kick(job.provider)
+
+
+def _answered(job: Job, provider_job_id: str) -> None:
+    """The remix question is answered: the job waits for the provider again."""
+    now = timezone.now()
     job.transition(
         Job.Status.SUBMITTED,
-        provider_job_id=submission.provider_job_id,
+        provider_job_id=provider_job_id,
         # The user rewrote the prompt for this job: it is this job's prompt from now on.
         prompt=job.remix_prompt,
         final_prompt=job.remix_prompt,
         remix_prompt="",
         dispatch_lease_until=None,
-        deadline_at=job.deadline_from(timezone.now()),
+        modal_answered_at=now,
+        deadline_at=job.deadline_from(now),
     )
-    sync.kick(job.provider)

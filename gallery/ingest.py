@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from gallery import downloads, imaging, lifecycle, upstream
 from gallery.models import Image, Job
@@ -32,12 +34,23 @@ INGEST_STORE_RESERVE = 20.0
 STORE_ATTEMPTS = 3
 
 
+# An ingest that has not ended its job this long after it started was killed: the sweeper
+# (gallery.sweep) hands the job to a new one, at most RUNS times in all.
+RUNS = 4
+
+
+def due_after() -> timedelta:
+    """How long one ingest may take: django-q's task timeout, and a margin."""
+    return timedelta(seconds=float(settings.Q_CLUSTER.get("timeout") or 90) + 30)
+
+
 def ingest(job_id: int) -> None:
     job = Job.objects.filter(pk=job_id).first()
-    if job is None or not job.result_url:
+    if job is None or not job.awaits_ingest:
         return
-    if job.status != Job.Status.RUNNING and not job.accepts_late_success:
-        return
+    Job.objects.filter(pk=job.pk).update(
+        ingest_attempts=F("ingest_attempts") + 1, ingest_due_at=timezone.now() + due_after()
+    )
     if _main_image(job) is not None:
         # Stored by an earlier run that did not get to end the job (crash, redelivery).
         lifecycle.succeed(job)
@@ -46,7 +59,6 @@ def ingest(job_id: int) -> None:
     with upstream.connect(job.provider, audited=False) as provider:
         allowed |= provider.image_hosts()
     picture, error = _fetch_picture(job.result_url, allowed)
-    Job.objects.filter(pk=job.pk).update(ingest_attempts=F("ingest_attempts") + 1)
     if picture is None:
         lifecycle.fail(
             job,

@@ -88,16 +88,19 @@ def succeed(job: Job) -> bool:
     return moved
 
 
-def cancel(job: Job, *, reason: str = "Cancelled before it reached the provider.") -> bool:
-    """Cancel a job that has not reached the provider yet (`Job.can_cancel`: queued locally,
-    or waiting for a remix prompt we have not sent) and no dispatch holds; its hold is
-    released in the same transaction."""
+def cancel(job: Job, *, reason: str = "Cancelled before it was made.") -> bool:
+    """Cancel a job that waits here (`Job.can_cancel`: queued locally, or waiting for the
+    user's remix prompt) and that no dispatch holds; its hold is released in the same
+    transaction."""
     if not job.can_cancel:
         return False
+    expect = {"remix_prompt": ""}
+    if job.status == Job.Status.QUEUED:
+        expect["provider_job_id"] = ""  # still not at the provider
     with transaction.atomic():
         moved = job.transition(
             Job.Status.CANCELLED,
-            expect={"provider_job_id": "", "remix_prompt": ""},
+            expect=expect,
             lease_free=True,
             fail_kind=Job.FailKind.CANCELLED,
             fail_reason=reason,

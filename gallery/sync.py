@@ -12,13 +12,14 @@ import logging
 import secrets
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gallery import dispatch, fitting, lifecycle, queue, upstream
+from gallery import dispatch, fitting, ingest, lifecycle, queue, upstream
 from gallery.models import Job, PollLease
 from gallery.providers import ProviderError
 from gallery.providers.base import TaskSnapshot, TaskStatus, classify_failure
@@ -45,6 +46,8 @@ def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
         lifecycle.fail(job, kind=classify_failure(reason), reason=reason)
         return
     if status is TaskStatus.MODAL:
+        if job.echoes_our_modal(timezone.now()):
+            return  # a gateway's copy still shows the question we answered: pending
         if job.status != Job.Status.MODAL:
             job.transition(Job.Status.MODAL, provider_payload=snapshot.raw)
         return
@@ -84,11 +87,13 @@ def record_result(job: Job, snapshot: TaskSnapshot) -> bool:
     """
     if job.status == Job.Status.RUNNING:
         still = {"status": Job.Status.RUNNING}
-        changes = {"progress": 100}
+        changes: dict[str, Any] = {"progress": 100}
     elif job.accepts_late_success:
         still, changes = dict(Job.LATE_SUCCESS), {}
     else:
         return False
+    # Should the ingest queued here be lost or killed, the sweeper queues another then.
+    changes["ingest_due_at"] = timezone.now() + ingest.due_after()
     with transaction.atomic():
         recorded = Job.objects.filter(pk=job.pk, result_url="", **still).update(
             result_url=snapshot.image_url,
@@ -107,10 +112,13 @@ def record_result(job: Job, snapshot: TaskSnapshot) -> bool:
 
 
 def request_refresh(job: Job) -> bool:
-    """Queue a fetch of the job from its provider, if that could change it (`can_resync`)."""
+    """Queue a fetch of the job from its provider, if that could change it (`can_resync`);
+    a job whose result is recorded but not stored gets its ingest queued again as well."""
     if not job.can_resync:
         return False
     queue.refresh(job)
+    if job.awaits_ingest:
+        queue.ingest(job)
     return True
 
 

@@ -271,6 +271,8 @@ MJ_WEBHOOK_MAX_AGE = env_int("MJ_WEBHOOK_MAX_AGE", 3600, minimum=60)
 # A job still unfinished past its deadline fails as timed out; its late success is still
 # delivered if it comes within this many seconds.
 MJ_LATE_SUCCESS_WINDOW = env_int("MJ_LATE_SUCCESS_WINDOW", 3600, minimum=0)
+# An unanswered Remix question is cancelled, and its credits released, after this long.
+MJ_REMIX_EXPIRY = env_int("MJ_REMIX_EXPIRY", 86400, minimum=60)
 # A job a batched read leaves out is read on its own, at most this often, this many a tick.
 MJ_SINGLE_READ_INTERVAL = env_int("MJ_SINGLE_READ_INTERVAL", 15, minimum=1)
 MJ_SINGLE_READS_PER_TICK = env_int("MJ_SINGLE_READS_PER_TICK", 5, minimum=0)

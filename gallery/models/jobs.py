@@ -166,6 +166,9 @@ class Job(models.Model):
     # A dispatch in progress holds this lease so that a redelivered task does not submit twice.
     dispatch_lease_until = models.DateTimeField(null=True, blank=True)
     ingest_attempts = models.PositiveSmallIntegerField(default=0)
+    # A recorded result whose images are not stored by then is handed to ingest again (the
+    # ingest that had it was killed); set when the result is recorded and by each ingest.
+    ingest_due_at = models.DateTimeField(null=True, blank=True)
     # Last webhook hint acted on: hints closer together than half a second cost one fetch.
     hinted_at = models.DateTimeField(null=True, blank=True)
     # Last read of this job on its own, when a batched read left it out.
@@ -175,6 +178,8 @@ class Job(models.Model):
     remix = models.BooleanField(default=False)
     # The prompt the user gave a job waiting in MODAL, until it is sent to the provider.
     remix_prompt = models.TextField(blank=True)
+    # When we sent the remix prompt: a gateway may go on reporting MODAL for a cycle after it.
+    modal_answered_at = models.DateTimeField(null=True, blank=True)
 
     # Credits held at submit (the price then) and charged on success; see billing.ledger.
     cost = models.PositiveIntegerField(default=0)
@@ -301,10 +306,27 @@ class Job(models.Model):
 
     @property
     def can_cancel(self) -> bool:
-        """Not yet at the provider: waiting locally for a slot, or for a remix prompt."""
-        return not self.provider_job_id and (
-            self.status == self.Status.QUEUED
-            or (self.status == self.Status.MODAL and not self.remix_prompt)
+        """Waiting here: queued locally for a slot (not at the provider yet), or waiting for the
+        user's remix prompt (a task parked in MODAL renders nothing until it gets one)."""
+        return (
+            self.status == self.Status.QUEUED and not self.provider_job_id
+        ) or self.awaiting_user
+
+    @property
+    def asked_at(self) -> datetime:
+        """When the remix question was put to the user (about when it reached the provider)."""
+        return self.submitted_at or self.created_at
+
+    @property
+    def remix_expires_at(self) -> datetime:
+        """An unanswered remix question is cancelled, and its credits released, at this time."""
+        return self.asked_at + timedelta(seconds=settings.MJ_REMIX_EXPIRY)
+
+    @property
+    def awaits_ingest(self) -> bool:
+        """Its result is recorded and its images are not stored yet (ingest ends it)."""
+        return bool(self.result_url) and (
+            self.status == self.Status.RUNNING or self.accepts_late_success
         )
 
     @property
@@ -320,6 +342,15 @@ class Job(models.Model):
     @property
     def polls(self) -> bool:
         return self.is_in_flight and not self.awaiting_user
+
+    # A gateway refreshes its copy of a task about every 15 s (new-api): for this long after
+    # we answered a remix question, a report that the task still asks it is that stale copy.
+    MODAL_ECHO = timedelta(seconds=45)
+
+    def echoes_our_modal(self, now: datetime) -> bool:
+        """A MODAL report now would be an echo of the question we already answered."""
+        answered = self.modal_answered_at
+        return answered is not None and now - answered < self.MODAL_ECHO
 
     def is_overdue(self, now: datetime) -> bool:
         """Past its mode's deadline with no result. A job waiting for the user's remix prompt
@@ -386,7 +417,11 @@ class Job(models.Model):
         if self.status == self.Status.MODAL:
             if self.remix_prompt:
                 return "Sending your prompt…"
-            return "Remix: edit the prompt and send it."
+            expires = timezone.localtime(self.remix_expires_at)
+            return (
+                "Remix: edit the prompt and send it. Until "
+                f"{expires:%Y-%m-%d %H:%M}; after that it is cancelled and its credits come back."
+            )
         if self.status == self.Status.RUNNING:
             return "Saving the images…" if self.result_url else f"Rendering, {self.progress}%"
         return self.get_status_display()

@@ -82,9 +82,25 @@ class JobQuerySet(models.QuerySet):  # type: ignore[type-arg]
                 self.model.Status.MODAL,
             )
         )
-        return self.filter(waiting | late, provider=provider, result_url="").exclude(
-            provider_job_id=""
+        # A question waiting for the user's remix prompt is not asked about: nothing moves
+        # until the user answers (or the question expires: gallery.sweep).
+        awaiting_user = Q(status=self.model.Status.MODAL, remix_prompt="")
+        return (
+            self.filter(waiting | late, provider=provider, result_url="")
+            .exclude(provider_job_id="")
+            .exclude(awaiting_user)
         )
+
+    def awaiting_ingest(self) -> JobQuerySet:
+        """Results recorded whose images are not stored (`Job.awaits_ingest`)."""
+        ingestible = Q(status=self.model.Status.RUNNING) | self.model.late_success_q()
+        return self.filter(ingestible).exclude(result_url="")
+
+    def remix_expired(self, now: datetime) -> JobQuerySet:
+        """Remix questions the user left unanswered past MJ_REMIX_EXPIRY."""
+        cutoff = now - timedelta(seconds=settings.MJ_REMIX_EXPIRY)
+        asked = Q(submitted_at__lt=cutoff) | Q(submitted_at__isnull=True, created_at__lt=cutoff)
+        return self.filter(asked, status=self.model.Status.MODAL, remix_prompt="")
 
     def counted_against_day(self, start: datetime) -> JobQuerySet:
         """Jobs that count against a daily limit since `start`: not failed, not cancelled,
