@@ -133,7 +133,16 @@ class JobAdmin(ReadOnlyAdmin):
         ),
         (
             "Provider",
-            {"fields": ["provider", "provider_job_id", "fail_kind", "fail_reason", "attempts"]},
+            {
+                "fields": [
+                    "provider",
+                    "provider_job_id",
+                    "fail_kind",
+                    "fail_reason",
+                    "fail_note",
+                    "attempts",
+                ]
+            },
         ),
         ("Credits", {"fields": ["cost", "charge"]}),
         (

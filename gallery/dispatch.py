@@ -48,12 +48,12 @@ def dispatch(job_id: int) -> None:
         lifecycle.fail(
             job,
             kind=Job.FailKind.PROVIDER_ERROR,
-            reason="The job this button belongs to is no longer available.",
+            note="The job this button belongs to is no longer available.",
         )
         return
     submission, problem = fitting.submission(submission)
     if problem:
-        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason=problem)
+        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, note=problem)
         return
     status = Job.Status.MODAL if submission.status is TaskStatus.MODAL else Job.Status.SUBMITTED
     now = timezone.now()
@@ -69,7 +69,7 @@ def dispatch(job_id: int) -> None:
         )
     except IntegrityError:
         logger.error("provider id %s already belongs to another job", submission.provider_job_id)
-        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason="Duplicate provider task id.")
+        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, note="Duplicate provider task id.")
         return
     if not moved:
         logger.warning("job %s changed while it was being submitted", job.code)
@@ -149,13 +149,13 @@ def _failed(job: Job, exc: ProviderError) -> None:
         give_up = exc.permanent or job.attempts >= settings.MJ_DISPATCH_MAX_ATTEMPTS
         delay = backoff(job.attempts)
     if give_up:
-        lifecycle.fail(job, kind=exc.fail_kind, reason=exc.message)
+        lifecycle.fail(job, kind=exc.fail_kind, reason=exc.words, note=exc.message)
         return
     logger.info("dispatch of %s failed (%r); retrying in %s", job.code, exc, delay)
     job.update_if_status(
         dispatch_lease_until=None,
         next_attempt_at=now + delay,
-        fail_reason=exc.message[:4000],
+        fail_note=exc.message[:4000],
     )
     sync.kick(job.provider)
 
@@ -203,12 +203,12 @@ def submit_modal(job_id: int) -> None:
                 queue.refresh(job)
                 return
             if exc.permanent or attempt == MODAL_ATTEMPTS - 1:
-                lifecycle.fail(job, kind=exc.fail_kind, reason=exc.message)
+                lifecycle.fail(job, kind=exc.fail_kind, reason=exc.words, note=exc.message)
                 return
             time.sleep(min(8, 2**attempt))
     submission, problem = fitting.submission(submission)
     if problem:
-        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason=problem)
+        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, note=problem)
         return
     # trueai answers with the same id, a gateway may hand out a new one: follow the answer.
     _answered(job, submission.provider_job_id)

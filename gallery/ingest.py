@@ -63,12 +63,12 @@ def ingest(job_id: int) -> None:
         lifecycle.fail(
             job,
             kind=Job.FailKind.IMAGE_UNAVAILABLE,
-            reason=str(error) if error else "The image could not be fetched.",
+            note=str(error) if error else "The image could not be fetched.",
         )
         return
     stored, reason = _store_with_retries(job, picture)
     if not stored:
-        lifecycle.fail(job, kind=Job.FailKind.IMAGE_UNAVAILABLE, reason=reason)
+        lifecycle.fail(job, kind=Job.FailKind.IMAGE_UNAVAILABLE, note=reason)
         return
     lifecycle.succeed(job)
 

@@ -51,10 +51,11 @@ def release(job: Job, *, memo: str = "") -> None:
         _mirror(job, ledger.release(reference(job), memo=memo))
 
 
-def fail(job: Job, *, kind: str, reason: str, memo: str = "") -> bool:
+def fail(job: Job, *, kind: str, reason: str = "", note: str = "", memo: str = "") -> bool:
     """End a job as failed and release its hold, together and once.
 
-    Returns False if another actor ended it first (its outcome stands, hold or charge).
+    `reason` is the provider's own words, verbatim (the card quotes them); `note` is ours,
+    for the operator. Returns False if another actor ended it first (its outcome stands).
     """
     if job.status == Job.Status.FAILED:
         return False
@@ -63,6 +64,7 @@ def fail(job: Job, *, kind: str, reason: str, memo: str = "") -> bool:
             Job.Status.FAILED,
             fail_kind=kind,
             fail_reason=reason[:4000],
+            fail_note=note[:4000],
             dispatch_lease_until=None,
             next_attempt_at=None,
             slot_position=None,
@@ -82,13 +84,15 @@ def succeed(job: Job) -> bool:
     if job.status == Job.Status.SUCCEEDED:
         return False
     with transaction.atomic():
-        moved = job.transition(Job.Status.SUCCEEDED, progress=100, fail_kind="", fail_reason="")
+        moved = job.transition(
+            Job.Status.SUCCEEDED, progress=100, fail_kind="", fail_reason="", fail_note=""
+        )
         if moved:
             capture(job)
     return moved
 
 
-def cancel(job: Job, *, reason: str = "Cancelled before it was made.") -> bool:
+def cancel(job: Job, *, note: str = "Cancelled while it waited here.") -> bool:
     """Cancel a job that waits here (`Job.can_cancel`: queued locally, or waiting for the
     user's remix prompt) and that no dispatch holds; its hold is released in the same
     transaction."""
@@ -103,7 +107,7 @@ def cancel(job: Job, *, reason: str = "Cancelled before it was made.") -> bool:
             expect=expect,
             lease_free=True,
             fail_kind=Job.FailKind.CANCELLED,
-            fail_reason=reason,
+            fail_note=note,
             next_attempt_at=None,
             slot_position=None,
         )

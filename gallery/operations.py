@@ -58,7 +58,7 @@ def cancel(job: Job, *, actor: Any, reason: str) -> bool:
         actor=actor,
         verb=AuditEntry.Verb.CANCEL,
         reason=reason,
-        change=lambda: lifecycle.cancel(job, reason=f"Cancelled by {_name(actor)}: {reason}"),
+        change=lambda: lifecycle.cancel(job, note=f"Cancelled by {_name(actor)}: {reason}"),
     )
 
 
@@ -74,7 +74,7 @@ def release(job: Job, *, actor: Any, reason: str) -> bool:
         verb=AuditEntry.Verb.RELEASE,
         reason=reason,
         change=lambda: lifecycle.fail(
-            job, kind=Job.FailKind.PROVIDER_ERROR, reason=f"Released by {_name(actor)}: {reason}"
+            job, kind=Job.FailKind.PROVIDER_ERROR, note=f"Released by {_name(actor)}: {reason}"
         ),
     )
 

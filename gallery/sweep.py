@@ -42,7 +42,7 @@ def run() -> None:
 def expire_remix_questions(now: datetime) -> int:
     expired = 0
     for job in Job.objects.remix_expired(now)[:BATCH]:
-        expired += lifecycle.cancel(job, reason="No remix prompt came in time.")
+        expired += lifecycle.cancel(job, note="No remix prompt came in time.")
     return expired
 
 
@@ -55,7 +55,7 @@ def restart_ingests(now: datetime) -> int:
             lifecycle.fail(
                 job,
                 kind=Job.FailKind.IMAGE_UNAVAILABLE,
-                reason=f"The images could not be stored in {job.ingest_attempts} tries.",
+                note=f"The images could not be stored in {job.ingest_attempts} tries.",
             )
             continue
         with transaction.atomic():

@@ -42,8 +42,9 @@ def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
         _apply_after_failure(job, snapshot)
         return
     if status is TaskStatus.FAILED:
-        reason = snapshot.fail_reason or "The provider reported a failure without a reason."
-        lifecycle.fail(job, kind=classify_failure(reason), reason=reason)
+        words = snapshot.fail_reason
+        note = "" if words else "The provider reported a failure without a reason."
+        lifecycle.fail(job, kind=classify_failure(words), reason=words, note=note)
         return
     if status is TaskStatus.MODAL:
         if job.echoes_our_modal(timezone.now()):
@@ -62,8 +63,8 @@ def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
             job.update_if_status(progress=snapshot.progress, preview_url=snapshot.image_url)
         return
     if not snapshot.image_url:
-        reason = "; ".join(problems) or "Finished without an image."
-        lifecycle.fail(job, kind=Job.FailKind.IMAGE_UNAVAILABLE, reason=reason)
+        note = "; ".join(problems) or "Finished without an image."
+        lifecycle.fail(job, kind=Job.FailKind.IMAGE_UNAVAILABLE, note=note)
         return
     record_result(job, snapshot)
 
@@ -242,7 +243,7 @@ def _advance(job: Job, snapshot: TaskSnapshot | None, now: datetime) -> None:
             lifecycle.fail(
                 job,
                 kind=Job.FailKind.TIMEOUT,
-                reason=f"No result within the {job.get_mode_display()} mode deadline.",
+                note=f"No result within the {job.get_mode_display()} mode deadline.",
             )
         except Exception:
             logger.exception("the deadline of job %s could not be applied", job.code)

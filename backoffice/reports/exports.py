@@ -134,6 +134,7 @@ JOB_COLUMNS = {
     "charge": "charge",
     "fail_kind": "fail_kind",
     "fail_reason": "fail_reason",
+    "fail_note": "fail_note",
     "submitted_at": "submitted_at",
     "started_at": "started_at",
     "finished_at": "finished_at",

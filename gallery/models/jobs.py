@@ -151,6 +151,10 @@ class Job(models.Model):
     fail_kind = models.CharField(max_length=20, choices=FailKind.choices, blank=True)
     # The provider's own text, verbatim (it is often Chinese); the card explains it.
     fail_reason = models.TextField(blank=True)
+    # Our own account of what went wrong or why it waits (a deadline, an operator's end, an
+    # image we could not fetch, a retry), for the operator. The card quotes only the
+    # provider's words (`fail_reason`) as "Provider said".
+    fail_note = models.TextField(blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -409,7 +413,7 @@ class Job(models.Model):
                     if ahead
                     else "Waiting for a free slot at the provider: next in line."
                 )
-            if self.attempts and self.fail_reason:
+            if self.attempts and self.fail_note:
                 return "Waiting to retry: the provider was busy."
             return "Queued, sending to the provider…"
         if self.status == self.Status.SUBMITTED:

@@ -95,9 +95,13 @@ class ProviderError(Exception):
         status_code: int | None = None,
         code: int | str | None = None,
         busy: bool = False,
+        words: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
+        # The provider's own words in `message`, verbatim ("" when it gave none): what the
+        # user is shown as "Provider said:". The rest of `message` is ours, for the operator.
+        self.words = words
         self.permanent = permanent
         # The provider is up but has no room now (HTTP 429, a full queue): worth retrying for
         # as long as the job may still wait, not just a few times.
@@ -296,6 +300,7 @@ class HTTPProvider(Provider):
                 f"The provider refused our credentials (HTTP {code}): {detail}",
                 permanent=True,
                 status_code=code,
+                words=detail,
             )
         if code == 429 or code >= 500:
             raise ProviderError(
@@ -303,6 +308,7 @@ class HTTPProvider(Provider):
                 permanent=False,
                 status_code=code,
                 busy=code == 429,
+                words=detail,
             )
 
     @staticmethod

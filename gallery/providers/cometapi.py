@@ -251,20 +251,37 @@ class CometAPI(HTTPProvider):
             )
         if code == 4 and looks_banned(description):
             # trueai / new-api use 4 for some prompt checks too.
-            raise ProviderError(description, permanent=True, fail_kind="rejected_prompt", code=code)
+            raise ProviderError(
+                description,
+                permanent=True,
+                fail_kind="rejected_prompt",
+                code=code,
+                words=description,
+            )
         if code == 24:
             banned = properties.get("bannedWord")
             text = f"{description} ({banned})" if banned else description
             raise ProviderError(
-                text or "Banned prompt", permanent=True, fail_kind="rejected_prompt", code=code
+                text or "Banned prompt",
+                permanent=True,
+                fail_kind="rejected_prompt",
+                code=code,
+                words=text,
             )
         if code in (9, 23):
             # trueai answers 9 for "queue full"; novicezk uses 23: both pass with time.
-            raise ProviderError(description or "Queue full", permanent=False, code=code, busy=True)
+            raise ProviderError(
+                description or "Queue full",
+                permanent=False,
+                code=code,
+                busy=True,
+                words=description,
+            )
         raise ProviderError(
             description or f"The provider refused the job (code {code}).",
             permanent=True,
             code=code if isinstance(code, int | str) else None,
+            words=description,
         )
 
     # --- reads ------------------------------------------------------------------------
@@ -315,6 +332,7 @@ class CometAPI(HTTPProvider):
             f"The provider rejected the request (HTTP {response.status_code}): {detail}",
             permanent=True,
             status_code=response.status_code,
+            words=detail,
         )
 
     def _json(self, response: httpx.Response | None) -> Any:

@@ -240,7 +240,7 @@ class PiAPI(HTTPProvider):
             )
         status = parse_status(data.get("status"))
         if status is TaskStatus.FAILED:
-            raise refusal("The provider failed the task as it was created.", code=code)
+            raise refusal("The provider failed the task as it was created.", code=code, words="")
         return Submission(
             provider_job_id=task_id,
             status=status,
@@ -323,7 +323,7 @@ class PiAPI(HTTPProvider):
         self._raise_for_common_status(code, detail)
         # Other 4xx: PiAPI's words decide (a banned prompt is not a generic bad request).
         body_code = _body_code(response)
-        raise refusal(detail or f"HTTP {code}", code=body_code, status_code=code)
+        raise refusal(detail or f"HTTP {code}", code=body_code, status_code=code, words=detail)
 
     @staticmethod
     def _object(response: httpx.Response | None) -> dict[str, Any]:

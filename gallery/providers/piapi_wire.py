@@ -128,21 +128,32 @@ def _looks_missing(text: str) -> bool:
 
 
 def refusal(
-    message: str, *, code: int | str | None = None, status_code: int | None = None
+    message: str,
+    *,
+    code: int | str | None = None,
+    status_code: int | None = None,
+    words: str | None = None,
 ) -> ProviderError:
-    """The ProviderError for a refused request, classified by its code and its words."""
+    """The ProviderError for a refused request, classified by its code and its words.
+    `message` is the provider's own text unless `words` says which part is."""
     text = message or f"The provider refused the request (code {code})."
+    said = message if words is None else words
     numeric = code if isinstance(code, int) and not isinstance(code, bool) else None
     if looks_rejected(text):
         return ProviderError(
-            text, permanent=True, fail_kind="rejected_prompt", status_code=status_code, code=code
+            text,
+            permanent=True,
+            fail_kind="rejected_prompt",
+            status_code=status_code,
+            code=code,
+            words=said,
         )
     if numeric in (401, 403):
-        return ProviderError(text, permanent=True, status_code=status_code, code=code)
+        return ProviderError(text, permanent=True, status_code=status_code, code=code, words=said)
     busy = numeric == 429 or status_code == 429 or _looks_busy(text)
     transient = busy or (numeric is not None and numeric >= 500)
     return ProviderError(
-        text, permanent=not transient, status_code=status_code, code=code, busy=busy
+        text, permanent=not transient, status_code=status_code, code=code, busy=busy, words=said
     )
 
 

@@ -182,7 +182,8 @@ def test_releasing_a_stuck_job_fails_it_refunds_it_and_audits_it(
     assert operate(root_client, job, "release").status_code == 302
     job.refresh_from_db()
     assert (job.status, job.fail_kind, job.charge) == ("failed", "provider_error", "released")
-    assert job.fail_reason == "Released by root: stuck for a day"
+    assert job.fail_note == "Released by root: stuck for a day"
+    assert job.fail_reason == ""  # the admin's words are not shown to the user as the provider's
     refund = LedgerEntry.objects.get(job=job, kind=LedgerEntry.Kind.RELEASE)
     record = only_entry(verb=AuditEntry.Verb.RELEASE)
     assert record.before == {"status": "running", "charge": "held", "fail_kind": ""}
@@ -234,7 +235,7 @@ def test_cancelling_a_queued_job_refunds_and_audits(
     assert operate(root_client, queued, "cancel", reason="user asked").status_code == 302
     queued.refresh_from_db()
     assert (queued.status, queued.charge) == ("cancelled", "released")
-    assert queued.fail_reason == "Cancelled by root: user asked"
+    assert queued.fail_note == "Cancelled by root: user asked"
     record = only_entry(verb=AuditEntry.Verb.CANCEL)
     assert record.after["ledger_entry"] == LedgerEntry.objects.get(job=queued, kind="release").pk
 

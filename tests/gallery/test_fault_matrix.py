@@ -119,16 +119,21 @@ def expect(
     kind: str = "",
     *,
     reason: str | None = None,
+    note: str | None = None,
     contains: str | None = None,
     attempts: int | None = None,
 ) -> None:
+    """`reason` is the provider's words (fail_reason), `note` ours (fail_note); `contains`
+    is looked for in either."""
     job.refresh_from_db()
-    seen = (job.status, job.fail_kind, job.fail_reason, job.attempts)
+    seen = (job.status, job.fail_kind, job.fail_reason, job.fail_note, job.attempts)
     assert (job.status, job.fail_kind) == (status, kind), seen
     if reason is not None:
         assert job.fail_reason == reason, seen
+    if note is not None:
+        assert job.fail_note == note, seen
     if contains is not None:
-        assert contains in job.fail_reason, seen
+        assert contains in f"{job.fail_reason} {job.fail_note}", seen
     if attempts is not None:
         assert job.attempts == attempts, seen
 
@@ -252,7 +257,7 @@ def case_stuck_then_late_success(sim: Sim) -> None:
     assert job.status == Job.Status.RUNNING and job.progress < 100 and not job.result_url
     Job.objects.filter(pk=job.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
     job = sim.tick(job)
-    expect(job, Job.Status.FAILED, Job.FailKind.TIMEOUT, reason=DEADLINE_TEXT)
+    expect(job, Job.Status.FAILED, Job.FailKind.TIMEOUT, reason="", note=DEADLINE_TEXT)
     assert not Image.objects.filter(job=job).exists()
     sim.server.engine.finish(sim.engine_id(job))  # the provider finds it after all
     job = sim.tick(job)
@@ -263,8 +268,8 @@ def case_stuck_then_late_success(sim: Sim) -> None:
 
 def case_expire_directive(sim: Sim) -> None:
     job = sim.run(sim.dispatch(sim.submit("a fox in snow [sim:expire]")))
-    reason = "The image is gone (HTTP 404)."
-    expect(job, Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE, reason=reason)
+    note = "The image is gone (HTTP 404)."
+    expect(job, Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE, reason="", note=note)
 
 
 def case_image_ttl(sim: Sim) -> None:
@@ -273,8 +278,8 @@ def case_image_ttl(sim: Sim) -> None:
     assert job.result_url
     sim.clock.now += 60  # the worker got to it late: the provider's link has expired
     tasks.ingest(job.pk)
-    reason = "The image is gone (HTTP 404)."
-    expect(job, Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE, reason=reason)
+    note = "The image is gone (HTTP 404)."
+    expect(job, Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE, reason="", note=note)
 
 
 def case_malformed_once(sim: Sim) -> None:

@@ -182,7 +182,7 @@ def test_an_image_that_stays_unavailable_fails_the_job(
     tasks.ingest(job.pk)
     job.refresh_from_db()
     assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE)
-    assert "HTTP 404" in job.fail_reason
+    assert "HTTP 404" in job.fail_note
     assert len(server.requests) == ingesting.INGEST_ATTEMPTS
     assert job.ingest_attempts == 1
     assert not Image.objects.filter(job=job).exists()
@@ -197,7 +197,7 @@ def test_a_refused_image_fails_at_once_without_retrying(
     tasks.ingest(job.pk)
     job.refresh_from_db()
     assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE)
-    assert "not a PNG, JPEG or WebP" in job.fail_reason
+    assert "not a PNG, JPEG or WebP" in job.fail_note
     assert len(server.requests) == 1
 
 
@@ -207,7 +207,7 @@ def test_a_pixel_bomb_fails_the_job(host: Callable[..., RawServer], alice: Any) 
     tasks.ingest(job.pk)
     job.refresh_from_db()
     assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE)
-    assert "too large" in job.fail_reason
+    assert "too large" in job.fail_note
     assert len(server.requests) == 1
 
 
@@ -289,7 +289,7 @@ def test_storage_that_keeps_failing_fails_the_job(
     tasks.ingest(job.pk)
     job.refresh_from_db()
     assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.IMAGE_UNAVAILABLE)
-    assert "could not be stored" in job.fail_reason
+    assert "could not be stored" in job.fail_note
     assert len(calls) == 2 * ingesting.STORE_ATTEMPTS
     assert stored_files(settings) == []  # what each try wrote was removed
     assert not Image.objects.filter(job=job).exists()

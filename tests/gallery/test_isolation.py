@@ -76,7 +76,7 @@ def test_a_success_whose_image_url_cannot_be_kept_fails_that_job_and_says_why(
     sync.tick("simulator")
     job.refresh_from_db()
     assert (job.status, job.fail_kind, job.charge) == ("failed", "image_unavailable", "released")
-    assert f"{len(LONG_URL)} characters long" in job.fail_reason
+    assert f"{len(LONG_URL)} characters long" in job.fail_note
 
 
 def test_a_report_that_cannot_be_applied_skips_its_job_and_the_tick_goes_on(
@@ -117,4 +117,4 @@ def test_a_submit_answer_with_a_task_id_we_cannot_keep_fails_the_job(
     job.refresh_from_db()
     assert (job.status, job.fail_kind, job.charge) == ("failed", "provider_error", "released")
     assert job.provider_job_id == ""
-    assert "task id we cannot keep" in job.fail_reason
+    assert "task id we cannot keep" in job.fail_note

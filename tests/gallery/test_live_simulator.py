@@ -99,7 +99,8 @@ def test_a_wrong_api_key_fails_the_job_with_the_providers_words(
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert job.fail_kind == Job.FailKind.PROVIDER_ERROR
-    assert "HTTP 401" in job.fail_reason
+    assert "HTTP 401" in job.fail_note
+    assert job.fail_reason and job.fail_reason in job.fail_note  # the provider's words, quoted
 
 
 def test_a_remix_reroll_waits_for_the_prompt(

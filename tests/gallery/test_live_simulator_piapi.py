@@ -72,7 +72,7 @@ def test_a_wrong_api_key_fails_the_job_with_the_providers_words(
     job.refresh_from_db()
     assert job.status == Job.Status.FAILED
     assert job.fail_kind == Job.FailKind.PROVIDER_ERROR
-    assert "HTTP 401" in job.fail_reason and "invalid api key" in job.fail_reason
+    assert "HTTP 401" in job.fail_note and "invalid api key" in job.fail_reason
 
 
 def test_a_remix_reroll_sends_the_edited_prompt_with_the_press(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -19,7 +20,7 @@ from billing.models import LedgerEntry
 from gallery import lifecycle, operations, services, sync
 from gallery.models import Job, ProviderCall
 from gallery.providers.base import TaskSnapshot, TaskStatus
-from tests.gallery.factories import make_job
+from tests.gallery.factories import FakeProvider, make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -201,3 +202,31 @@ def test_an_unknown_provider_is_refused_at_start_up(settings: Any) -> None:
     errors = checks.provider_is_known()
     assert [error.id for error in errors] == ["gallery.E001"]
     assert "cometapi, piapi, simulator" in errors[0].msg
+
+
+def test_provider_said_stands_only_before_the_providers_own_words(
+    alice: Any, admin_user: Any, fake: FakeProvider
+) -> None:
+    fake.routes["/mj/task/list-by-condition"] = lambda request: httpx.Response(200, json=[])
+    studio = Client()
+    studio.force_login(alice)
+
+    def card(job: Job) -> str:
+        return studio.get(reverse("gallery:job", args=[job.code])).content.decode()
+
+    timed_out = running(services.submit(owner=alice, prompt="a fox"), "t-20")
+    Job.objects.filter(pk=timed_out.pk).update(deadline_at=timezone.now() - timedelta(hours=1))
+    sync.tick(timed_out.provider)  # no read gets through: the deadline and its grace passed
+    timed_out.refresh_from_db()
+    assert timed_out.fail_kind == "timeout" and "deadline" in timed_out.fail_note
+    assert "Provider said" not in card(timed_out)
+
+    released = running(services.submit(owner=alice, prompt="a fox"), "t-21")
+    operations.release(released, actor=admin_user, reason="a private note about this user")
+    page = card(released)
+    assert "Provider said" not in page and "private note" not in page
+
+    failed = running(services.submit(owner=alice, prompt="a fox"), "t-22")
+    report = TaskSnapshot(provider_job_id="t-22", status=TaskStatus.FAILED, fail_reason="任务超时")
+    sync.apply_snapshot(failed, report)
+    assert "Provider said: <q>任务超时</q>" in card(failed)

@@ -78,7 +78,7 @@ def test_transient_dispatch_errors_back_off_then_fail(
     assert job.status == Job.Status.QUEUED
     assert job.attempts == 1
     assert job.next_attempt_at is not None and job.next_attempt_at > timezone.now()
-    assert "HTTP 503" in job.fail_reason
+    assert "HTTP 503" in job.fail_note
     assert "retry" in job.stage
     tasks.dispatch(job.pk)  # not due yet: nothing happens
     assert len(fake.requests) == 1
