@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -17,7 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from gallery import fitting, lifecycle, queue, sync, upstream
-from gallery.models import Job, PollLease
+from gallery.models import Job, PollLease, SuspectedDuplicate
 from gallery.providers import ProviderError
 from gallery.providers.base import Submission, TaskStatus, button_from_dict
 
@@ -39,6 +41,19 @@ def dispatch(job_id: int) -> None:
     if not _claim(job_id):
         return  # already dispatched, leased by another run, ended, not due, or no free slot
     job = Job.objects.select_related("parent").get(pk=job_id)
+    now = timezone.now()
+    if job.submit_sent_at is not None:
+        # The grace passed and no task reported this job's state: send it again, and tell the
+        # operator that the provider may now hold two tasks for it.
+        SuspectedDuplicate.objects.create(
+            job=job,
+            provider=job.provider,
+            reason=f"Sent again: the answer to the submit of {job.submit_sent_at:%Y-%m-%d %H:%M:%S}"
+            " was lost, and no task reporting this job was found within MJ_SUBMIT_GRACE.",
+        )
+    # From here until its answer is recorded, the submit's outcome is unknown.
+    Job.objects.filter(pk=job.pk).update(submit_sent_at=now)
+    job.submit_sent_at = now
     try:
         submission = _submit(job)
     except ProviderError as exc:
@@ -66,6 +81,7 @@ def dispatch(job_id: int) -> None:
             deadline_at=job.deadline_from(now),
             dispatch_lease_until=None,
             next_attempt_at=None,
+            submit_sent_at=None,
         )
     except IntegrityError:
         logger.error("provider id %s already belongs to another job", submission.provider_job_id)
@@ -120,6 +136,8 @@ def _claim(job_id: int) -> bool:
         )
         due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
         waiting = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).filter(due)
+        if not waiting.sendable(now).exists():
+            return False  # an earlier submit's outcome is still unknown
         if ahead >= free:
             waiting.update(
                 slot_position=ahead,
@@ -127,7 +145,7 @@ def _claim(job_id: int) -> bool:
             )
             sync.kick(job.provider)
             return False
-        claimed = waiting.filter(Job.lease_free_q(now)).update(
+        claimed = waiting.sendable(now).update(
             dispatch_lease_until=now + DISPATCH_LEASE,
             attempts=F("attempts") + 1,
             slot_position=None,
@@ -138,10 +156,20 @@ def _claim(job_id: int) -> bool:
 def _failed(job: Job, exc: ProviderError) -> None:
     """A submit the provider did not take: fail the job, or try again later.
 
-    A busy provider (HTTP 429, a full queue) is tried again for as long as the job may wait
-    (its mode's deadline from when it was made), with backoff capped at BUSY_BACKOFF_CAP; any
-    other transient error MJ_DISPATCH_MAX_ATTEMPTS times."""
+    If the request may have reached the provider (its answer was lost), the outcome is
+    unknown: the job waits MJ_SUBMIT_GRACE for the task to be found (`adopt`) before it is
+    sent again. A busy provider (HTTP 429, a full queue) is tried again for as long as the job
+    may wait (its mode's deadline from when it was made), with backoff capped at
+    BUSY_BACKOFF_CAP; any other transient error MJ_DISPATCH_MAX_ATTEMPTS times."""
     now = timezone.now()
+    if exc.maybe_sent and not exc.permanent:
+        job.update_if_status(
+            dispatch_lease_until=None,
+            next_attempt_at=now + timedelta(seconds=settings.MJ_SUBMIT_GRACE),
+            fail_note=f"{exc.message} It may have reached the provider: waiting to find out.",
+        )
+        sync.kick(job.provider)
+        return
     if exc.busy:
         give_up = exc.permanent or job.deadline_from(job.created_at) <= now
         delay = min(backoff(job.attempts), BUSY_BACKOFF_CAP)
@@ -155,16 +183,59 @@ def _failed(job: Job, exc: ProviderError) -> None:
     job.update_if_status(
         dispatch_lease_until=None,
         next_attempt_at=now + delay,
+        submit_sent_at=None,  # answered: the provider made nothing
         fail_note=exc.message[:4000],
     )
     sync.kick(job.provider)
+
+
+def adopt(provider: str, provider_job_id: str, state: Any) -> Job | None:
+    """A task the provider reports (a webhook) with one of our job codes as its `state`.
+
+    A job whose submit's answer was lost takes it as its own task: it was made after all,
+    and is not sent again. A task reporting a job that has another task, or never sent one,
+    is recorded as a suspected duplicate. Returns the job that owns the task, if any.
+    """
+    try:
+        code = uuid.UUID(str(state))
+    except ValueError:
+        return None
+    job = Job.objects.filter(provider=provider, code=code).first()
+    if job is None or job.provider_job_id == provider_job_id:
+        return job
+    if job.provider_job_id or job.submit_sent_at is None or job.status != Job.Status.QUEUED:
+        SuspectedDuplicate.objects.get_or_create(
+            job=job,
+            provider=provider,
+            provider_job_id=provider_job_id[:64],
+            defaults={"reason": "A task reports this job as its state but is not its task."},
+        )
+        return None
+    sent = job.submit_sent_at
+    moved = job.transition(
+        Job.Status.SUBMITTED,
+        expect={"provider_job_id": "", "submit_sent_at": sent},
+        provider_job_id=provider_job_id,
+        submitted_at=sent,
+        deadline_at=job.deadline_from(sent),
+        submit_sent_at=None,
+        dispatch_lease_until=None,
+        next_attempt_at=None,
+    )
+    if not moved:
+        return None
+    logger.info(
+        "job %s adopted its task %s (the submit's answer was lost)", job.code, provider_job_id
+    )
+    sync.kick(provider)
+    return job
 
 
 def redispatch_due(provider: str, now: datetime) -> None:
     """Queued jobs whose backoff has passed, or whose dispatch task got lost."""
     due = (
         Job.objects.dispatchable(provider)
-        .filter(Job.lease_free_q(now))
+        .sendable(now)
         .filter(
             Q(next_attempt_at__lte=now)
             | Q(next_attempt_at__isnull=True, created_at__lt=now - LOST_DISPATCH_AFTER)

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from gallery import sync, webhooks
+from gallery import dispatch, sync, webhooks
 from gallery.models import Job, WebhookEvent
 from gallery.providers import current_name
 from gallery.providers.base import TaskStatus
@@ -53,7 +53,10 @@ def cometapi(request: HttpRequest, token: str) -> HttpResponse:
     if not task_id:
         return JsonResponse({"ok": False, "error": "malformed task object"}, status=400)
     final = str(data.get("status") or "").upper() in _FINAL_STATUSES
-    return _hinted(_job(task_id), final=final)
+    # An id we do not know may be the task of a submit whose answer was lost: its `state`
+    # names the job.
+    job = _job(task_id) or dispatch.adopt(current_name(), task_id, data.get("state"))
+    return _hinted(job, final=final)
 
 
 @csrf_exempt

@@ -15,6 +15,7 @@ AUDITOR_PERMISSIONS = [
     ("gallery", "view_job"),
     ("gallery", "view_image"),
     ("gallery", "view_providercall"),
+    ("gallery", "view_suspectedduplicate"),
     ("billing", "view_creditaccount"),
     ("billing", "view_ledgerentry"),
     ("billing", "view_price"),

@@ -271,6 +271,9 @@ MJ_WEBHOOK_MAX_AGE = env_int("MJ_WEBHOOK_MAX_AGE", 3600, minimum=60)
 # A job still unfinished past its deadline fails as timed out; its late success is still
 # delivered if it comes within this many seconds.
 MJ_LATE_SUCCESS_WINDOW = env_int("MJ_LATE_SUCCESS_WINDOW", 3600, minimum=0)
+# A submit whose answer was lost is not sent again before this many seconds: its task, if it
+# was made, may be found meanwhile (a webhook carrying our state).
+MJ_SUBMIT_GRACE = env_int("MJ_SUBMIT_GRACE", 300, minimum=0)
 # An unanswered Remix question is cancelled, and its credits released, after this long.
 MJ_REMIX_EXPIRY = env_int("MJ_REMIX_EXPIRY", 86400, minimum=60)
 # A job a batched read leaves out is read on its own, at most this often, this many a tick.

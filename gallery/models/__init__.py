@@ -13,7 +13,7 @@ from gallery.models.jobs import (
     JobStatus,
 )
 from gallery.models.queries import JobQuerySet, lineage_size
-from gallery.models.records import PollLease, ProviderCall, WebhookEvent
+from gallery.models.records import PollLease, ProviderCall, SuspectedDuplicate, WebhookEvent
 
 __all__ = [
     "Image",
@@ -27,6 +27,7 @@ __all__ = [
     "JobStatus",
     "PollLease",
     "ProviderCall",
+    "SuspectedDuplicate",
     "WebhookEvent",
     "image_path",
     "lineage_size",

@@ -169,6 +169,10 @@ class Job(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # A dispatch in progress holds this lease so that a redelivered task does not submit twice.
     dispatch_lease_until = models.DateTimeField(null=True, blank=True)
+    # A submit was sent then and its answer never recorded (a crash, a lost answer): the
+    # provider may have made the task. Until the task is found (its `state` is our code) or
+    # MJ_SUBMIT_GRACE passes, the job is not sent again.
+    submit_sent_at = models.DateTimeField(null=True, blank=True)
     ingest_attempts = models.PositiveSmallIntegerField(default=0)
     # A recorded result whose images are not stored by then is handed to ingest again (the
     # ingest that had it was killed); set when the result is recorded and by each ingest.
@@ -310,11 +314,11 @@ class Job(models.Model):
 
     @property
     def can_cancel(self) -> bool:
-        """Waiting here: queued locally for a slot (not at the provider yet), or waiting for the
-        user's remix prompt (a task parked in MODAL renders nothing until it gets one)."""
-        return (
-            self.status == self.Status.QUEUED and not self.provider_job_id
-        ) or self.awaiting_user
+        """Waiting here: queued locally for a slot (not at the provider, nor perhaps on its way
+        there), or waiting for the user's remix prompt (a task parked in MODAL renders nothing
+        until it gets one)."""
+        queued_here = self.status == self.Status.QUEUED and not self.provider_job_id
+        return (queued_here and self.submit_sent_at is None) or self.awaiting_user
 
     @property
     def asked_at(self) -> datetime:
@@ -405,6 +409,12 @@ class Job(models.Model):
     def stage(self) -> str:
         """What the card says about where the job is."""
         if self.status == self.Status.QUEUED:
+            lease = self.dispatch_lease_until
+            if self.submit_sent_at is not None and (lease is None or lease < timezone.now()):
+                return (
+                    "Sent to the provider, but its answer was lost: finding out whether it "
+                    "made the job before sending it again…"
+                )
             if self.slot_position is not None:
                 ahead = self.slot_position
                 jobs = "job is" if ahead == 1 else "jobs are"

@@ -117,16 +117,26 @@ class JobQuerySet(models.QuerySet):  # type: ignore[type-arg]
     def occupying(self, provider: str) -> JobQuerySet:
         """Jobs holding one of the provider account's slots (running or in its queue).
 
-        A task in MODAL holds none (midjourney-proxy-plus docs); a dispatch in flight does.
+        A task in MODAL holds none (midjourney-proxy-plus docs); a dispatch in flight does, and
+        so does a submit whose answer was lost (the task may exist).
         """
         submitted = Q(
             status__in=(self.model.Status.SUBMITTED, self.model.Status.RUNNING), result_url=""
         )
-        dispatching = Q(status=self.model.Status.QUEUED) & ~self.model.lease_free_q()
+        dispatching = Q(status=self.model.Status.QUEUED) & (
+            ~self.model.lease_free_q() | Q(submit_sent_at__isnull=False)
+        )
         return self.filter(submitted | dispatching, provider=provider)
 
     def dispatchable(self, provider: str) -> JobQuerySet:
         return self.filter(provider=provider, status=self.model.Status.QUEUED)
+
+    def sendable(self, now: datetime) -> JobQuerySet:
+        """Jobs a dispatch may send now: no dispatch holds them, and no earlier submit whose
+        answer was lost is still within MJ_SUBMIT_GRACE (its task may yet be found)."""
+        unknown_until = now - timedelta(seconds=settings.MJ_SUBMIT_GRACE)
+        settled = Q(submit_sent_at__isnull=True) | Q(submit_sent_at__lt=unknown_until)
+        return self.filter(self.model.lease_free_q(now)).filter(settled)
 
 
 def lineage_size() -> models.Subquery:

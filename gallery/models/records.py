@@ -97,3 +97,22 @@ class ProviderCall(models.Model):
     def failed(self) -> bool:
         """The instance form of `call_failed_q`."""
         return self.status_code is None or self.status_code >= 400 or bool(self.error)
+
+
+class SuspectedDuplicate(models.Model):
+    """A job that may have more than one task at the provider, for the operator to check
+    against the provider's bill: a submit resent after its first outcome stayed unknown, or a
+    task reporting a job's `state` that is not the job's task."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="suspected_duplicates")
+    provider = models.CharField(max_length=20)
+    # The other task's id where one was seen; empty when only a resend makes it likely.
+    provider_job_id = models.CharField(max_length=64, blank=True)
+    reason = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}: {self.provider_job_id or 'resent'}"

@@ -96,12 +96,17 @@ class ProviderError(Exception):
         code: int | str | None = None,
         busy: bool = False,
         words: str = "",
+        maybe_sent: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         # The provider's own words in `message`, verbatim ("" when it gave none): what the
         # user is shown as "Provider said:". The rest of `message` is ours, for the operator.
         self.words = words
+        # The request may have reached the provider and been acted on (the answer was lost on
+        # the way back): a submit's outcome is then unknown, and sending it again could make a
+        # second task.
+        self.maybe_sent = maybe_sent
         self.permanent = permanent
         # The provider is up but has no room now (HTTP 429, a full queue): worth retrying for
         # as long as the job may still wait, not just a few times.
@@ -283,10 +288,18 @@ class HTTPProvider(Provider):
             text = response.text
         except httpx.TimeoutException as exc:
             error = f"timeout: {exc.__class__.__name__}"
-            raise ProviderError("The provider did not answer in time.", permanent=False) from exc
+            raise ProviderError(
+                "The provider did not answer in time.",
+                permanent=False,
+                maybe_sent=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
+            ) from exc
         except httpx.HTTPError as exc:
             error = f"{exc.__class__.__name__}: {exc}"
-            raise ProviderError(f"Could not reach the provider ({exc}).", permanent=False) from exc
+            raise ProviderError(
+                f"Could not reach the provider ({exc}).",
+                permanent=False,
+                maybe_sent=not isinstance(exc, httpx.ConnectError),
+            ) from exc
         finally:
             if self.recorder is not None:
                 self.recorder(method, path, status, time.monotonic() - started, body, text, error)

@@ -157,15 +157,23 @@ def assert_nothing_half_done(sim: Sim) -> None:
 
 def submit_errors_then_success(sim: Sim, directive: str) -> None:
     job = sim.dispatch(sim.submit(f"a fox in snow [sim:{directive}]"))
+    lost = directive == "timeout"  # the submit may have reached the provider
     for attempt in (1, 2):
-        busy = "did not answer in time" if directive == "timeout" else f"HTTP {directive}"
+        busy = "did not answer in time" if lost else f"HTTP {directive}"
         expect(job, Job.Status.QUEUED, contains=busy, attempts=attempt)
         assert job.next_attempt_at is not None and job.dispatch_lease_until is None
+        if lost:
+            # Not sent again while its task may yet be found, then sent again and recorded.
+            assert "may have reached the provider" in job.fail_note
+            assert sim.redispatch(job).attempts == attempt
+            grace = timedelta(seconds=sim.settings.MJ_SUBMIT_GRACE + 1)
+            Job.objects.filter(pk=job.pk).update(submit_sent_at=timezone.now() - grace)
         job = sim.redispatch(job)
     expect(job, Job.Status.SUBMITTED, attempts=3)
     job = sim.run(job)
     expect(job, Job.Status.SUCCEEDED, reason="", attempts=3)
     assert sim.provider_tasks(job) == 1
+    assert job.suspected_duplicates.count() == (2 if lost else 0)
 
 
 def case_429_then_success(sim: Sim) -> None:
