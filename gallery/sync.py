@@ -277,23 +277,37 @@ def _read_omitted(
 
 
 def tick(provider: str) -> bool:
-    """One round for a provider; returns whether jobs remain in flight."""
+    """One round for a provider; returns whether jobs remain in flight.
+
+    Each job's report is applied as soon as it is read (PiAPI reads one task a call); the
+    jobs the read left out are then read on their own; last, the deadlines of the rest.
+    """
     now = timezone.now()
     dispatch.redispatch_due(provider, now)
     jobs = list(Job.objects.pollable(provider))
+    by_id = {job.provider_job_id: job for job in jobs}
+    seen: dict[str, TaskSnapshot] = {}
+    read = False
     if jobs:
         try:
             # One call for the whole batch: linked to its job when there is just one.
             with upstream.connect(provider, jobs[0] if len(jobs) == 1 else None) as client:
-                snapshots = client.fetch_many(job.provider_job_id for job in jobs)
+                for task_id, snapshot in client.fetch_each(by_id):
+                    if task_id in by_id and task_id not in seen:
+                        seen[task_id] = snapshot
+                        _advance(by_id[task_id], snapshot, now)
+            read = True
         except ProviderError as exc:
             logger.warning("batched fetch for %s failed: %r", provider, exc)
-        else:
-            _read_omitted(provider, jobs, snapshots, now)
-            for job in jobs:
-                _advance(job, snapshots.get(job.provider_job_id), now)
-            return _remaining(provider)
-        for job in jobs:
+    if read:
+        more: dict[str, TaskSnapshot] = dict(seen)
+        _read_omitted(provider, jobs, more, now)
+        for task_id, snapshot in more.items():
+            if task_id not in seen:
+                seen[task_id] = snapshot
+                _advance(by_id[task_id], snapshot, now)
+    for job in jobs:
+        if job.provider_job_id not in seen:
             _advance(job, None, now)
     return _remaining(provider)
 

@@ -276,6 +276,8 @@ MJ_LATE_SUCCESS_WINDOW = env_int("MJ_LATE_SUCCESS_WINDOW", 3600, minimum=0)
 MJ_SUBMIT_GRACE = env_int("MJ_SUBMIT_GRACE", 300, minimum=0)
 # An unanswered Remix question is cancelled, and its credits released, after this long.
 MJ_REMIX_EXPIRY = env_int("MJ_REMIX_EXPIRY", 86400, minimum=60)
+# PiAPI has no batch read: this many reads of one tick run at once.
+MJ_PIAPI_READS_AT_ONCE = env_int("MJ_PIAPI_READS_AT_ONCE", 6, minimum=1)
 # A job a batched read leaves out is read on its own, at most this often, this many a tick.
 MJ_SINGLE_READ_INTERVAL = env_int("MJ_SINGLE_READ_INTERVAL", 15, minimum=1)
 MJ_SINGLE_READS_PER_TICK = env_int("MJ_SINGLE_READS_PER_TICK", 5, minimum=0)

@@ -10,7 +10,7 @@ import enum
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,6 +170,11 @@ class Provider(ABC):
     @abstractmethod
     def fetch_many(self, provider_job_ids: Iterable[str]) -> dict[str, TaskSnapshot]:
         """Every known task among the ids, in one call where the provider allows it."""
+
+    def fetch_each(self, provider_job_ids: Iterable[str]) -> Iterator[tuple[str, TaskSnapshot]]:
+        """Every known task among the ids, each as soon as it is read, so the caller can apply
+        it at once. With a batch read they all come together."""
+        yield from self.fetch_many(provider_job_ids).items()
 
     @abstractmethod
     def image_hosts(self) -> set[str]:

@@ -51,7 +51,11 @@ Assumptions this adapter makes where the documents say UNCONFIRMED or nothing:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import queue
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -108,6 +112,10 @@ _PROMPTED_TASKS = ("reroll", "variation", "outpaint", "pan")  # take an edited p
 _CHECKED_TASKS = ("reroll", "variation")  # document skip_prompt_check
 
 
+# All the reads of one tick together take at most this long (inside django-q's timeout).
+READ_BUDGET = 45.0
+
+
 class PiAPI(HTTPProvider):
     # PiAPI never parks a task in MODAL: an edited prompt goes with the press itself.
     REMIX_ASKS_FIRST = True
@@ -124,6 +132,7 @@ class PiAPI(HTTPProvider):
         recorder: Recorder | None = None,
         webhook_endpoint: str = "",
         webhook_secret: str = "",
+        reads_at_once: int = 6,
     ) -> None:
         if api not in APIS:
             raise ValueError(f"api must be one of {APIS}, not {api!r}")
@@ -138,6 +147,7 @@ class PiAPI(HTTPProvider):
         self.api = api
         self.webhook_endpoint = webhook_endpoint
         self.webhook_secret = webhook_secret
+        self.reads_at_once = reads_at_once
 
     @classmethod
     def options(cls, hooks: Hooks) -> dict[str, Any]:
@@ -288,25 +298,63 @@ class PiAPI(HTTPProvider):
         return parse_unified_task(data)
 
     def fetch_many(self, provider_job_ids: Iterable[str]) -> dict[str, TaskSnapshot]:
-        # Neither API has a documented batch read (the legacy "multi fetch" page shows no
-        # shape): one call per id. One bad id must not hide the others' progress.
+        return dict(self.fetch_each(provider_job_ids))
+
+    def fetch_each(self, provider_job_ids: Iterable[str]) -> Iterator[tuple[str, TaskSnapshot]]:
+        """Neither API has a documented batch read (the legacy "multi fetch" page shows no
+        shape): one call per id, `reads_at_once` of them at a time, each task yielded as it
+        arrives, within READ_BUDGET seconds in all (what is not read by then waits for the
+        next tick). One bad id does not hide the others; a refused key stops them all.
+
+        The exchanges are recorded by the caller's thread, as they are yielded: the
+        recorder writes to the database, which the read threads never touch."""
         ids = list(dict.fromkeys(str(i) for i in provider_job_ids))
-        snapshots: dict[str, TaskSnapshot] = {}
+        if not ids:
+            return
+        recorder, calls = self.recorder, queue.SimpleQueue()
+        if recorder is not None:
+            self.recorder = lambda *call: calls.put(call)
+
+        def flush() -> None:
+            while recorder is not None and not calls.empty():
+                recorder(*calls.get())
+
         failures: list[ProviderError] = []
-        for task_id in ids:
-            try:
-                snapshot = self.fetch(task_id)
-            except ProviderError as exc:
-                if exc.status_code in (401, 403):
-                    raise  # the key is refused: every other id would fail the same way
-                logger.warning("PiAPI fetch of %s failed: %r", task_id, exc)
-                failures.append(exc)
-                continue
-            if snapshot is not None:
-                snapshots[task_id] = snapshot
-        if ids and len(failures) == len(ids):
+        waiting = iter(ids)
+        reads: dict[Future[TaskSnapshot | None], str] = {}
+        pool = ThreadPoolExecutor(max_workers=max(1, min(self.reads_at_once, len(ids))))
+        ends = time.monotonic() + READ_BUDGET
+        try:
+            while True:
+                # A new read starts only when one has been handed over: a refused key or the
+                # budget stops the ones not begun.
+                for task_id in islice(waiting, self.reads_at_once - len(reads)):
+                    reads[pool.submit(self.fetch, task_id)] = task_id
+                if not reads:
+                    break
+                done, _ = wait(reads, timeout=ends - time.monotonic(), return_when=FIRST_COMPLETED)
+                if not done:
+                    logger.warning("PiAPI reads took over %s s; the rest wait", READ_BUDGET)
+                    break
+                flush()
+                for read in done:
+                    task_id = reads.pop(read)
+                    try:
+                        snapshot = read.result()
+                    except ProviderError as exc:
+                        if exc.status_code in (401, 403):
+                            raise  # the key is refused: every other id would fail the same way
+                        logger.warning("PiAPI fetch of %s failed: %r", task_id, exc)
+                        failures.append(exc)
+                        continue
+                    if snapshot is not None:
+                        yield task_id, snapshot
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.recorder = recorder
+            flush()
+        if len(failures) == len(ids):
             raise failures[-1]
-        return snapshots
 
     # --- HTTP -------------------------------------------------------------------------
 

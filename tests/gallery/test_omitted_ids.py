@@ -123,3 +123,52 @@ def test_a_timed_out_job_left_out_of_the_batch_still_succeeds_late(
     job.refresh_from_db()
     assert job.result_url  # recorded and handed to ingest, which ends it as a late success
     assert single_reads(fake) == ["3401"]
+
+
+def test_piapi_reports_are_applied_as_they_arrive(
+    alice: Any, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """A slow read does not hold back the others: each job moves as soon as its read is in."""
+    import threading
+
+    from gallery import upstream
+    from gallery.providers.piapi import PiAPI
+
+    settings.MJ_PROVIDER = "piapi"
+    fast = running(alice, "p-fast", provider="piapi")
+    slow = running(alice, "p-slow", provider="piapi")
+    fast_applied = threading.Event()
+    seen_by_slow: list[bool] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        task_id = request.url.path.rsplit("/", 1)[-1]
+        if task_id == "p-slow":
+            # Still in flight while the fast one's report is applied (or 5 s, if it is not).
+            seen_by_slow.append(fast_applied.wait(timeout=5))
+        body = load("piapi/unified_get_processing.json")
+        body["data"]["task_id"] = task_id
+        return httpx.Response(200, json=body)
+
+    def get_provider(name: str | None = None, **kwargs: Any) -> PiAPI:
+        return PiAPI(
+            name="piapi",
+            base_url="https://api.piapi.ai",
+            api_key="k",
+            transport=httpx.MockTransport(handler),
+            recorder=kwargs.get("recorder"),
+        )
+
+    apply = sync.apply_snapshot
+
+    def applied(job: Job, snapshot: Any) -> None:
+        apply(job, snapshot)
+        if job.pk == fast.pk:
+            fast_applied.set()
+
+    monkeypatch.setattr(upstream, "get_provider", get_provider)
+    monkeypatch.setattr(sync, "apply_snapshot", applied)
+    sync.tick("piapi")
+    assert seen_by_slow == [True]
+    for job in (fast, slow):
+        job.refresh_from_db()
+        assert job.progress > 0

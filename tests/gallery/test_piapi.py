@@ -650,9 +650,40 @@ def test_fetch_many_raises_when_every_id_failed() -> None:
 
 def test_fetch_many_stops_at_a_refused_key() -> None:
     spy = Spy("error_401.json", status=401)
-    with adapter(spy) as api, pytest.raises(ProviderError) as caught:
+    with adapter(spy, reads_at_once=1) as api, pytest.raises(ProviderError) as caught:
         api.fetch_many(["a", "b", "c"])
-    assert caught.value.permanent and len(spy.requests) == 1
+    assert caught.value.permanent and len(spy.requests) == 1  # the reads not begun never are
+
+
+def test_reads_run_at_once_within_the_bound_and_each_is_recorded_by_the_caller() -> None:
+    import threading
+
+    lock, running, peak = threading.Lock(), [0], [0]
+    arrived = threading.Barrier(3, timeout=5)  # the three reads are in flight together
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        arrived.wait()
+        with lock:
+            running[0] -= 1
+        task_id = request.url.path.rsplit("/", 1)[-1]
+        body = load("piapi/unified_get_processing.json")
+        body["data"]["task_id"] = task_id
+        return httpx.Response(200, json=body)
+
+    recorded: list[tuple[str, int]] = []
+    callers = set()
+
+    def recorder(method: str, path: str, status: Any, *rest: Any) -> None:
+        callers.add(threading.get_ident())
+        recorded.append((path, status))
+
+    with adapter(handler, reads_at_once=3, recorder=recorder) as api:
+        found = api.fetch_many(["a", "b", "c"])
+    assert sorted(found) == ["a", "b", "c"] and peak[0] == 3
+    assert len(recorded) == 3 and callers == {threading.get_ident()}
 
 
 # --- the rest -----------------------------------------------------------------------------
