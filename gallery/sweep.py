@@ -8,8 +8,8 @@ when a bound passes, something moves the job on.
 - For the user's remix prompt: bound MJ_REMIX_EXPIRY; this sweeper cancels it and its
   credits are released.
 - For its images to be stored: bound `ingest_due_at` (one ingest's run time); this sweeper
-  hands it to another ingest, at most `ingest.RUNS` in all, then fails it as
-  image_unavailable.
+  hands it to another ingest, each restart waiting longer, at most `ingest.RUNS` in all,
+  then fails it as image_unavailable.
 
 The poll ticks run as one chain per provider; this sweeper also restarts a chain that died.
 """
@@ -17,7 +17,7 @@ The poll ticks run as one chain per provider; this sweeper also restarts a chain
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
@@ -60,8 +60,10 @@ def restart_ingests(now: datetime) -> int:
             continue
         with transaction.atomic():
             # Compare-and-set on the due time: two sweepers never both queue one job.
+            # Each restart waits longer (backoff): a storage outage gets time to pass.
+            later = ingest.due_after() + timedelta(seconds=30 * 2**job.ingest_attempts)
             claimed = Job.objects.filter(pk=job.pk, ingest_due_at=job.ingest_due_at).update(
-                ingest_due_at=now + ingest.due_after()
+                ingest_due_at=now + later
             )
             if claimed:
                 logger.warning("ingest of %s was lost or killed; queued again", job.code)

@@ -2,7 +2,7 @@
 testing and TigerBeetle's VOPR.
 
 One seed decides everything: a fake midjourney-proxy (CometAPI's protocol, through
-httpx.MockTransport) with blank statuses, numeric ids, codes 21-24, 429/5xx, answers lost
+httpx.MockTransport) with blank statuses, numeric ids, codes 22-24, 429/5xx, answers lost
 after the task was made, ids left out of list-by-condition, hostile fields, expiring images
 and webhooks duplicated, reordered or lost; a fake clock; a task queue that delivers late,
 twice, out of order or never; and workers killed between any two writes of dispatch,
@@ -141,6 +141,13 @@ def provider(world: World) -> Callable[[httpx.Request], httpx.Response]:
                     return httpx.Response(429, json={"error": {"message": "slow down"}})
                 return httpx.Response(200, json={"code": 23, "description": "队列已满"})
             state = json.loads(request.content)["state"]
+            if world.chance(0.05):  # a banned word: refused, nothing made
+                body = {
+                    "code": 24,
+                    "description": "可能包含敏感词",
+                    "properties": {"bannedWord": "x"},
+                }
+                return httpx.Response(200, json=body)
             task = Task(
                 id=str(1773314942177000 + len(world.tasks)),
                 state=state,
@@ -154,7 +161,9 @@ def provider(world: World) -> Callable[[httpx.Request], httpx.Response]:
                 world.hooks.append(task_object(world, task))
             if world.chance(world.lost_answer):
                 raise httpx.ReadTimeout("the answer was lost", request=request)
-            return httpx.Response(200, json={"code": 1, "description": "ok", "result": task.id})
+            # code 22: accepted into the provider's own queue, as good as 1 for us
+            code, text = (22, "排队中") if world.chance(0.3) else (1, "提交成功")
+            return httpx.Response(200, json={"code": code, "description": text, "result": task.id})
         if path.endswith("/mj/task/list-by-condition"):
             if world.chance(world.busy):
                 return httpx.Response(503, text="upstream error")
