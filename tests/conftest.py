@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,21 @@ def bob_client(bob: Any) -> Client:
     client = Client()
     client.force_login(bob)
     return client
+
+
+@pytest.fixture
+def clock() -> Any:
+    """A clock the simulator reads instead of time.monotonic: tests move it, never sleep."""
+    from tests.gallery.factories import FakeClock
+
+    return FakeClock()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """A webhook endpoint on loopback that records what it is sent."""
+    from tests.gallery.factories import HookReceiver
+
+    hook = HookReceiver()
+    yield hook
+    hook.close()

@@ -1,23 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.gallery.factories import FakeClock, FakeProvider, HookReceiver, answer_through
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def receiver() -> Iterator[HookReceiver]:
-    hook = HookReceiver()
-    yield hook
-    hook.close()
+from tests.gallery.factories import FakeProvider, answer_through
 
 
 @pytest.fixture
