@@ -66,9 +66,8 @@ def dispatch(job_id: int) -> None:
             note="The job this button belongs to is no longer available.",
         )
         return
-    submission, problem = fitting.submission(submission)
-    if problem:
-        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, note=problem)
+    submission = _fitted(job, submission)
+    if submission is None:
         return
     status = Job.Status.MODAL if submission.status is TaskStatus.MODAL else Job.Status.SUBMITTED
     now = timezone.now()
@@ -90,6 +89,21 @@ def dispatch(job_id: int) -> None:
     if not moved:
         logger.warning("job %s changed while it was being submitted", job.code)
     sync.kick(job.provider)
+
+
+def _fitted(job: Job, submission: Submission) -> Submission | None:
+    """The answer fitted to our columns, or None when its task id cannot be kept (the job
+    is failed then, with the reason)."""
+    fitted, problem = fitting.submission(submission)
+    if problem:
+        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, note=problem)
+        return None
+    return fitted
+
+
+def _give_up(job: Job, exc: ProviderError) -> None:
+    """Fail the job with what the provider said (its words) and our account of it."""
+    lifecycle.fail(job, kind=exc.fail_kind, reason=exc.words, note=exc.message)
 
 
 def _submit(job: Job) -> Submission | None:
@@ -177,7 +191,7 @@ def _failed(job: Job, exc: ProviderError) -> None:
         give_up = exc.permanent or job.attempts >= settings.MJ_DISPATCH_MAX_ATTEMPTS
         delay = backoff(job.attempts)
     if give_up:
-        lifecycle.fail(job, kind=exc.fail_kind, reason=exc.words, note=exc.message)
+        _give_up(job, exc)
         return
     logger.info("dispatch of %s failed (%r); retrying in %s", job.code, exc, delay)
     job.update_if_status(
@@ -274,12 +288,11 @@ def submit_modal(job_id: int) -> None:
                 queue.refresh(job)
                 return
             if exc.permanent or attempt == MODAL_ATTEMPTS - 1:
-                lifecycle.fail(job, kind=exc.fail_kind, reason=exc.words, note=exc.message)
+                _give_up(job, exc)
                 return
             time.sleep(min(8, 2**attempt))
-    submission, problem = fitting.submission(submission)
-    if problem:
-        lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, note=problem)
+    submission = _fitted(job, submission)
+    if submission is None:
         return
     # trueai answers with the same id, a gateway may hand out a new one: follow the answer.
     _answered(job, submission.provider_job_id)

@@ -3,7 +3,8 @@
 A provider's answer only ever moves a job forward (`apply_snapshot`). Polling runs as one
 chain per provider, guarded by `PollLease`: each link does one batched fetch of every job
 the provider knows, then enqueues the next link while work remains. A webhook is a hint
-that fetches one job now; so is a re-sync.
+that a job changed: one saying it ended costs a read of that job, a progress one only wakes
+the poll chain. A re-sync reads one job now.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -197,7 +199,7 @@ def kick(provider: str) -> None:
 
 
 def kick_all() -> None:
-    """Schedule entry point (every minute): the safety net under the poll chains."""
+    """Start every poll chain that should run and does not (the sweeper, every minute)."""
     providers = Job.objects.in_flight().values_list("provider", flat=True).distinct()
     for provider in set(providers):
         kick(provider)
@@ -250,17 +252,17 @@ def _advance(job: Job, snapshot: TaskSnapshot | None, now: datetime) -> None:
 
 
 def _read_omitted(
-    provider: str, jobs: list[Job], snapshots: dict[str, TaskSnapshot], now: datetime
-) -> None:
+    provider: str, jobs: list[Job], seen: dict[str, TaskSnapshot], now: datetime
+) -> Iterator[tuple[str, TaskSnapshot]]:
     """Read on their own the jobs a batched read left out (a gateway's list may omit ids it
     still knows), throttled: each at most every MJ_SINGLE_READ_INTERVAL seconds, at most
     MJ_SINGLE_READS_PER_TICK a tick, the most urgent first (past their deadline, then the
-    nearest deadline). What they report joins `snapshots`."""
+    nearest deadline). Each report is yielded as it is read, like `fetch_each`."""
     since = now - timedelta(seconds=settings.MJ_SINGLE_READ_INTERVAL)
     omitted = [
         job
         for job in jobs
-        if job.provider_job_id not in snapshots and (job.read_at is None or job.read_at < since)
+        if job.provider_job_id not in seen and (job.read_at is None or job.read_at < since)
     ]
     far = now + timedelta(days=365)
     omitted.sort(key=lambda job: job.deadline_at or far)
@@ -273,7 +275,7 @@ def _read_omitted(
             logger.info("single read of %s failed: %r", job.code, exc)
             continue
         if snapshot is not None:
-            snapshots[job.provider_job_id] = snapshot
+            yield job.provider_job_id, snapshot
 
 
 def tick(provider: str) -> bool:
@@ -287,25 +289,22 @@ def tick(provider: str) -> bool:
     jobs = list(Job.objects.pollable(provider))
     by_id = {job.provider_job_id: job for job in jobs}
     seen: dict[str, TaskSnapshot] = {}
-    read = False
+
+    def apply(reports: Iterable[tuple[str, TaskSnapshot]]) -> None:
+        for task_id, snapshot in reports:
+            if task_id in by_id and task_id not in seen:
+                seen[task_id] = snapshot
+                _advance(by_id[task_id], snapshot, now)
+
     if jobs:
         try:
             # One call for the whole batch: linked to its job when there is just one.
             with upstream.connect(provider, jobs[0] if len(jobs) == 1 else None) as client:
-                for task_id, snapshot in client.fetch_each(by_id):
-                    if task_id in by_id and task_id not in seen:
-                        seen[task_id] = snapshot
-                        _advance(by_id[task_id], snapshot, now)
-            read = True
+                apply(client.fetch_each(by_id))
         except ProviderError as exc:
             logger.warning("batched fetch for %s failed: %r", provider, exc)
-    if read:
-        more: dict[str, TaskSnapshot] = dict(seen)
-        _read_omitted(provider, jobs, more, now)
-        for task_id, snapshot in more.items():
-            if task_id not in seen:
-                seen[task_id] = snapshot
-                _advance(by_id[task_id], snapshot, now)
+        else:
+            apply(_read_omitted(provider, jobs, seen, now))
     for job in jobs:
         if job.provider_job_id not in seen:
             _advance(job, None, now)
