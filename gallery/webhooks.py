@@ -1,8 +1,9 @@
 """Where providers call us back, and how we know it is them.
 
-A webhook is only a hint: it makes us fetch that one job now instead of at the next poll.
-State changes still come from the provider's own answer to that fetch, so a duplicate, a
-replay or an out-of-order delivery cannot move a job anywhere the provider did not say.
+A webhook is only a hint: one saying a job ended makes us read that job now instead of at
+the next poll, a progress one wakes the poll chain (gallery.sync.hint). State changes still
+come from the provider's own answers to our reads, so a duplicate, a replay or an
+out-of-order delivery cannot move a job anywhere the provider did not say.
 """
 
 from __future__ import annotations
