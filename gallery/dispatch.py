@@ -43,13 +43,16 @@ def dispatch(job_id: int) -> None:
     job = Job.objects.select_related("parent").get(pk=job_id)
     now = timezone.now()
     if job.submit_sent_at is not None:
+        looked = _look_for_task(job)
+        if looked is None:
+            return  # found and adopted, or the look must be repeated
         # The grace passed and no task reported this job's state: send it again, and tell the
         # operator that the provider may now hold two tasks for it.
         SuspectedDuplicate.objects.create(
             job=job,
             provider=job.provider,
             reason=f"Sent again: the answer to the submit of {job.submit_sent_at:%Y-%m-%d %H:%M:%S}"
-            " was lost, and no task reporting this job was found within MJ_SUBMIT_GRACE.",
+            f" was lost, and no task reporting this job was found within MJ_SUBMIT_GRACE{looked}.",
         )
     # From here until its answer is recorded, the submit's outcome is unknown.
     Job.objects.filter(pk=job.pk).update(submit_sent_at=now)
@@ -89,6 +92,34 @@ def dispatch(job_id: int) -> None:
     if not moved:
         logger.warning("job %s changed while it was being submitted", job.code)
     sync.kick(job.provider)
+
+
+def _look_for_task(job: Job) -> str | None:
+    """Before a lost submit is sent again: look for its task in the provider's task list,
+    where the provider offers one (MJ_TASK_LIST). None when the job is settled here (its task
+    was found and adopted, or the list could not be read and the look is tried again later);
+    otherwise what the look found, said for the operator's record."""
+    try:
+        with upstream.connect(job.provider, job) as provider:
+            if not provider.lists_tasks:
+                return ""
+            snapshot = provider.find_task(state=str(job.code))
+    except ProviderError as exc:
+        if job.attempts >= settings.MJ_DISPATCH_MAX_ATTEMPTS:
+            return f" (the task list could not be read: {exc.message})"
+        job.update_if_status(
+            dispatch_lease_until=None,
+            next_attempt_at=timezone.now() + min(backoff(job.attempts), BUSY_BACKOFF_CAP),
+            fail_note=f"Looking for the task of a lost submit: {exc.message}"[:4000],
+        )
+        return None
+    if snapshot is None:
+        return ", nor in the provider's task list"
+    if adopt(job.provider, snapshot.provider_job_id, str(job.code)) is None:
+        # Settled by someone else meanwhile, or an id we cannot keep: free the lease so the
+        # next dispatch decides again.
+        job.update_if_status(dispatch_lease_until=None)
+    return None
 
 
 def _fitted(job: Job, submission: Submission) -> Submission | None:
@@ -214,6 +245,8 @@ def adopt(provider: str, provider_job_id: str, state: Any) -> Job | None:
         code = uuid.UUID(str(state))
     except ValueError:
         return None
+    if fitting.task_id(provider_job_id):
+        return None  # not an id we could keep, so not one we could follow
     job = Job.objects.filter(provider=provider, code=code).first()
     if job is None or job.provider_job_id == provider_job_id:
         return job

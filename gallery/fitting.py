@@ -75,12 +75,16 @@ def snapshot(report: TaskSnapshot) -> tuple[TaskSnapshot, list[str]]:
     return fitted, [image_problem] if image_problem else []
 
 
+def task_id(value: str) -> str:
+    """Why the provider's task id cannot be kept in our column ("" when it can)."""
+    if not value or len(value) > TASK_ID_MAX or "\x00" in value:
+        return f"The provider answered with a task id we cannot keep ({value[:80]!r})."
+    return ""
+
+
 def submission(answer: Submission) -> tuple[Submission, str]:
     """A submit's answer fitted, or why its task id cannot be kept ("" when it can)."""
-    task_id = answer.provider_job_id
-    problem = ""
-    if not task_id or len(task_id) > TASK_ID_MAX or "\x00" in task_id:
-        problem = f"The provider answered with a task id we cannot keep ({task_id[:80]!r})."
+    problem = task_id(answer.provider_job_id)
     fitted = replace(
         answer, final_prompt=text(answer.final_prompt, PROMPT_MAX), raw=raw(answer.raw)
     )

@@ -274,6 +274,9 @@ MJ_LATE_SUCCESS_WINDOW = env_int("MJ_LATE_SUCCESS_WINDOW", 3600, minimum=0)
 # A submit whose answer was lost is not sent again before this many seconds: its task, if it
 # was made, may be found meanwhile (a webhook carrying our state).
 MJ_SUBMIT_GRACE = env_int("MJ_SUBMIT_GRACE", 300, minimum=0)
+# The provider answers GET /mj/task/list with its tasks and their `state` (a self-hosted
+# midjourney-proxy): a lost submit is looked for there before it is sent again.
+MJ_TASK_LIST = env_bool("MJ_TASK_LIST", False)
 # An unanswered Remix question is cancelled, and its credits released, after this long.
 MJ_REMIX_EXPIRY = env_int("MJ_REMIX_EXPIRY", 86400, minimum=60)
 # PiAPI has no batch read: this many reads of one tick run at once.

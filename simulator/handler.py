@@ -204,7 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(injected, _gateway_error(injected))
                 return
         fetch = _FETCH.match(path)
-        allowed = "GET" if image or fetch else "POST" if path in _POSTS else None
+        listing = path == "/mj/task/list"
+        allowed = "GET" if image or fetch or listing else "POST" if path in _POSTS else None
         if allowed is None:
             self._json(404, {"error": "not_found"})
         elif method != allowed and not (method == "HEAD" and allowed == "GET"):
@@ -213,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._image(image.group(1))
         elif fetch:
             self._fetch(fetch.group(1))
+        elif listing:
+            self._every_task()
         else:
             self._post(path, body, mode)
 
@@ -339,6 +342,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, answer)
             return True
         return False
+
+    def _every_task(self) -> None:
+        """GET /mj/task/list as novicezk and trueai answer it: every task kept, newest first."""
+        sim = self.server.sim
+        views = [sim.engine.view(task.id, sim.public_url) for task in reversed(sim.engine.tasks())]
+        self._json(200, [view for view in views if view is not None])
 
     def _list(self, body: dict[str, Any]) -> None:
         ids = body.get("ids")

@@ -176,6 +176,14 @@ class Provider(ABC):
         it at once. With a batch read they all come together."""
         yield from self.fetch_many(provider_job_ids).items()
 
+    def find_task(self, state: str) -> TaskSnapshot | None:
+        """The task whose `state` is this one, from the provider's own task list, or None when
+        it lists no such task. Only where `lists_tasks` says the provider offers a list."""
+        return None
+
+    # Whether `find_task` can look (the operator says the provider answers a task list).
+    lists_tasks = False
+
     @abstractmethod
     def image_hosts(self) -> set[str]:
         """Host names whose image URLs this provider hands out and we may download."""

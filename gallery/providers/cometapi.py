@@ -161,6 +161,7 @@ class CometAPI(HTTPProvider):
         transport: httpx.BaseTransport | None = None,
         recorder: Recorder | None = None,
         notify_hook: str = "",
+        task_list: bool = False,
     ) -> None:
         super().__init__(
             name=name,
@@ -174,10 +175,17 @@ class CometAPI(HTTPProvider):
         # Sent with every submit; the gateway may strip it (MjNotifyEnabled off), so polling
         # stays the safety net.
         self.notify_hook = notify_hook
+        # A self-hosted midjourney-proxy (novicezk, trueai) answers GET /mj/task/list with
+        # every task it keeps, `state` included; CometAPI's relay documents no such list.
+        self.lists_tasks = task_list
 
     @classmethod
     def options(cls, hooks: Hooks) -> dict[str, Any]:
-        return {"mode_prefixes": settings.COMETAPI_MODE_PREFIXES, "notify_hook": hooks.cometapi}
+        return {
+            "mode_prefixes": settings.COMETAPI_MODE_PREFIXES,
+            "notify_hook": hooks.cometapi,
+            "task_list": settings.MJ_TASK_LIST,
+        }
 
     def image_hosts(self) -> set[str]:
         host = urlsplit(self.base_url).hostname
@@ -312,6 +320,23 @@ class CometAPI(HTTPProvider):
                 continue
             snapshots[snapshot.provider_job_id] = snapshot
         return snapshots
+
+    def find_task(self, state: str) -> TaskSnapshot | None:
+        if not self.lists_tasks:
+            return None
+        data = self._json(self._request("GET", "/mj/task/list", None))
+        if isinstance(data, dict):
+            # Some builds wrap the page: {"data": [...]}, {"items": [...]} or {"list": [...]}.
+            data = next((data[k] for k in ("data", "items", "list") if k in data), None)
+        if not isinstance(data, list):
+            raise ProviderError("The task list was not a list.", permanent=False)
+        for item in data:
+            if isinstance(item, dict) and str(item.get("state") or "") == state:
+                try:
+                    return parse_task(item)
+                except ProviderError:
+                    logger.warning("skipping malformed task in the task list: %r", item)
+        return None
 
     # --- HTTP -------------------------------------------------------------------------
 

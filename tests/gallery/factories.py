@@ -140,6 +140,7 @@ def answer_through(
             mode_prefixes=settings.COMETAPI_MODE_PREFIXES,
             transport=httpx.MockTransport(handler),
             recorder=kwargs.get("recorder"),
+            task_list=settings.MJ_TASK_LIST,
         )
 
     monkeypatch.setattr(upstream, "get_provider", get_provider)

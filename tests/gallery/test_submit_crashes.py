@@ -200,3 +200,112 @@ def test_the_operator_sees_suspected_duplicates_in_the_admin(
     body = page.content.decode()
     assert "1999999999999999" in body and "is not its task" in body
     assert reverse("admin:gallery_job_change", args=[job.pk]) in body
+
+
+# --- the provider's task list (MJ_TASK_LIST: a self-hosted midjourney-proxy) -----------------
+
+
+def lost_submit(provider: Provider, alice: Any, monkeypatch: pytest.MonkeyPatch) -> Job:
+    """A job whose submit made a task at the provider, but whose worker died before the
+    answer was recorded."""
+    job = services.submit(owner=alice, prompt="a fox")
+    with monkeypatch.context() as patch:
+        crash_at("after_the_provider_made_it", patch)
+        with pytest.raises(Crash):
+            tasks.dispatch(job.pk)
+    return redeliver(job)
+
+
+def listing(provider: Provider, wrap: str = "") -> Any:
+    """GET /mj/task/list as novicezk and trueai answer it: every task kept, newest first."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        items = [
+            {**load("cometapi/fetch_in_progress.json"), "id": task_id, "state": state}
+            for task_id, state in reversed(provider.tasks.items())
+        ]
+        items.append({"id": "", "state": "not ours"})  # a malformed row is skipped
+        return httpx.Response(200, json={wrap: items} if wrap else items)
+
+    return answer
+
+
+@pytest.mark.parametrize("wrap", ["", "data", "items"])
+def test_a_lost_submit_found_in_the_task_list_is_adopted_not_resent(
+    provider: Provider,
+    fake: FakeProvider,
+    alice: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    wrap: str,
+) -> None:
+    settings.MJ_TASK_LIST = True
+    other = services.submit(owner=alice, prompt="another")
+    tasks.dispatch(other.pk)  # a task of another job is in the list too
+    job = lost_submit(provider, alice, monkeypatch)
+    (task_id,) = provider.made_for(job)
+    fake.routes["/mj/task/list"] = listing(provider, wrap)
+    job = after_the_grace(job, settings)
+    assert (job.status, job.provider_job_id, job.submit_sent_at) == ("submitted", task_id, None)
+    assert provider.made_for(job) == [task_id]
+    assert not SuspectedDuplicate.objects.exists()
+    assert job.dispatch_lease_until is None
+
+
+def test_a_lost_submit_missing_from_the_task_list_is_resent_and_recorded(
+    provider: Provider,
+    fake: FakeProvider,
+    alice: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.MJ_TASK_LIST = True
+    job = services.submit(owner=alice, prompt="a fox")
+    with monkeypatch.context() as patch:
+        crash_at("before_the_request", patch)  # nothing reached the provider
+        with pytest.raises(Crash):
+            tasks.dispatch(job.pk)
+    fake.routes["/mj/task/list"] = listing(provider)
+    job = after_the_grace(redeliver(job), settings)
+    assert job.status == Job.Status.SUBMITTED and len(provider.made_for(job)) == 1
+    (suspect,) = SuspectedDuplicate.objects.filter(job=job)
+    assert "nor in the provider's task list" in suspect.reason
+    assert "/mj/task/list" in fake.paths()
+
+
+def test_an_unreadable_task_list_delays_the_resend_instead_of_guessing(
+    provider: Provider,
+    fake: FakeProvider,
+    alice: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.MJ_TASK_LIST = True
+    job = lost_submit(provider, alice, monkeypatch)
+    fake.routes["/mj/task/list"] = lambda request: httpx.Response(502, text="bad gateway")
+    job = after_the_grace(job, settings)
+    assert job.status == Job.Status.QUEUED and len(provider.made_for(job)) == 1
+    assert job.submit_sent_at is not None and job.dispatch_lease_until is None
+    assert "Looking for the task of a lost submit" in job.fail_note
+    assert job.next_attempt_at > timezone.now()
+    # The list answers again: the task is found and adopted.
+    fake.routes["/mj/task/list"] = listing(provider)
+    job = redeliver(job)
+    assert job.status == Job.Status.SUBMITTED and provider.made_for(job) == [job.provider_job_id]
+    assert not SuspectedDuplicate.objects.exists()
+
+
+def test_without_a_task_list_nothing_asks_for_one(
+    provider: Provider,
+    fake: FakeProvider,
+    alice: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert settings.MJ_TASK_LIST is False
+    job = lost_submit(provider, alice, monkeypatch)
+    job = after_the_grace(job, settings)
+    assert "/mj/task/list" not in fake.paths()
+    assert len(provider.made_for(job)) == 2
+    (suspect,) = SuspectedDuplicate.objects.filter(job=job)
+    assert suspect.reason.endswith("within MJ_SUBMIT_GRACE.")

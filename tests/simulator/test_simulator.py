@@ -244,6 +244,14 @@ def test_list_by_condition_returns_known_tasks_in_request_order(api: httpx.Clien
     assert api.post("/mj/task/list-by-condition", json={"ids": "x"}).json() == []
 
 
+def test_the_task_list_returns_every_task_newest_first_with_its_state(api: httpx.Client) -> None:
+    a = api.post("/mj/submit/imagine", json={"prompt": "one", "state": "job-a"}).json()["result"]
+    b = api.post("/mj/submit/imagine", json={"prompt": "two", "state": "job-b"}).json()["result"]
+    listed = api.get("/mj/task/list").json()
+    assert [(t["id"], t["state"]) for t in listed] == [(b, "job-b"), (a, "job-a")]
+    assert api.post("/mj/task/list").status_code == 405
+
+
 def test_reroll_makes_a_new_different_grid(api: httpx.Client, clock: FakeClock) -> None:
     parent = finish(api, clock, imagine(api))
     answer = press(api, parent, "🔄", state="r1")
