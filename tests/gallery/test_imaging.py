@@ -695,3 +695,39 @@ def test_thumbnails_come_in_two_webp_widths(
         assert thumb.format == "WEBP" and thumb.data[8:12] == b"WEBP"
         with PILImage.open(io.BytesIO(thumb.data)) as image:
             assert (image.format, image.size) == ("WEBP", (thumb.width, thumb.height))
+
+
+# --- the whole picture of a PNG keeps its pixel data, without the provider's metadata -------
+
+
+def test_a_png_picture_is_stored_without_its_metadata_and_with_its_pixels_untouched() -> None:
+    raw = png_with_metadata()
+    whole = imaging.renditions(imaging.decode(raw), grid=False)[0].png
+    for marker in (b"iCCP", b"eXIf", b"tEXt", b"iTXt", b"zTXt", b"secret"):
+        assert marker not in whole.data
+    with PILImage.open(io.BytesIO(raw)) as before, PILImage.open(io.BytesIO(whole.data)) as after:
+        assert after.format == "PNG" and after.size == before.size
+        assert after.convert("RGB").tobytes() == before.convert("RGB").tobytes()
+    # The pixel data went through as sent: no re-encoding.
+    assert imaging.stripped_png(imaging.decode(raw)) == whole
+    assert whole.data in raw or len(whole.data) < len(raw)
+
+
+def test_a_png_that_cannot_be_kept_as_sent_is_reencoded() -> None:
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # the pixels must be turned to display
+    out = io.BytesIO()
+    PILImage.new("RGB", (40, 20), "#336699").save(out, format="PNG", exif=exif.tobytes())
+    turned = imaging.decode(out.getvalue())
+    assert imaging.stripped_png(turned) is None
+    assert imaging.renditions(turned, grid=False)[0].png.width == 20
+    out = io.BytesIO()
+    frames = [PILImage.new("RGB", (8, 8), colour) for colour in ("red", "blue")]
+    frames[0].save(out, format="PNG", save_all=True, append_images=frames[1:])
+    assert b"acTL" in out.getvalue()
+    assert imaging.stripped_png(imaging.decode(out.getvalue())) is None  # animated
+    jpeg = io.BytesIO()
+    PILImage.new("RGB", (8, 8)).save(jpeg, format="JPEG")
+    assert imaging.stripped_png(imaging.decode(jpeg.getvalue())) is None
+    whole = imaging.renditions(imaging.decode(jpeg.getvalue()), grid=False)[0].png
+    assert whole.format == "PNG" and whole.data.startswith(imaging.PNG_SIGNATURE)
