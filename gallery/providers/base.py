@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 import json
+import os
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -233,6 +235,39 @@ def looks_banned(reason: str) -> bool:
     return classify_failure(reason) == "rejected_prompt"
 
 
+def _new_client(
+    base_url: str, headers: dict[str, str], timeout: float, transport: httpx.BaseTransport | None
+) -> httpx.Client:
+    return httpx.Client(
+        base_url=base_url,
+        headers=headers,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+_CLIENTS: dict[tuple[Any, ...], httpx.Client] = {}
+_CLIENTS_LOCK = threading.Lock()
+# Accounts whose clients are kept open at once, per process; the oldest is closed past it.
+CLIENTS_KEPT = 16
+
+
+def shared_client(base_url: str, headers: dict[str, str], timeout: float) -> httpx.Client:
+    """The process's open client for this base URL, credentials and timeout (httpx clients
+    are safe to share between threads). Keyed by the process id too: a forked worker opens
+    its own rather than sharing its parent's sockets."""
+    key = (os.getpid(), base_url, tuple(sorted(headers.items())), timeout)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None or client.is_closed:
+            client = _CLIENTS[key] = _new_client(base_url, headers, timeout, None)
+            while len(_CLIENTS) > CLIENTS_KEPT:
+                oldest = next(iter(_CLIENTS))
+                del _CLIENTS[oldest]  # not closed: another thread may be using it
+        return client
+
+
 class HTTPProvider(Provider):
     """The HTTP plumbing every adapter shares: one httpx.Client (no redirects, explicit
     timeouts, a `transport=` seam for tests), each exchange timed and recorded, transport
@@ -252,13 +287,15 @@ class HTTPProvider(Provider):
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.recorder = recorder
-        self.client = httpx.Client(
-            base_url=self.base_url,
-            headers={**headers, "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport,
-            follow_redirects=False,
-        )
+        headers = {**headers, "Accept": "application/json"}
+        # Tests hand in a transport: their client is this adapter's own. Otherwise one client
+        # per account and process is kept open, so calls reuse its connections and its SSL
+        # context instead of paying for new ones each time.
+        self._own_client = transport is not None
+        if self._own_client:
+            self.client = _new_client(self.base_url, headers, timeout, transport)
+        else:
+            self.client = shared_client(self.base_url, headers, timeout)
 
     @classmethod
     def from_settings(
@@ -288,7 +325,8 @@ class HTTPProvider(Provider):
         return {}
 
     def close(self) -> None:
-        self.client.close()
+        if self._own_client:
+            self.client.close()
 
     def _exchange(self, method: str, path: str, body: Any) -> httpx.Response:
         started = time.monotonic()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -313,3 +315,30 @@ def test_parse_custom_id(custom_id: str, expected: object) -> None:
 )
 def test_failure_texts_map_to_fail_kinds(reason: str, kind: str) -> None:
     assert classify_failure(reason) == kind
+
+
+def test_adapters_of_one_account_share_one_open_client_per_process(settings: Any) -> None:
+    from gallery.providers import base
+
+    def adapter(key: str = "k") -> CometAPI:
+        return CometAPI(
+            name="cometapi", base_url="https://api.cometapi.com", api_key=key, mode_prefixes={}
+        )
+
+    first, second = adapter(), adapter()
+    assert first.client is second.client  # its connections and SSL context are reused
+    first.close()
+    assert not second.client.is_closed  # closing an adapter leaves the shared client open
+    assert adapter("another key").client is not first.client
+    with_transport = CometAPI(
+        name="cometapi",
+        base_url="https://api.cometapi.com",
+        api_key="k",
+        mode_prefixes={},
+        transport=httpx.MockTransport(lambda request: httpx.Response(200)),
+    )
+    assert with_transport.client is not first.client
+    with_transport.close()
+    assert with_transport.client.is_closed
+    key = next(k for k, client in base._CLIENTS.items() if client is first.client)
+    assert key[0] == os.getpid()  # a forked worker opens its own
