@@ -168,11 +168,10 @@ def _claim(job_id: int) -> bool:
     job = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).first()
     if job is None:
         return False
-    capacity = settings.MJ_PROVIDER_RUNNING + settings.MJ_PROVIDER_QUEUED
     PollLease.objects.get_or_create(provider=job.provider)
     with transaction.atomic():
         PollLease.objects.select_for_update().get(provider=job.provider)
-        free = capacity - Job.objects.occupying(job.provider).count()
+        free = capacity() - Job.objects.occupying(job.provider).count()
         ahead = (
             Job.objects.dispatchable(job.provider)
             .filter(created_at__lt=job.created_at)
@@ -184,10 +183,8 @@ def _claim(job_id: int) -> bool:
         if not waiting.sendable(now).exists():
             return False  # an earlier submit's outcome is still unknown
         if ahead >= free:
-            waiting.update(
-                slot_position=ahead,
-                next_attempt_at=now + timedelta(seconds=settings.MJ_POLL_INTERVAL),
-            )
+            # In line for a slot: `fill_slots` sends it when one frees up.
+            waiting.update(slot_position=ahead - max(free, 0), next_attempt_at=None)
             sync.kick(job.provider)
             return False
         claimed = waiting.sendable(now).update(
@@ -278,11 +275,18 @@ def adopt(provider: str, provider_job_id: str, state: Any) -> Job | None:
     return job
 
 
+def capacity() -> int:
+    """Slots of the provider account: tasks it runs at once plus tasks it queues."""
+    return settings.MJ_PROVIDER_RUNNING + settings.MJ_PROVIDER_QUEUED
+
+
 def redispatch_due(provider: str, now: datetime) -> None:
-    """Queued jobs whose backoff has passed, or whose dispatch task got lost."""
+    """Queued jobs whose backoff has passed, or whose dispatch task got lost. Jobs waiting for
+    a slot are not among them: `fill_slots` sends those when slots free up."""
     due = (
         Job.objects.dispatchable(provider)
         .sendable(now)
+        .filter(slot_position__isnull=True)
         .filter(
             Q(next_attempt_at__lte=now)
             | Q(next_attempt_at__isnull=True, created_at__lt=now - LOST_DISPATCH_AFTER)
@@ -292,6 +296,33 @@ def redispatch_due(provider: str, now: datetime) -> None:
     )
     for job in due:
         queue.dispatch(job)
+
+
+# Jobs in line for a slot whose places are kept up to date; the ones behind keep theirs
+# until they move up.
+LINE_KEPT = 100
+
+
+def fill_slots(provider: str, now: datetime) -> int:
+    """Send as many jobs waiting for a slot as the account has free slots, oldest first, the
+    moment they free up (the poll tick and a re-sync call this once they applied what the
+    provider said); the rest learn their new place in line. Returns how many were sent."""
+    line = list(
+        Job.objects.dispatchable(provider)
+        .sendable(now)
+        .filter(slot_position__isnull=False)
+        .order_by("created_at", "pk")
+        .only("pk", "code", "slot_position", "status")[:LINE_KEPT]
+    )
+    if not line:
+        return 0
+    free = max(0, capacity() - Job.objects.occupying(provider).count())
+    for place, job in enumerate(line):
+        if place < free:
+            queue.dispatch(job)
+        elif job.slot_position != place - free:
+            job.update_if_status(slot_position=place - free)
+    return min(free, len(line))
 
 
 def submit_modal(job_id: int) -> None:

@@ -158,6 +158,7 @@ def refresh(job_id: int) -> None:
         return
     if snapshot is not None:
         apply_snapshot(job, snapshot)
+        dispatch.fill_slots(job.provider, timezone.now())
 
 
 # --- the poll chain -------------------------------------------------------------------------
@@ -205,18 +206,38 @@ def kick_all() -> None:
         kick(provider)
 
 
+def ticks_per_link() -> int:
+    """Ticks one poll task runs before it hands on to the next link. A link that ran a single
+    tick would wait in the queue behind every other task before the next one, stretching the
+    interval; so a link keeps the pace itself for as long as django-q's task timeout safely
+    allows (a tick may take up to two HTTP timeouts), then queues its successor."""
+    if settings.MJ_POLL_TICKS_PER_LINK:
+        return settings.MJ_POLL_TICKS_PER_LINK
+    task_timeout = float(settings.Q_CLUSTER.get("timeout") or 90)
+    room = task_timeout - 2 * settings.MJ_HTTP_TIMEOUT - 5
+    return max(1, int(room // settings.MJ_POLL_INTERVAL))
+
+
 def poll(provider: str, token: str = "") -> None:
-    token_held = claim_lease(provider, token)
-    if token_held is None:
-        return  # another chain is alive
-    try:
-        more = tick(provider)
-    except Exception:
-        logger.exception("poll tick for %s failed", provider)
-        more = True
-    if not more:
-        release_lease(provider, token_held)
-        return
+    """One link of the provider's poll chain: ticks at MJ_POLL_INTERVAL while jobs remain,
+    renewing the lease before each, then the next link (or the chain ends)."""
+    token_held = token
+    for number in range(ticks_per_link()):
+        renewed = claim_lease(provider, token_held)
+        if renewed is None:
+            return  # another chain is alive (ours lost its lease)
+        token_held = renewed
+        started = time.monotonic()
+        try:
+            more = tick(provider)
+        except Exception:
+            logger.exception("poll tick for %s failed", provider)
+            more = True
+        if not more:
+            release_lease(provider, token_held)
+            return
+        if number < ticks_per_link() - 1:
+            time.sleep(max(0.0, settings.MJ_POLL_INTERVAL - (time.monotonic() - started)))
     time.sleep(settings.MJ_POLL_INTERVAL)
     queue.poll(provider, token_held)
 
@@ -308,6 +329,7 @@ def tick(provider: str) -> bool:
     for job in jobs:
         if job.provider_job_id not in seen:
             _advance(job, None, now)
+    dispatch.fill_slots(provider, now)
     return _remaining(provider)
 
 

@@ -248,6 +248,9 @@ MJ_HTTP_TIMEOUT = env_float("MJ_HTTP_TIMEOUT", 30.0, minimum=1.0)
 MJ_POLL_INTERVAL = env_float(
     "MJ_POLL_INTERVAL", 1.5 if MJ_PROVIDER == "simulator" else 5.0, minimum=0.5
 )
+# Ticks one poll task runs before it queues the next (0: as many as django-q's task timeout
+# safely allows at MJ_POLL_INTERVAL; see gallery.sync.ticks_per_link).
+MJ_POLL_TICKS_PER_LINK = env_int("MJ_POLL_TICKS_PER_LINK", 0, minimum=0)
 MJ_DISPATCH_MAX_ATTEMPTS = env_int("MJ_DISPATCH_MAX_ATTEMPTS", 5, minimum=1)
 # Speed modes every user may choose unless their quota says otherwise.
 MJ_ALLOWED_MODES = [

@@ -202,6 +202,8 @@ def simulated(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     start = timezone.now()
     monkeypatch.setattr(timezone, "now", lambda: start + timedelta(seconds=world.now))
     monkeypatch.setattr("time.sleep", lambda seconds: None)
+    # A poll task runs one tick here: the fake clock moves between deliveries, not in them.
+    monkeypatch.setattr(settings, "MJ_POLL_TICKS_PER_LINK", 1)
     monkeypatch.setattr(
         queue, "async_task", lambda func, *args, **kw: world.queued.append((func, args))
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -394,3 +395,54 @@ def test_a_busy_provider_is_asked_again_until_the_modes_deadline(
     tasks.dispatch(job.pk)
     job.refresh_from_db()
     assert (job.status, job.fail_kind) == (Job.Status.FAILED, Job.FailKind.PROVIDER_ERROR)
+
+
+def test_a_slot_freed_in_a_tick_sends_the_oldest_waiting_job_at_once(
+    fake: FakeProvider, alice: Any, settings: Any
+) -> None:
+    settings.MJ_PROVIDER_RUNNING, settings.MJ_PROVIDER_QUEUED = 1, 0
+    answers = iter(["2001", "2002", "2003"])
+    fake.routes["/mj/submit/imagine"] = lambda r: httpx.Response(
+        200, json={**load("cometapi/submit_success.json"), "result": next(answers)}
+    )
+    jobs = [make_job(alice, prompt=f"job {i}") for i in range(3)]
+    for job in jobs:
+        tasks.dispatch(job.pk)
+    OrmQ.objects.all().delete()
+    fake.routes["/mj/task/list-by-condition"] = json_answer(
+        [task_answer("fetch_in_progress.json", id="2001")]
+    )
+    for _ in range(3):  # no slot is free: nothing is queued for the waiting jobs
+        sync.tick("simulator")
+    assert queued_tasks("gallery.tasks.dispatch") == 0
+    fake.routes["/mj/task/list-by-condition"] = json_answer(
+        [task_answer("fetch_success.json", id="2001")]
+    )
+    sync.tick("simulator")  # the provider finished it: its slot is free in this same tick
+    (sent,) = [q for q in OrmQ.objects.all() if q.func() == "gallery.tasks.dispatch"]
+    assert sent.task["args"] == (jobs[1].pk,)
+    tasks.dispatch(jobs[1].pk)
+    for job in jobs:
+        job.refresh_from_db()
+    assert [j.status for j in jobs[1:]] == ["submitted", "queued"]
+    assert jobs[2].slot_position == 0 and "next in line" in jobs[2].stage
+
+
+def test_one_poll_task_keeps_the_pace_for_several_ticks_then_hands_on(
+    fake: FakeProvider, alice: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.MJ_POLL_INTERVAL, settings.MJ_HTTP_TIMEOUT = 2.0, 10.0
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 60}
+    assert sync.ticks_per_link() == 17  # (60 - 2 * 10 - 5) // 2
+    settings.MJ_POLL_TICKS_PER_LINK = 3
+    submitted(alice, "1001")
+    fake.routes["/mj/task/list-by-condition"] = json_answer(
+        [task_answer("fetch_in_progress.json", id="1001")]
+    )
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    tasks.poll("simulator")
+    reads = [r for r in fake.requests if r.url.path.endswith("list-by-condition")]
+    assert len(reads) == 3 and len(slept) == 3
+    assert all(0 < pause <= 2.0 for pause in slept)
+    assert queued_tasks("gallery.tasks.poll") == 1  # then one next link
