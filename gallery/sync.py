@@ -9,6 +9,7 @@ the poll chain. A re-sync reads one job now.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 import time
@@ -107,8 +108,15 @@ def record_result(job: Job, snapshot: TaskSnapshot) -> bool:
         )
         if recorded == 1:
             job.refresh_from_db()
-            queue.ingest(job)
+            if not _INGEST_HERE.get():
+                queue.ingest(job)
     return recorded == 1
+
+
+# Set while a re-sync or webhook read runs: a result it records is stored by that same task
+# (`refresh`), not queued. Should that task die, the sweeper restarts the ingest at its due
+# time (`ingest_due_at`, set with the result).
+_INGEST_HERE: contextvars.ContextVar[bool] = contextvars.ContextVar("ingest_here", default=False)
 
 
 # --- asking about one job now -------------------------------------------------------------
@@ -156,9 +164,20 @@ def refresh(job_id: int) -> None:
     except ProviderError as exc:
         logger.info("refresh of %s failed: %r; the poll will catch up", job.code, exc)
         return
-    if snapshot is not None:
+    if snapshot is None:
+        return
+    # A result read here (a webhook said the job ended, or a re-sync) is stored by this task
+    # at once rather than behind everything else in the queue.
+    had_result = bool(job.result_url)
+    here = _INGEST_HERE.set(True)
+    try:
         apply_snapshot(job, snapshot)
-        dispatch.fill_slots(job.provider, timezone.now())
+    finally:
+        _INGEST_HERE.reset(here)
+    dispatch.fill_slots(job.provider, timezone.now())
+    job.refresh_from_db()
+    if not had_result and job.awaits_ingest:
+        ingest.ingest(job.pk)
 
 
 # --- the poll chain -------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from gallery import sync, tasks, webhooks
+from gallery import downloads, sync, tasks, webhooks
 from gallery.models import Job
 from tests.conftest import load
-from tests.gallery.factories import answer_through, make_job
+from tests.gallery.factories import answer_through, make_job, png_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -106,13 +106,23 @@ def test_refresh_fetches_the_one_job_and_moves_it_forward(
         return httpx.Response(200, json=load("cometapi/fetch_success.json"))
 
     answer_through(monkeypatch, handler)
+    downloaded: list[str] = []
+
+    def download(url: str, **kwargs: Any) -> bytes:
+        downloaded.append(url)
+        return png_bytes((64, 64))
+
+    monkeypatch.setattr(downloads, "download", download)
     job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
     tasks.refresh(job.pk)
     assert seen == ["/mj/task/1773314942177684/fetch"]
     job.refresh_from_db()
-    assert job.result_url and len(job.buttons) == 9
-    tasks.refresh(job.pk)  # the result is recorded: a repeat enqueues no second ingest
-    assert sum(1 for q in OrmQ.objects.all() if q.func() == "gallery.tasks.ingest") == 1
+    # The result is stored by the same task: it does not wait behind the queue.
+    assert job.status == Job.Status.SUCCEEDED and len(job.buttons) == 9
+    assert job.images.count() == 5 and len(downloaded) == 1
+    assert not any(q.func() == "gallery.tasks.ingest" for q in OrmQ.objects.all())
+    tasks.refresh(job.pk)  # ended: a repeat reads and stores nothing
+    assert len(seen) == 1 and len(downloaded) == 1
 
 
 def test_an_out_of_order_delivery_cannot_move_a_job_back(
