@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from gallery import downloads, imaging, lifecycle, upstream
+from gallery import downloads, imaging, lifecycle, previews, upstream
 from gallery.models import Image, Job
 
 logger = logging.getLogger(__name__)
@@ -216,3 +216,4 @@ def purge_images(job_id: int) -> None:
             if field:
                 field.delete(save=False)
         image.delete()
+    previews.purge(job)

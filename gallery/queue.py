@@ -33,6 +33,10 @@ def ingest(job: Any) -> None:
     _job_task("ingest", job)
 
 
+def preview(job: Any) -> None:
+    _job_task("preview", job)
+
+
 def purge_images(job: Any) -> None:
     _job_task("purge_images", job)
 

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gallery import dispatch, fitting, ingest, lifecycle, queue, upstream
+from gallery import dispatch, fitting, ingest, lifecycle, previews, queue, upstream
 from gallery.models import Job, PollLease
 from gallery.providers import ProviderError
 from gallery.providers.base import TaskSnapshot, TaskStatus, classify_failure
@@ -64,6 +64,8 @@ def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
     if status is TaskStatus.RUNNING:
         if snapshot.progress != job.progress or snapshot.image_url != job.preview_url:
             job.update_if_status(progress=snapshot.progress, preview_url=snapshot.image_url)
+            if previews.wanted(job):
+                queue.preview(job)  # fetched once per step by the worker, never by a page
         return
     if not snapshot.image_url:
         note = "; ".join(problems) or "Finished without an image."

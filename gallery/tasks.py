@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from gallery import dispatch as dispatching
 from gallery import ingest as ingesting
+from gallery import previews, sync
 from gallery import sweep as sweeping
-from gallery import sync
 
 
 def dispatch(job_id: int) -> None:
@@ -40,6 +40,10 @@ kick_all = sweep
 
 def ingest(job_id: int) -> None:
     ingesting.ingest(job_id)
+
+
+def preview(job_id: int) -> None:
+    previews.fetch(job_id)
 
 
 def purge_images(job_id: int) -> None:

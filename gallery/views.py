@@ -17,7 +17,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget, trigger_client_event
 
 from billing import quotas
-from gallery import downloads, imaging, lifecycle, services, sync, upstream
+from gallery import lifecycle, services, sync
 from gallery.forms import GalleryFilterForm, ImagineForm, ImportForm
 from gallery.lineage import tree as lineage_tree
 from gallery.models import Image, Job, lineage_size
@@ -413,17 +413,13 @@ def download_name(image: Image) -> str:
 @login_required
 @never_cache
 def preview(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
-    """The provider's in-progress preview, fetched by us so the browser never sees its URL."""
+    """The job's latest in-progress preview, as the worker stored it (gallery.previews): the
+    browser never sees the provider's URL, and this request never waits on the provider."""
     job = _own_job(request, code)
-    if not job.preview_url or job.status not in (*Job.IN_FLIGHT, Job.Status.SUCCEEDED):
+    if not job.preview_image or job.status not in (*Job.IN_FLIGHT, Job.Status.SUCCEEDED):
         raise Http404("No preview right now.")
-    with upstream.connect(job.provider, audited=False) as provider:
-        hosts = provider.image_hosts()
     try:
-        data = downloads.download(
-            job.preview_url, allowed_hosts=hosts, max_bytes=5_000_000, timeout=10
-        )
-        picture = imaging.thumbnail(imaging.decode(data), width=384, quality=70)
-    except downloads.ImageFetchError as exc:
-        raise Http404(str(exc)) from exc
-    return HttpResponse(picture.data, content_type="image/webp")
+        stored = job.preview_image.open("rb")
+    except OSError as exc:
+        raise Http404("No preview right now.") from exc
+    return FileResponse(stored, content_type="image/webp")

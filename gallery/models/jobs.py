@@ -73,6 +73,11 @@ class JobFailKind(models.TextChoices):
     IMAGE_UNAVAILABLE = "image_unavailable", "Image unavailable"
 
 
+def preview_path(instance: Job, filename: str) -> str:
+    code = instance.code.hex
+    return f"previews/{code[:2]}/{code}/{filename}"
+
+
 class Job(models.Model):
     Status = JobStatus
     Action = JobAction
@@ -147,6 +152,10 @@ class Job(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     # Provider URLs: never sent to the browser; previews are proxied, results copied.
     preview_url = models.URLField(max_length=1000, blank=True)
+    # The latest preview as we keep it (a small WebP in our storage, made by the worker once
+    # per step), and the provider URL it was made from. The studio serves only this copy.
+    preview_image = models.FileField(upload_to=preview_path, max_length=300, blank=True)
+    preview_source = models.URLField(max_length=1000, blank=True)
     result_url = models.URLField(max_length=1000, blank=True)
     fail_kind = models.CharField(max_length=20, choices=FailKind.choices, blank=True)
     # The provider's own text, verbatim (it is often Chinese); the card explains it.
@@ -265,7 +274,7 @@ class Job(models.Model):
     @property
     def live_version(self) -> str:
         """Changes whenever the job's card would look different (see views.live)."""
-        preview = zlib.crc32(self.preview_url.encode()) if self.preview_url else 0
+        preview = zlib.crc32(self.preview_image.name.encode()) if self.preview_image else 0
         return "-".join(
             str(part)
             for part in (
