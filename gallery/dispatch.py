@@ -90,7 +90,12 @@ def dispatch(job_id: int) -> None:
         lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, note="Duplicate provider task id.")
         return
     if not moved:
-        logger.warning("job %s changed while it was being submitted", job.code)
+        job.refresh_from_db()
+        if job.provider_job_id == submission.provider_job_id:
+            # Its notifyHook came before this answer was recorded and adopted the same task.
+            logger.debug("job %s was adopted by its own task's webhook first", job.code)
+        else:
+            logger.warning("job %s changed while it was being submitted", job.code)
     sync.kick(job.provider)
 
 
@@ -184,13 +189,16 @@ def _claim(job_id: int) -> bool:
             return False  # an earlier submit's outcome is still unknown
         if ahead >= free:
             # In line for a slot: `fill_slots` sends it when one frees up.
-            waiting.update(slot_position=ahead - max(free, 0), next_attempt_at=None)
+            waiting.update(
+                slot_position=ahead - max(free, 0), next_attempt_at=None, dispatch_queued_at=None
+            )
             sync.kick(job.provider)
             return False
         claimed = waiting.sendable(now).update(
             dispatch_lease_until=now + DISPATCH_LEASE,
             attempts=F("attempts") + 1,
             slot_position=None,
+            dispatch_queued_at=None,
         )
     return claimed == 1
 
@@ -269,7 +277,9 @@ def adopt(provider: str, provider_job_id: str, state: Any) -> Job | None:
     if not moved:
         return None
     logger.info(
-        "job %s adopted its task %s (the submit's answer was lost)", job.code, provider_job_id
+        "job %s adopted its task %s, reported before the submit's answer was recorded",
+        job.code,
+        provider_job_id,
     )
     sync.kick(provider)
     return job
@@ -307,19 +317,22 @@ def fill_slots(provider: str, now: datetime) -> int:
     """Send as many jobs waiting for a slot as the account has free slots, oldest first, the
     moment they free up (the poll tick and a re-sync call this once they applied what the
     provider said); the rest learn their new place in line. Returns how many were sent."""
+    in_line = Job.objects.dispatchable(provider).sendable(now).filter(slot_position__isnull=False)
+    # Dispatches queued for earlier free slots that have not run yet hold those slots.
+    sent = Q(dispatch_queued_at__gte=now - LOST_DISPATCH_AFTER)
     line = list(
-        Job.objects.dispatchable(provider)
-        .sendable(now)
-        .filter(slot_position__isnull=False)
+        in_line.exclude(sent)
         .order_by("created_at", "pk")
         .only("pk", "code", "slot_position", "status")[:LINE_KEPT]
     )
     if not line:
         return 0
-    free = max(0, capacity() - Job.objects.occupying(provider).count())
+    taken = Job.objects.occupying(provider).count() + in_line.filter(sent).count()
+    free = max(0, capacity() - taken)
     for place, job in enumerate(line):
         if place < free:
-            queue.dispatch(job)
+            if job.update_if_status(dispatch_queued_at=now):
+                queue.dispatch(job)
         elif job.slot_position != place - free:
             job.update_if_status(slot_position=place - free)
     return min(free, len(line))

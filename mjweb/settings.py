@@ -338,7 +338,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},
-        "django_q": {"level": "WARNING"},
+        # django-q2 logs as "django-q": two INFO lines per task unless asked for.
+        "django-q": {"level": env_str("MJWEB_TASK_LOG_LEVEL", "WARNING")},
         # Lockouts are logged as warnings; every login and reset would be INFO noise.
         "axes": {"level": "WARNING"},
     },

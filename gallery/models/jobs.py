@@ -173,6 +173,9 @@ class Job(models.Model):
     deadline_at = models.DateTimeField(null=True, blank=True)
     # Waiting locally for a free slot at the provider: how many jobs are ahead (None: not waiting).
     slot_position = models.PositiveIntegerField(null=True, blank=True)
+    # A slot freed up and this job's dispatch was queued for it then (`dispatch.fill_slots`):
+    # it is not queued again for another slot while that dispatch may still run.
+    dispatch_queued_at = models.DateTimeField(null=True, blank=True)
     # Dispatch attempts so far; bounded by MJ_DISPATCH_MAX_ATTEMPTS (a busy provider: by
     # the mode's deadline from when the job was made).
     attempts = models.PositiveSmallIntegerField(default=0)
