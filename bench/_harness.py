@@ -5,17 +5,23 @@
 `throwaway_database()` creates a test database of its own (a file in a temporary directory
 on SQLite; `mjweb_bench_<pid>` on the DATABASE_URL server) and drops it afterwards, so a
 benchmark never touches real data nor a test run's database on the same server.
+
+`database_copy(tag)`, inside it, makes a copy of that migrated database for one run of
+separate processes (a web server, a worker): it yields the copy's DATABASE_URL, points this
+process's connection at the copy meanwhile, and drops the copy afterwards.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 warnings.filterwarnings("ignore", message="No directory at")  # no collectstatic for a bench
@@ -58,3 +64,42 @@ def throwaway_database() -> Iterator[None]:
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0, keepdb=False)
         TMP.cleanup()
+
+
+def _point_at(name: str) -> None:
+    connection.close()
+    connection.settings_dict["NAME"] = name
+    settings.DATABASES[connection.alias]["NAME"] = name
+
+
+@contextmanager
+def database_copy(tag: str) -> Iterator[str]:
+    """A fresh copy of the throwaway database, for processes started with its DATABASE_URL
+    (yielded); this process's connection uses the copy until the block ends, then it is
+    dropped. Call it inside `throwaway_database()`; nothing may be connected to the original
+    while it is copied (PostgreSQL copies it as a template)."""
+    source = str(connection.settings_dict["NAME"])
+    connection.close()
+    if connection.vendor == "sqlite":
+        target = str(Path(source).with_name(f"{Path(source).stem}-{tag}.sqlite3"))
+        with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+            src.backup(dst)
+        url = f"sqlite:///{target}"  # an absolute path: sqlite:////tmp/...
+    else:
+        target = f"{source}_{tag}"
+        with connection.creation._nodb_cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+        parts = urlsplit(settings.DATABASE_URL)
+        url = urlunsplit(parts._replace(path=f"/{target}"))
+    _point_at(target)
+    try:
+        yield url
+    finally:
+        _point_at(source)
+        if connection.vendor == "sqlite":
+            for suffix in ("", "-wal", "-shm"):
+                Path(target + suffix).unlink(missing_ok=True)
+        else:
+            with connection.creation._nodb_cursor() as cursor:
+                # FORCE: a killed process may have left a session behind.
+                cursor.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
