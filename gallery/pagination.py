@@ -1,8 +1,10 @@
 """Keyset ("cursor") pagination over jobs, newest first: constant cost at any depth.
 
 A cursor names the last job seen by its (created_at, id); the next page is what comes
-strictly after it in that order. Cursors are opaque to users but not secret: a tampered or
-stale one just starts from the newest jobs again.
+strictly after it in that order, `(created_at, id) < (t, n)`: one row comparison, where an
+index on (owner, created_at, id) starts its scan (gallery.models.queries.Row). Cursors are
+opaque to users but not secret: a tampered or stale one just starts from the newest jobs
+again.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
+
+from gallery.models import newer_than, older_than
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,7 @@ def paginate(
     older = decode(after)
     if newer is not None:
         created, pk = newer
-        chunk = list(
-            jobs.filter(Q(created_at__gt=created) | Q(created_at=created, pk__gt=pk)).order_by(
-                "created_at", "id"
-            )[: size + 1]
-        )
+        chunk = list(jobs.filter(newer_than(created, pk)).order_by("created_at", "id")[: size + 1])
         more_newer = len(chunk) > size
         items = list(reversed(chunk[:size]))
         return CursorPage(
@@ -70,7 +70,7 @@ def paginate(
         )
     if older is not None:
         created, pk = older
-        jobs = jobs.filter(Q(created_at__lt=created) | Q(created_at=created, pk__lt=pk))
+        jobs = jobs.filter(older_than(created, pk))
     chunk = list(jobs.order_by("-created_at", "-id")[: size + 1])
     items = chunk[:size]
     return CursorPage(

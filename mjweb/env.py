@@ -120,7 +120,8 @@ def database_from_url(url: str, *, pool_max_size: int = 0) -> dict[str, object]:
 
 def sqlite_database(path: Path) -> dict[str, object]:
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        # Django's backend, keeping the planner's statistics current (mjweb.sqlite.base).
+        "ENGINE": "mjweb.sqlite",
         "NAME": str(path),
         "OPTIONS": {
             # The web server and the worker write at the same time: WAL lets readers go on

@@ -12,7 +12,7 @@ from gallery.models.jobs import (
     JobMode,
     JobStatus,
 )
-from gallery.models.queries import JobQuerySet, lineage_size
+from gallery.models.queries import JobQuerySet, lineage_size, newer_than, older_than
 from gallery.models.records import PollLease, ProviderCall, SuspectedDuplicate, WebhookEvent
 
 __all__ = [
@@ -31,4 +31,6 @@ __all__ = [
     "WebhookEvent",
     "image_path",
     "lineage_size",
+    "newer_than",
+    "older_than",
 ]

@@ -6,12 +6,13 @@ on `Job` (gallery.models.jobs), built from the same pieces.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.lookups import GreaterThan, LessThan
 from django.utils import timezone
 
 
@@ -29,25 +30,31 @@ class JobQuerySet(models.QuerySet):  # type: ignore[type-arg]
         """One job per lineage among these: the newest that is not a failure (in flight or
         finished), else the newest. The gallery shows lineages by these.
 
+        A job heads its lineage when no candidate of the lineage ranks before it: for one
+        that is not a failure, none newer that is not a failure either (one probe of the
+        `job_root_live` index from the job's own key, which stops at the first row); for
+        a failure, none that is not a failure and none newer. So a page costs the same
+        however far down it is and however long its lineages. The failure's two tests are
+        one probe: as two, the first would correlate by `root_id` alone, and PostgreSQL
+        answers such a NOT EXISTS by hashing every job of the table once per page.
+
         `candidates` is the same selection without the owner condition: a lineage belongs
-        to one owner, and leaving it out lets the database use the `root` index alone.
+        to one owner, and leaving it out lets the database use the lineage's index alone.
         """
         failed = Q(status__in=(self.model.Status.FAILED, self.model.Status.CANCELLED))
-        ranked = (
-            (self if candidates is None else candidates)
-            .filter(root_id=models.OuterRef("root_id"))
-            .annotate(
-                is_failure=models.Case(
-                    models.When(failed, then=models.Value(1)), default=models.Value(0)
-                )
-            )
-            .order_by("is_failure", "-created_at", "-id")
-            .values("pk")[:1]
+        lineage = (self if candidates is None else candidates).filter(root_id=OuterRef("root_id"))
+        newer = newer_than(OuterRef("created_at"), OuterRef("pk"))
+        return self.filter(
+            (~failed & ~Exists(lineage.filter(newer).exclude(failed)))
+            | (failed & ~Exists(lineage.filter(newer | ~failed)))
         )
-        return self.filter(pk=models.Subquery(ranked))
 
     def matching(self, filters: dict[str, Any]) -> JobQuerySet:
-        """Jobs that pass the gallery's filters (see gallery.forms.GalleryFilterForm)."""
+        """Jobs that pass the gallery's filters (see gallery.forms.GalleryFilterForm).
+
+        Dates are days of the current time zone, compared as the instants that bound them:
+        a range on `created_at` itself, which an index on it can serve (`created_at__date`
+        casts every row first)."""
         jobs = self
         for word in str(filters.get("q", "")).split():
             jobs = jobs.filter(prompt__icontains=word)
@@ -55,9 +62,9 @@ class JobQuerySet(models.QuerySet):  # type: ignore[type-arg]
             if filters.get(name):
                 jobs = jobs.filter(**{name: filters[name]})
         if filters.get("since"):
-            jobs = jobs.filter(created_at__date__gte=filters["since"])
-        if filters.get("until"):
-            jobs = jobs.filter(created_at__date__lte=filters["until"])
+            jobs = jobs.filter(created_at__gte=start_of_day(filters["since"]))
+        if filters.get("until") and filters["until"] < date.max:
+            jobs = jobs.filter(created_at__lt=start_of_day(filters["until"] + timedelta(days=1)))
         if filters.get("favorites"):
             jobs = jobs.filter(favorite=True)
         return jobs
@@ -150,3 +157,44 @@ def lineage_size() -> models.Subquery:
         .annotate(size=models.Count("pk"))
         .values("size")[:1]
     )
+
+
+def start_of_day(day: date) -> datetime:
+    """The first instant of a day in the current time zone (as `created_at__date` reads
+    days)."""
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+class Row(models.Func):
+    """A row value, `(a, b)`. Rows compare column by column, so `(created_at, id) < (t, n)`
+    is "older than job n made at t" in the gallery's order, as one condition that an index
+    on (created_at, id) can start its scan from. The OR of single comparisons it replaces
+    (`created_at < t OR (created_at = t AND id < n)`) is one no index can start from: the
+    database reads the newest rows and drops them until it reaches the cursor. PostgreSQL
+    and SQLite (3.15 and later) both take row values; Django 5.2's own `Tuple` lookups
+    write the OR on SQLite and take no outer references."""
+
+    function = ""
+    output_field = models.Field()
+
+
+def _key(created: Any, pk: Any) -> Row:
+    return Row(
+        created
+        if hasattr(created, "resolve_expression")
+        else models.Value(created, output_field=models.DateTimeField()),
+        pk
+        if hasattr(pk, "resolve_expression")
+        else models.Value(pk, output_field=models.BigIntegerField()),
+    )
+
+
+def older_than(created: Any, pk: Any) -> LessThan:
+    """Jobs after (created, pk) in the gallery's order, newest first. Either may be an
+    expression (`OuterRef("created_at")`)."""
+    return LessThan(Row(F("created_at"), F("id")), _key(created, pk))
+
+
+def newer_than(created: Any, pk: Any) -> GreaterThan:
+    """Jobs before (created, pk) in the gallery's order, newest first."""
+    return GreaterThan(Row(F("created_at"), F("id")), _key(created, pk))
