@@ -1,4 +1,5 @@
-# mjweb: web (gunicorn) by default; run the worker from the same image with
+# mjweb: web by default (gunicorn supervising uvicorn workers: the site is served through
+# ASGI, for the push stream); run the worker from the same image with
 #   docker run ... mjweb python manage.py qcluster
 FROM python:3.11-slim AS base
 
@@ -7,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MJWEB_DATA_DIR=/data \
-    STATIC_ROOT=/app/staticfiles
+    STATIC_ROOT=/app/staticfiles \
+    WEB_CONCURRENCY=3
 
 WORKDIR /app
 
@@ -26,4 +28,5 @@ USER mjweb
 VOLUME ["/data"]
 EXPOSE 8000
 
-CMD ["gunicorn", "mjweb.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--access-logfile", "-"]
+# WEB_CONCURRENCY (gunicorn's own variable) is the number of web processes.
+CMD ["gunicorn", "mjweb.asgi:application", "--worker-class", "mjweb.workers.UvicornWorker", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

@@ -68,6 +68,7 @@ urlpatterns = [
     path("jobs/<uuid:code>/favorite/", views.favorite, name="favorite"),
     path("jobs/<uuid:code>/delete/", views.delete, name="delete"),
     path("jobs/live/", views.live, name="live"),
+    path("jobs/stream/", views.stream, name="stream"),
     path(
         "jobs/<uuid:code>/download/<kind:kind>/<int:index>/",
         views.download,

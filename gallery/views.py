@@ -3,11 +3,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.text import slugify
@@ -17,7 +19,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget, trigger_client_event
 
 from billing import quotas
-from gallery import lifecycle, services, sync
+from gallery import lifecycle, push, services, sync
 from gallery.forms import GalleryFilterForm, ImagineForm, ImportForm
 from gallery.lineage import tree as lineage_tree
 from gallery.models import Image, Job, lineage_size
@@ -26,10 +28,18 @@ from gallery.pagination import CursorPage, paginate
 PAGE_SIZE = 24
 # Sent to the page whenever credits moved, so the header balance refreshes itself.
 BALANCE_CHANGED = "balance-changed"
+# Sent after the swap of a response that brought a running card: an idle live poller asks
+# the live view to switch it on; a poller already on does not listen, so a submit never
+# restarts its timer nor its stream (templates/gallery/_live_poller.html).
+LIVE_WAKE = "live-wake"
 
 
 def _credits_moved(response: HttpResponse) -> HttpResponse:
     return trigger_client_event(response, BALANCE_CHANGED)
+
+
+def _wake_live(response: HttpResponse, running: bool) -> HttpResponse:
+    return trigger_client_event(response, LIVE_WAKE, after="swap") if running else response
 
 
 def _jobs(request: HttpRequest) -> Any:
@@ -75,7 +85,8 @@ def home(request: HttpRequest) -> HttpResponse:
     context = _home_context(request)
     if request.htmx and request.GET.get("more"):
         # Infinite scroll: the next cards and the link after them, nothing else.
-        return render(request, "gallery/_gallery_more.html", context)
+        response = render(request, "gallery/_gallery_more.html", context)
+        return _wake_live(response, context["live"])
     return render(request, "gallery/home.html", context)
 
 
@@ -91,9 +102,8 @@ def imagine(request: HttpRequest) -> HttpResponse:
         else:
             if not request.htmx:
                 return redirect("gallery:home")
-            return _credits_moved(
-                render(request, "gallery/_job_created.html", {"job": job, "form": form})
-            )
+            response = render(request, "gallery/_job_created.html", {"job": job, "form": form})
+            return _wake_live(_credits_moved(response), job.polls)
     if not request.htmx:
         return render(request, "gallery/home.html", _home_context(request, form=form), status=422)
     response = render(request, "gallery/_imagine_form.html", {"form": form})
@@ -115,9 +125,10 @@ def import_task(request: HttpRequest) -> HttpResponse:
         else:
             if not request.htmx:
                 return redirect(job)
-            return render(
+            response = render(
                 request, "gallery/_job_created.html", {"job": job, "import_form": ImportForm()}
             )
+            return _wake_live(response, job.polls)
     if not request.htmx:
         context = _home_context(request, import_form=form)
         return render(request, "gallery/home.html", context, status=422)
@@ -170,12 +181,7 @@ def job_card(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
 def _card(request: HttpRequest, job: Job, **context: Any) -> HttpResponse:
     """A card swapped in place; if it is (again) in flight, the page's poller wakes up."""
     response = render(request, "gallery/_job_card.html", {"job": job, **context})
-    if job.polls:
-        poller = render_to_string(
-            "gallery/_live_poller.html", {"active": True, "oob": True}, request=request
-        )
-        response.content += poller.encode()
-    return response
+    return _wake_live(response, job.polls)
 
 
 LIVE_MAX_JOBS = 200
@@ -187,12 +193,14 @@ LIVE_MAX_JOBS = 200
 def live(request: HttpRequest) -> HttpResponse:
     """The one poll of a page: it names its running cards with the version it shows, and
     gets back (out of band) only the cards that changed. Nothing changed: an empty answer.
-    Nothing left running: the poller itself is replaced by one that does not poll."""
+    Nothing left running: the poller itself is replaced by one that does not poll. Asked by
+    an idle poller that a new running card woke (`wake`): it is replaced by one that polls."""
     seen = _cards_seen(request)
     jobs = list(_jobs(request).filter(code__in=seen)) if seen else []
     changed = [job for job in jobs if job.live_version != seen[job.code][0]]
     still_running = any(job.polls for job in jobs)
-    if not changed and still_running:
+    wake = request.GET.get("wake") == "1"
+    if not changed and still_running and not wake:
         return HttpResponse(status=204)
     parts = [
         render_to_string(
@@ -202,12 +210,37 @@ def live(request: HttpRequest) -> HttpResponse:
         )
         for job in changed
     ]
-    if not still_running:
-        parts.append(render_to_string("gallery/_live_poller.html", {"oob": True}, request=request))
+    if not still_running or wake:
+        poller = {"oob": True, "active": still_running}
+        parts.append(render_to_string("gallery/_live_poller.html", poller, request=request))
     response = HttpResponse("".join(parts))
     if any(job.charge != Job.charge_in_version(seen[job.code][0]) for job in changed):
         _credits_moved(response)
     return response
+
+
+@require_GET
+@login_required
+@never_cache
+async def stream(request: HttpRequest) -> HttpResponse:
+    """Server-sent events for the signed-in user: `changed` whenever one of their jobs
+    changes, which makes the page's live poll ask at once (gallery.push). No stream under
+    WSGI, nor beyond the user's streams per process: 204, and the page keeps to its poll."""
+    user = await request.auser()
+    if not push.enabled(request) or not push.hub().has_room(user.pk):
+        return HttpResponse(status=204)
+    if push.listens():
+        await sync_to_async(_let_go_of_the_database)()
+    response = StreamingHttpResponse(push.stream(user.pk), content_type="text/event-stream")
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+def _let_go_of_the_database() -> None:
+    """A stream that listens needs no database: give back the connection the session lookup
+    took (in this request's thread) instead of holding it, or a pool slot, for minutes."""
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def _cards_seen(request: HttpRequest) -> dict[uuid.UUID, tuple[str, int | None]]:
@@ -314,7 +347,8 @@ def press(
         return _job_page(request, parent, error=str(exc), status=422)
     if not request.htmx:
         return redirect(child)
-    return _credits_moved(render(request, "gallery/_job_created.html", {"job": child}))
+    response = render(request, "gallery/_job_created.html", {"job": child})
+    return _wake_live(_credits_moved(response), child.polls)
 
 
 def _submit_key(request: HttpRequest) -> uuid.UUID | None:

@@ -89,8 +89,13 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def database_from_url(url: str, *, pool_max_size: int = 0) -> dict[str, object]:
-    """DATABASES['default'] from ``postgres://user:pass@host:5432/name`` or ``sqlite:///path``."""
+def database_from_url(
+    url: str, *, pool_max_size: int = 0, persistent: bool = True
+) -> dict[str, object]:
+    """DATABASES['default'] from ``postgres://user:pass@host:5432/name`` or ``sqlite:///path``.
+
+    `persistent` keeps a connection for 60 s after a request; off under ASGI, where every
+    request runs in a thread of its own and a kept connection would never be used again."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
@@ -109,7 +114,7 @@ def database_from_url(url: str, *, pool_max_size: int = 0) -> dict[str, object]:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             # The pool keeps connections; Django's own persistence must stay off with it.
-            "CONN_MAX_AGE": 0 if pool_max_size > 0 else 60,
+            "CONN_MAX_AGE": 60 if persistent and pool_max_size <= 0 else 0,
             "CONN_HEALTH_CHECKS": pool_max_size <= 0,
             "OPTIONS": options,
         }

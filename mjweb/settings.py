@@ -86,6 +86,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "mjweb.urls"
+# The site is served through ASGI (uvicorn: `make run`, the Dockerfile); the WSGI entry still
+# works, without the push stream (pages keep their two-second poll).
+ASGI_APPLICATION = "mjweb.asgi.application"
 WSGI_APPLICATION = "mjweb.wsgi.application"
 
 TEMPLATES = [
@@ -106,10 +109,16 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
+# Set by mjweb.asgi, the entry point of the web server. Under ASGI every request runs in a
+# thread of its own, so a connection kept after it would never be reused; Django's advice is
+# to turn persistent connections off there and pool instead (DATABASE_POOL_MAX_SIZE).
+SERVED_BY_ASGI = env_bool("MJWEB_ASGI", False)
 if DATABASE_URL:
     DATABASES = {
         "default": database_from_url(
-            DATABASE_URL, pool_max_size=env_int("DATABASE_POOL_MAX_SIZE", 0, minimum=0)
+            DATABASE_URL,
+            pool_max_size=env_int("DATABASE_POOL_MAX_SIZE", 0, minimum=0),
+            persistent=not SERVED_BY_ASGI,
         )
     }
 else:
@@ -322,6 +331,21 @@ MJ_SIMULATOR_API_KEY = env_str("MJ_SIMULATOR_API_KEY", "sim-local-key")
 MJ_SIMULATOR_FAULTS = env_str("MJ_SIMULATOR_FAULTS", "")
 # The simulator serves both protocols; this picks the adapter that drives it.
 MJ_SIMULATOR_PROTOCOL = env_choice("MJ_SIMULATOR_PROTOCOL", "cometapi", ("cometapi", "piapi"))
+
+# --- Push to the browser (gallery.push) --------------------------------------------------
+# A page with running cards keeps a server-sent-events stream open (under ASGI) that wakes
+# its live poll as soon as a job changes; the two-second poll stays as the fallback.
+MJ_PUSH = env_bool("MJ_PUSH", True)
+# A comment line after this many idle seconds, so proxies keep the stream open.
+MJ_PUSH_HEARTBEAT = env_float("MJ_PUSH_HEARTBEAT", 15.0, minimum=1.0)
+# A stream ends after this long and the browser opens a new one: no worker is held for good.
+MJ_PUSH_STREAM_SECONDS = env_float("MJ_PUSH_STREAM_SECONDS", 300.0, minimum=5.0)
+# Streams one user may hold per web process; more tabs keep to the poll. Below the six
+# connections a browser opens to one host over HTTP/1.1, so the other requests still go.
+MJ_PUSH_STREAMS_PER_USER = env_int("MJ_PUSH_STREAMS_PER_USER", 4, minimum=1)
+# Without PostgreSQL's notifications (SQLite), a stream reads its owner's running jobs this
+# often (seconds).
+MJ_PUSH_CHECK_INTERVAL = 0.25
 
 # --- Images -----------------------------------------------------------------------------
 # Hosts images may be downloaded from, beyond the configured provider's own host.

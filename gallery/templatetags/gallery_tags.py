@@ -8,6 +8,7 @@ from django import template
 from django.urls import reverse
 
 from billing import prices
+from gallery import push
 from gallery.models import Image, Job
 from mjweb import catalogue
 
@@ -126,3 +127,10 @@ def get_item(mapping: dict, key: Any) -> Any:
 def new_submit_key() -> str:
     """A fresh idempotency key for one rendered button or form."""
     return str(uuid.uuid4())
+
+
+@register.simple_tag(takes_context=True)
+def push_stream_url(context: template.Context) -> str:
+    """The push stream's URL where this request's server can stream (ASGI), else ""."""
+    request = context.get("request")
+    return reverse("gallery:stream") if request is not None and push.enabled(request) else ""

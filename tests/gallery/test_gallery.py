@@ -349,9 +349,16 @@ def test_the_live_poll_stops_when_nothing_runs(alice: Any, alice_client: Client)
     lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, reason="boom")
     body = alice_client.get(reverse("gallery:live"), seen, **HX).content.decode()
     assert f'id="job-{job.code}"' in body
-    assert '<div id="live-poller" hx-swap-oob="true"></div>' in body
+    assert IDLE_POLLER_OOB in body and "every 2s" not in body
     body = alice_client.get(reverse("gallery:live"), **HX).content.decode()
-    assert '<div id="live-poller" hx-swap-oob="true"></div>' in body
+    assert IDLE_POLLER_OOB in body and "every 2s" not in body
+
+
+IDLE_POLLER = (
+    '<div id="live-poller" hx-get="/jobs/live/" hx-vals=\'{"wake": "1"}\' '
+    'hx-trigger="live-wake from:body"'
+)
+IDLE_POLLER_OOB = IDLE_POLLER.replace('id="live-poller"', 'id="live-poller" hx-swap-oob="true"')
 
 
 def test_the_live_poll_ignores_other_users_and_junk(
@@ -367,7 +374,7 @@ def test_the_live_poll_ignores_other_users_and_junk(
 def test_pages_poll_only_while_something_runs(alice: Any, alice_client: Client) -> None:
     done = make_finished_job(alice)
     body = alice_client.get(reverse("gallery:home")).content.decode()
-    assert '<div id="live-poller"></div>' in body
+    assert IDLE_POLLER in body and "every 2s" not in body  # it waits to be woken
     running = make_job(alice, status=Job.Status.RUNNING)
     body = alice_client.get(reverse("gallery:home")).content.decode()
     assert 'id="live-poller" hx-get="/jobs/live/" hx-trigger="every 2s"' in body

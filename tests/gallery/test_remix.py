@@ -58,7 +58,8 @@ def test_answering_the_modal_enqueues_the_modal_call(alice_client: Client, alice
     job.refresh_from_db()
     assert job.remix_prompt == "red fox, night"
     assert "Sending your prompt" in response.content.decode()
-    assert 'hx-trigger="every 2s"' in response.content.decode()
+    # The card polls again: the page's poller is woken (switched on if it was off).
+    assert "live-wake" in response["HX-Trigger-After-Swap"]
     assert [q.func() for q in OrmQ.objects.all()] == ["gallery.tasks.submit_modal"]
     # A second answer is refused: the first one is on its way.
     again = alice_client.post(reverse("gallery:remix", args=[job.code]), {"prompt": "x"}, **HX)

@@ -138,13 +138,16 @@ def test_a_running_card_joins_the_pages_poll_and_a_finished_one_does_not(
     assert "hx-trigger" not in card  # cards do not poll on their own
     assert f'name="live" value="{running.code}~{running.live_version}~"' in card
     assert 'value="46"' in card
-    # The card came back running: the page's one poller is switched on out of band.
-    assert 'id="live-poller" hx-swap-oob="true" hx-get="/jobs/live/"' in body
+    # The card came back running: the page's poller is woken (it switches itself on if it
+    # is off), and not replaced (that would restart it).
+    assert response["HX-Trigger-After-Swap"] == '{"live-wake": {}}'
+    assert "live-poller" not in body
     assert response["Vary"].find("HX-Request") >= 0
     done = make_finished_job(alice)
-    body = alice_client.get(reverse("gallery:card", args=[done.code]), **HX).content.decode()
-    assert 'name="live"' not in body
-    assert "live-poller" not in body
+    response = alice_client.get(reverse("gallery:card", args=[done.code]), **HX)
+    assert 'name="live"' not in response.content.decode()
+    assert "live-poller" not in response.content.decode()
+    assert "HX-Trigger-After-Swap" not in response
 
 
 def test_card_without_htmx_redirects_to_the_job_page(alice_client: Client, alice: Any) -> None:

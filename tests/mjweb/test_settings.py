@@ -61,6 +61,10 @@ def test_database_urls() -> None:
     pooled = database_from_url("postgres://postgres@127.0.0.1/postgres", pool_max_size=8)
     assert pooled["OPTIONS"]["pool"]["max_size"] == 8  # type: ignore[index]
     assert pooled["CONN_MAX_AGE"] == 0
+    assert pg["CONN_MAX_AGE"] == 60  # kept a minute: the worker, the WSGI server
+    # Under ASGI each request runs in a thread of its own: nothing is kept after it.
+    served = database_from_url("postgres://postgres@127.0.0.1/postgres", persistent=False)
+    assert served["CONN_MAX_AGE"] == 0
     assert database_from_url("sqlite:////var/lib/mj.db")["NAME"] == "/var/lib/mj.db"
     assert database_from_url("sqlite:///data/mj.db")["NAME"] == "data/mj.db"
     with pytest.raises(ImproperlyConfigured):
@@ -98,3 +102,30 @@ def test_debug_generates_and_keeps_a_local_secret(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout and len(first.stdout.strip()) >= 50
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_the_asgi_entry_point_turns_persistent_connections_off() -> None:
+    """mjweb.asgi marks the process before the settings load (checked in a fresh one)."""
+    code = (
+        "import mjweb.asgi; from django.conf import settings; "
+        "print(settings.SERVED_BY_ASGI, settings.DATABASES['default']['CONN_MAX_AGE'])"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        "SECRET_KEY": "t",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+    }
+    answer = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert answer.stdout.split() == ["True", "0"]
+
+
+def test_runall_serves_the_site_with_uvicorn() -> None:
+    from mjweb.management.commands.runall import web_command
+
+    command = web_command("0.0.0.0:9000")
+    assert command[1:4] == ["-m", "uvicorn", "mjweb.asgi:application"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert command[command.index("--port") + 1] == "9000"
+    assert web_command("8001")[web_command("8001").index("--host") + 1] == "127.0.0.1"

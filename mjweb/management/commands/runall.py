@@ -1,5 +1,8 @@
 """Run the whole studio in one terminal: web server, django-q2 worker and the simulator.
 
+The web server is uvicorn serving mjweb.asgi, as in production (the push stream needs an
+ASGI server; whitenoise serves the static files from the apps' folders with DEBUG).
+
 Ctrl-C stops all three. If one of them dies, the others are stopped too, so a broken
 half-running studio never sits there looking healthy.
 """
@@ -31,7 +34,7 @@ class Command(BaseCommand):
         if settings.MJ_PROVIDER == "simulator" and not options["no_simulator"]:
             commands["simulator"] = [*manage, "simulator"]
         commands["worker"] = [*manage, "qcluster"]
-        commands["web"] = [*manage, "runserver", options["addrport"], "--noreload"]
+        commands["web"] = web_command(options["addrport"])
         children: dict[str, subprocess.Popen[bytes]] = {}
         stopping = False
 
@@ -70,3 +73,26 @@ class Command(BaseCommand):
                 child.kill()
                 child.wait()
         self.stdout.write("stopped.")
+
+
+def web_command(addrport: str) -> list[str]:
+    """uvicorn for `--addrport host:port` (or just a port, as runserver takes it)."""
+    host, _, port = addrport.rpartition(":")
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "mjweb.asgi:application",
+        "--app-dir",
+        str(settings.BASE_DIR),
+        "--host",
+        host or "127.0.0.1",
+        "--port",
+        port,
+        # The same choices as mjweb.workers.UvicornWorker, the production worker.
+        "--lifespan",
+        "off",
+        "--no-proxy-headers",
+        "--timeout-graceful-shutdown",
+        "2",
+    ]
