@@ -301,7 +301,7 @@ def redispatch_due(provider: str, now: datetime) -> None:
             Q(next_attempt_at__lte=now)
             | Q(next_attempt_at__isnull=True, created_at__lt=now - LOST_DISPATCH_AFTER)
         )
-        .order_by("created_at")
+        .order_by("created_at", "pk")
         .only("pk", "code")[:50]
     )
     for job in due:

@@ -328,7 +328,8 @@ def tick(provider: str) -> bool:
     """
     now = timezone.now()
     dispatch.redispatch_due(provider, now)
-    jobs = list(Job.objects.pollable(provider))
+    # In a stable order: the reads (PiAPI reads one task a call) go out in the same order.
+    jobs = list(Job.objects.pollable(provider).order_by("pk"))
     by_id = {job.provider_job_id: job for job in jobs}
     seen: dict[str, TaskSnapshot] = {}
 
