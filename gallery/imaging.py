@@ -18,7 +18,7 @@ import struct
 import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from PIL import Image as PILImage
@@ -50,6 +50,9 @@ class Picture:
     format: str
     width: int
     height: int
+    # The cleaned pixels, when `decode` made them: what renditions start from, so an ingest
+    # decodes the provider's picture once. Not part of the picture's identity.
+    pixels: PILImage.Image | None = field(default=None, compare=False, repr=False)
 
     @property
     def sha256(self) -> str:
@@ -88,7 +91,9 @@ def decode(data: bytes) -> Picture:
             image.load()
             # A JPEG with a multi-picture extension opens as MPO: still a JPEG.
             fmt = "JPEG" if image.format == "MPO" else str(image.format)
-            return Picture(data=data, format=fmt, width=image.width, height=image.height)
+            return Picture(
+                data=data, format=fmt, width=image.width, height=image.height, pixels=_clean(image)
+            )
     except PILImage.DecompressionBombError as exc:
         raise ImageFetchError(f"The image is too large to decode: {exc}", permanent=True) from exc
     except (OSError, SyntaxError, ValueError) as exc:
@@ -123,6 +128,8 @@ def _encode_webp(image: PILImage.Image, width: int, quality: int) -> Picture:
 
 
 def _opened_clean(picture: Picture) -> PILImage.Image:
+    if picture.pixels is not None:
+        return picture.pixels
     with PILImage.open(io.BytesIO(picture.data)) as image:
         return _clean(image)
 
@@ -237,11 +244,19 @@ def renditions(picture: Picture, *, grid: bool) -> list[Rendition]:
             pool.submit(lambda: whole) if n == 0 and whole else pool.submit(_encode_png, image)
             for n, image in enumerate(images)
         ]
-        thumbs = [
-            [pool.submit(_encode_webp, image, width, THUMB_QUALITY) for width in THUMB_WIDTHS]
+        # A thumbnail is never wider than its image: widths that come to the same size (a
+        # 512 px tile's two) are encoded once.
+        encoded = [
+            {
+                size: pool.submit(_encode_webp, image, size, THUMB_QUALITY)
+                for size in dict.fromkeys(min(width, image.width) for width in THUMB_WIDTHS)
+            }
             for image in images
         ]
         return [
-            Rendition(png=png.result(), thumbs=tuple(t.result() for t in sizes))
-            for png, sizes in zip(pngs, thumbs, strict=True)
+            Rendition(
+                png=png.result(),
+                thumbs=tuple(sizes[min(width, image.width)].result() for width in THUMB_WIDTHS),
+            )
+            for png, sizes, image in zip(pngs, encoded, images, strict=True)
         ]

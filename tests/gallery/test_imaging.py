@@ -45,6 +45,32 @@ def test_decode_refuses_an_image_over_the_pixel_cap(settings: Any) -> None:
     assert PILImage.MAX_IMAGE_PIXELS != 1_000_000  # Pillow's global is left alone
 
 
+def test_an_ingest_decodes_the_picture_once_and_encodes_each_size_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    picture = imaging.decode(png_bytes((1024, 1024)))
+    opened: list[object] = []
+    real_open = PILImage.open
+    monkeypatch.setattr(PILImage, "open", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    encoded: list[tuple[int, int]] = []
+    real_webp = imaging._encode_webp
+
+    def encode_webp(image: PILImage.Image, width: int, quality: int) -> imaging.Picture:
+        encoded.append((id(image), min(width, image.width)))
+        return real_webp(image, width, quality)
+
+    monkeypatch.setattr(imaging, "_encode_webp", encode_webp)
+    made = imaging.renditions(picture, grid=True)
+    assert opened == []  # the pixels decode() made are the ones cut and encoded
+    # The grid at 512 and 1024 px; each 512 px tile once, its one size serving both widths.
+    assert len(encoded) == 6 and len(set(encoded)) == 6
+    assert [[t.width for t in r.thumbs] for r in made] == [
+        [512, 1024],
+        *[[512, 512]] * 4,
+    ]
+    assert made[1].thumbs[0] is made[1].thumbs[1]
+
+
 def test_decode_refuses_other_formats() -> None:
     out = io.BytesIO()
     PILImage.new("RGB", (8, 8)).save(out, format="GIF")
