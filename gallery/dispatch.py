@@ -176,13 +176,7 @@ def _claim(job_id: int) -> bool:
     PollLease.objects.get_or_create(provider=job.provider)
     with transaction.atomic():
         PollLease.objects.select_for_update().get(provider=job.provider)
-        free = capacity() - Job.objects.occupying(job.provider).count()
-        ahead = (
-            Job.objects.dispatchable(job.provider)
-            .filter(created_at__lt=job.created_at)
-            .filter(Job.lease_free_q(now))
-            .count()
-        )
+        free, ahead = _slots_for(job, now)
         due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
         waiting = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).filter(due)
         if not waiting.sendable(now).exists():
@@ -201,6 +195,36 @@ def _claim(job_id: int) -> bool:
             dispatch_queued_at=None,
         )
     return claimed == 1
+
+
+def _slots_for(job: Job, now: datetime) -> tuple[int, int]:
+    """The account's free slots, and the jobs waiting to be sent that came before this one:
+    it may be sent when fewer are ahead of it than there are free slots."""
+    free = capacity() - Job.objects.occupying(job.provider).count()
+    ahead = (
+        Job.objects.dispatchable(job.provider)
+        .filter(created_at__lt=job.created_at)
+        .filter(Job.lease_free_q(now))
+        .count()
+    )
+    return free, ahead
+
+
+def place(job: Job) -> None:
+    """A new job's way to the provider, in the submit's transaction: its dispatch is queued
+    when a slot may be free for it; otherwise it takes its place in line, and `fill_slots`
+    sends it when a slot frees up, so a burst of submits queues no dispatch task that could
+    only find every slot taken. The count is taken without the claim's lock (a submit never
+    waits on it): `_claim` has the last word, and a job placed in line wrongly is sent by
+    the next poll tick's `fill_slots`."""
+    now = timezone.now()
+    free, ahead = _slots_for(job, now)
+    if ahead < free:
+        queue.dispatch(job)
+        return
+    job.update_if_status(slot_position=ahead - max(free, 0), next_attempt_at=None)
+    provider = job.provider
+    transaction.on_commit(lambda: sync.kick(provider))  # the lease row is not held meanwhile
 
 
 def _failed(job: Job, exc: ProviderError) -> None:

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import ledger, prices
-from gallery import lifecycle, limits, queue, upstream
+from gallery import dispatch, lifecycle, limits, queue, upstream
 from gallery.models import Job
 from gallery.providers import ProviderError, current_name, remix_asks_first
 from gallery.providers.base import TaskStatus
@@ -162,7 +162,7 @@ def answer_modal(*, job: Job, prompt: str) -> Job:
                 Job.Status.QUEUED, expect=expect, prompt=prompt, final_prompt=prompt
             ):
                 raise gone
-            queue.dispatch(job)
+            dispatch.place(job)
         else:
             # Not a change of status: the job waits in MODAL until the task sends the prompt.
             waiting = Job.objects.filter(pk=job.pk, status=Job.Status.MODAL, remix_prompt="")
@@ -198,7 +198,7 @@ def _create(*, owner: Any, submit_key: uuid.UUID | None, fields: dict[str, Any])
         except ledger.InsufficientCredits as exc:
             raise SubmitError(str(exc)) from None
         if job.status == Job.Status.QUEUED:
-            queue.dispatch(job)
+            dispatch.place(job)
     return job
 
 
