@@ -1,6 +1,6 @@
 # mjweb: web by default (gunicorn supervising uvicorn workers: the site is served through
 # ASGI, for the push stream); run the worker from the same image with
-#   docker run ... mjweb python manage.py qcluster
+#   docker run ... mjweb python manage.py worker
 FROM python:3.11-slim AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -1,4 +1,5 @@
-"""The whole studio under a burst of imagines: the web server, one `qcluster` worker and the
+"""The whole studio under a burst of imagines: the web server, one worker (`manage.py worker`:
+a django-q2 cluster per task queue) and the
 simulator run as separate processes, as `make run` starts them, on a throwaway database.
 
     python bench/throughput.py                        # 200 imagines, 3 s jobs, webhooks on
@@ -13,7 +14,7 @@ account's default capacity (MJ_PROVIDER_RUNNING + MJ_PROVIDER_QUEUED). The bench
 every job has ended and prints, per webhook setting: jobs a minute end to end (first POST to
 the last job succeeded with its images stored), where a job's life went (waiting here for a
 slot, the provider's run, provider SUCCESS until stored), how long a provider slot stayed
-taken, the worker's CPU seconds per job and memory (summed over the qcluster's processes:
+taken, the worker's CPU seconds per job and memory (summed over the worker's processes:
 /proc/<pid>/stat and smaps_rollup of its process group), the provider calls the product
 recorded (ProviderCall, by path) and the django-q tasks that ran, by function.
 
@@ -55,6 +56,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import _harness  # first: sets up Django
 import httpx
@@ -70,6 +72,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PASSWORD = "bench-Lighthouse-42"
 SAMPLE_EVERY = 0.25
+PREVIEWS_ASKED = 3
 # Defaults the product would use, read from the settings module (the environment may change
 # them for the stack as for this process).
 WORKERS = int(settings.Q_CLUSTER["workers"])
@@ -197,7 +200,7 @@ def running_stack(root: Path, database_url: str, **extra: str) -> Iterator[Stack
     env.update(SITE_URL=f"http://127.0.0.1:{web_port}", MJ_SIMULATOR_PORT=str(sim_port), **extra)
     commands = {
         "simulator": [*MANAGE, "simulator"],
-        "worker": [*MANAGE, "qcluster"],
+        "worker": [*MANAGE, "worker"],
         "web": [*MANAGE, "runserver", f"127.0.0.1:{web_port}", "--noreload"],
     }
     root.mkdir(parents=True, exist_ok=True)
@@ -221,12 +224,13 @@ def running_stack(root: Path, database_url: str, **extra: str) -> Iterator[Stack
 
 
 def wait_for_worker(stack: Stack, seconds: float = 60.0) -> None:
-    """The worker is up once django-q says its cluster is running (all processes forked)."""
+    """The worker is up once django-q says each of its clusters (one per queue) is running."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if stack.dead():
             raise RuntimeError(f"{', '.join(stack.dead())} exited at start; see {stack.root}")
-        if re.search(r"Q Cluster \S+ \[\w+\] running", stack.logs["worker"].read_text()):
+        running = re.findall(r"Q Cluster \S+ \[(\S+)\] running", stack.logs["worker"].read_text())
+        if set(running) >= set(settings.TASK_QUEUES.values()):
             time.sleep(1.0)  # the processes settle
             return
         time.sleep(0.2)
@@ -289,6 +293,9 @@ class User:
             self._local.client = client
         return client
 
+    def get(self, path: str) -> httpx.Response:
+        return self._client().get(path)
+
     def imagine(self, number: int) -> str:
         """One press of Imagine, as htmx sends it; "" when the job was made, else why not."""
         answer = self._client().post(
@@ -321,6 +328,7 @@ class Watch:
     owner: int
     expect: int
     stack: Stack
+    user: User | None = None  # asks for the running cards' previews, as their page does
     done: threading.Event = field(default_factory=threading.Event)
     result_seen: dict[int, float] = field(default_factory=dict)  # job pk -> epoch seconds
     worker_start: Usage = field(default_factory=Usage)
@@ -338,6 +346,8 @@ class Watch:
     ended: int = 0
     last_progress: float = field(default_factory=time.monotonic)
     error: str = ""
+    preview_seconds: list[float] = field(default_factory=list)
+    preview_answers: Counter[int] = field(default_factory=Counter)
 
     def start(self) -> None:
         self.worker_start = self.stack.usage("worker")
@@ -345,6 +355,18 @@ class Watch:
         self.sim_start = self.stack.usage("simulator")
         self.machine_start = machine_cpu()
         self.peak_rss, self.peak_pss = self.worker_start.rss, self.worker_start.pss
+
+    def ask_for_previews(self, running: Any) -> None:
+        """GET the preview of up to PREVIEWS_ASKED running cards that show one: the request
+        a page makes for each running card, timed."""
+        if self.user is None:
+            return
+        codes = running.exclude(preview_image="").values_list("code", flat=True)
+        for code in codes[:PREVIEWS_ASKED]:
+            began = time.monotonic()
+            answer = self.user.get(f"/jobs/{code}/preview/")
+            self.preview_seconds.append(time.monotonic() - began)
+            self.preview_answers[answer.status_code] += 1
 
     def run(self, stall: float, give_up_at: float) -> None:
         from django_q.models import OrmQ
@@ -362,6 +384,7 @@ class Watch:
                 for pk in jobs.exclude(result_url="").values_list("pk", flat=True):
                     self.result_seen.setdefault(pk, now)
                 self.slot_samples.append(Job.objects.occupying("simulator").count())
+                self.ask_for_previews(jobs.filter(status=Job.Status.RUNNING))
                 ended = jobs.filter(status__in=Job.TERMINAL).count()
                 if ended != self.ended:
                     self.ended, self.last_progress = ended, time.monotonic()
@@ -571,7 +594,7 @@ def throughput_run(tag: str, *, webhooks: bool, args: argparse.Namespace) -> Col
     print(f"{title}: starting the stack", file=sys.stderr)
     with _harness.database_copy(tag) as url, running_stack(root, url, **extra) as stack:
         user = User(stack.web)
-        watch = Watch(owner=user.pk, expect=args.jobs, stack=stack)
+        watch = Watch(owner=user.pk, expect=args.jobs, stack=stack, user=user)
         watch.start()
         started = time.time()
         sampler = threading.Thread(
@@ -660,6 +683,12 @@ def throughput_run(tag: str, *, webhooks: bool, args: argparse.Namespace) -> Col
     )
     c["machine CPU busy (all processes)"] = f"{busy / total * 100:.0f} %" if total else "n/a"
     c["django-q queue depth peak"] = str(watch.peak_queue)
+    answers = ", ".join(f"{code}: {n}" for code, n in sorted(watch.preview_answers.items()))
+    c["preview requests p50 / p95 (answers)"] = (
+        f"{p50_p95([t * 1000 for t in watch.preview_seconds], ' ms')} ({answers})"
+        if watch.preview_seconds
+        else "none asked"
+    )
     c["webhooks received"] = hooks_received(web_requests) if webhooks else "0"
     c["provider calls (per job)"] = f"{calls.total()} ({calls.total() / n:.2f})"
     for path, count in sorted(calls.items(), key=lambda item: -item[1]):

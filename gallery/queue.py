@@ -4,17 +4,30 @@ Task functions live in gallery.tasks; they are enqueued by their dotted path, wh
 rows keep, so these paths never change. With the ORM broker an enqueue joins the caller's
 transaction: called inside `transaction.atomic()`, the task exists exactly when the change
 that asked for it does.
+
+Each task goes to one of settings.TASK_QUEUES, always named: a task queued from a worker of
+another queue (a dispatch from an ingest) would otherwise land in that worker's own queue.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django_q.tasks import async_task
+
+# The queue of each task (settings.TASK_QUEUES); the rest go to "jobs".
+QUEUE_OF = {"ingest": "ingest", "collect": "ingest", "preview": "previews"}
+
+
+def queue_name(task: str) -> str:
+    return settings.TASK_QUEUES[QUEUE_OF.get(task, "jobs")]
 
 
 def _job_task(task: str, job: Any) -> None:
-    async_task(f"gallery.tasks.{task}", job.pk, task_name=f"{task}-{job.code}")
+    async_task(
+        f"gallery.tasks.{task}", job.pk, task_name=f"{task}-{job.code}", cluster=queue_name(task)
+    )
 
 
 def dispatch(job: Any) -> None:
@@ -27,6 +40,10 @@ def submit_modal(job: Any) -> None:
 
 def refresh(job: Any) -> None:
     _job_task("refresh", job)
+
+
+def collect(job: Any) -> None:
+    _job_task("collect", job)
 
 
 def ingest(job: Any) -> None:
@@ -42,4 +59,10 @@ def purge_images(job: Any) -> None:
 
 
 def poll(provider: str, token: str = "") -> None:
-    async_task("gallery.tasks.poll", provider, token, task_name=f"poll-{provider}")
+    async_task(
+        "gallery.tasks.poll",
+        provider,
+        token,
+        task_name=f"poll-{provider}",
+        cluster=queue_name("poll"),
+    )

@@ -5,6 +5,9 @@ chain per provider, guarded by `PollLease`: each link does one batched fetch of 
 the provider knows, then enqueues the next link while work remains. A webhook is a hint
 that a job changed: one saying it ended costs a read of that job, a progress one only wakes
 the poll chain. A re-sync reads one job now.
+
+A result read by the poll or a re-sync is stored by an ingest task; one read because a webhook
+said the job ended is stored by that read's own task. Both run in the ingest queue.
 """
 
 from __future__ import annotations
@@ -115,8 +118,8 @@ def record_result(job: Job, snapshot: TaskSnapshot) -> bool:
     return recorded == 1
 
 
-# Set while a re-sync or webhook read runs: a result it records is stored by that same task
-# (`refresh`), not queued. Should that task die, the sweeper restarts the ingest at its due
+# Set while the read a webhook asked for runs (`collect`): a result it records is stored by
+# that same task, not queued. Should that task die, the sweeper restarts the ingest at its due
 # time (`ingest_due_at`, set with the result).
 _INGEST_HERE: contextvars.ContextVar[bool] = contextvars.ContextVar("ingest_here", default=False)
 
@@ -140,7 +143,8 @@ def hint(job: Job, *, final: bool) -> bool:
 
     A progress hook only wakes the provider's poll chain: its next batched read covers this
     job with the others, so progress costs no read of its own. A hook that says the job ended
-    costs one read of that job, so the result never waits for the next poll; repeats within
+    costs one read of that job (`collect`, in the ingest queue), which stores the result at
+    once, so it never waits for the next poll; repeats within
     `HINT_INTERVAL` (duplicated deliveries) cost nothing more. Returns whether a read was
     queued.
     """
@@ -151,12 +155,24 @@ def hint(job: Job, *, final: bool) -> bool:
     unhinted = Q(hinted_at__isnull=True) | Q(hinted_at__lt=now - HINT_INTERVAL)
     claimed = Job.objects.filter(pk=job.pk).filter(unhinted).update(hinted_at=now) == 1
     if claimed:
-        queue.refresh(job)
+        queue.collect(job)
     return claimed
 
 
 def refresh(job_id: int) -> None:
-    """Fetch one job from its provider now and move it forward (webhooks, re-sync)."""
+    """Fetch one job from its provider now and move it forward (a re-sync). A result it
+    finds is stored by an ingest, queued as the poll's are."""
+    _read(job_id, store=False)
+
+
+def collect(job_id: int) -> None:
+    """A webhook said this job ended: read it, and store a result the read brings in this
+    same task. It runs in the ingest queue, so the result never waits behind polling,
+    dispatches or previews, nor for a second hop through a queue."""
+    _read(job_id, store=True)
+
+
+def _read(job_id: int, *, store: bool) -> None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None or not job.can_resync:
         return
@@ -164,22 +180,22 @@ def refresh(job_id: int) -> None:
         with upstream.connect(job.provider, job) as api:
             snapshot = api.fetch(job.provider_job_id)
     except ProviderError as exc:
-        logger.info("refresh of %s failed: %r; the poll will catch up", job.code, exc)
+        logger.info("read of %s failed: %r; the poll will catch up", job.code, exc)
         return
     if snapshot is None:
         return
-    # A result read here (a webhook said the job ended, or a re-sync) is stored by this task
-    # at once rather than behind everything else in the queue.
     had_result = bool(job.result_url)
-    here = _INGEST_HERE.set(True)
+    here = _INGEST_HERE.set(store)
     try:
         apply_snapshot(job, snapshot)
     finally:
         _INGEST_HERE.reset(here)
+    # A slot the result freed is handed to the next job in line now, not at the next tick.
     dispatch.fill_slots(job.provider, timezone.now())
-    job.refresh_from_db()
-    if not had_result and job.awaits_ingest:
-        ingest.ingest(job.pk)
+    if store and not had_result:
+        job.refresh_from_db()
+        if job.awaits_ingest:
+            ingest.ingest(job.pk)
 
 
 # --- the poll chain -------------------------------------------------------------------------

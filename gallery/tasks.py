@@ -26,6 +26,10 @@ def refresh(job_id: int) -> None:
     sync.refresh(job_id)
 
 
+def collect(job_id: int) -> None:
+    sync.collect(job_id)
+
+
 def poll(provider: str, token: str = "") -> None:
     sync.poll(provider, token)
 

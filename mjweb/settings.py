@@ -234,10 +234,22 @@ if env_bool("MJWEB_BEHIND_PROXY", False):
 # The ORM broker writes its queue row through our own connection, so an enqueue inside
 # transaction.atomic() commits or rolls back with the job row. Delivery is at least once:
 # every task is idempotent and the job's state machine, not the queue, owns retries.
+#
+# Three queues, each served by a cluster of its own (`manage.py worker` runs the three), so
+# storing a finished job never waits behind polling, dispatches or previews:
+# - "mjweb": dispatches, the poll chains, re-syncs, the sweeper, deletions;
+# - "mjweb-ingest": a finished job's read and ingest (its result stored, the job ended);
+# - "mjweb-previews": in-progress previews.
+# A qcluster serves the queue named by Q_CLUSTER_NAME (the first when unset).
+TASK_QUEUES = {"jobs": "mjweb", "ingest": "mjweb-ingest", "previews": "mjweb-previews"}
 Q_CLUSTER = {
-    "name": "mjweb",
+    "name": TASK_QUEUES["jobs"],
     "orm": "default",
     "workers": env_int("MJWEB_WORKERS", 4, minimum=1),
+    "ALT_CLUSTERS": {
+        TASK_QUEUES["ingest"]: {"workers": env_int("MJWEB_INGEST_WORKERS", 2, minimum=1)},
+        TASK_QUEUES["previews"]: {"workers": env_int("MJWEB_PREVIEW_WORKERS", 1, minimum=1)},
+    },
     "timeout": 90,
     "retry": 150,
     "max_attempts": 3,

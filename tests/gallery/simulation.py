@@ -126,7 +126,15 @@ CRASH_POINTS: dict[str, tuple[Any, str, float]] = {
     },
     **{
         f"queue.{name}": (queue, name, WRITE)
-        for name in ("dispatch", "submit_modal", "refresh", "ingest", "purge_images", "poll")
+        for name in (
+            "dispatch",
+            "submit_modal",
+            "refresh",
+            "collect",
+            "ingest",
+            "purge_images",
+            "poll",
+        )
     },
 }
 IN_MEMORY = "django.core.files.storage.InMemoryStorage"

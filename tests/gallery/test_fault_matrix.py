@@ -468,9 +468,9 @@ def test_duplicated_and_shuffled_notify_hooks_never_move_a_job_backwards(
         sim.server.faults = Faults(webhook_duplicates=True, webhook_shuffle=True)
 
         def run_inline(name: str, *args: Any, **kwargs: Any) -> None:
-            # the worker's refresh and ingest, at once; the poll chain stays off: only the
+            # the worker's reads and ingest, at once; the poll chain stays off: only the
             # webhooks move this job
-            if name in ("gallery.tasks.refresh", "gallery.tasks.ingest"):
+            if name in ("gallery.tasks.collect", "gallery.tasks.refresh", "gallery.tasks.ingest"):
                 getattr(tasks, name.rsplit(".", 1)[1])(*args)
 
         monkeypatch.setattr(queue, "async_task", run_inline)

@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from django.conf import settings
 from django.utils import timezone
+from django_q.conf import Conf
 from django_q.models import OrmQ
 
-from gallery import downloads, imaging, sync, tasks
+from gallery import downloads, imaging, queue, services, sync, tasks
 from gallery import ingest as ingesting
 from gallery.models import Image, Job, PollLease
 from tests.conftest import load
@@ -448,3 +450,57 @@ def test_one_poll_task_keeps_the_pace_for_several_ticks_then_hands_on(
     assert len(reads) == 3 and len(slept) == 3
     assert all(0 < pause <= 2.0 for pause in slept)
     assert queued_tasks("gallery.tasks.poll") == 1  # then one next link
+
+
+def test_each_task_goes_to_its_queue(alice: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Storing results never waits behind the jobs queue: ingests and the reads that hooks
+    ask for go to the ingest queue, previews to theirs, the rest to the jobs queue; each
+    named, so a task queued by a worker of another queue lands where it belongs."""
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", settings.TASK_QUEUES["ingest"])
+    job = make_job(alice)
+    for name in ("dispatch", "refresh", "collect", "ingest", "preview", "purge_images"):
+        getattr(queue, name)(job)
+    queue.poll("cometapi", "token")
+    keys = {q.func().rsplit(".", 1)[1]: q.key for q in OrmQ.objects.all()}
+    jobs, ingest, previews = (settings.TASK_QUEUES[n] for n in ("jobs", "ingest", "previews"))
+    assert keys == {
+        "dispatch": jobs,
+        "refresh": jobs,
+        "collect": ingest,
+        "ingest": ingest,
+        "preview": previews,
+        "purge_images": jobs,
+        "poll": jobs,
+    }
+
+
+def test_a_submit_that_finds_every_slot_taken_takes_its_place_in_line_without_a_task(
+    fake: FakeProvider, alice: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A burst of submits queues dispatches only for the free slots: the others wait in line,
+    and the tick that sees a slot free sends the oldest of them."""
+    settings.MJ_PROVIDER_RUNNING, settings.MJ_PROVIDER_QUEUED = 2, 0
+    answers = iter(["3001", "3002", "3003"])
+    fake.routes["/mj/submit/imagine"] = lambda r: httpx.Response(
+        200, json={**load("cometapi/submit_success.json"), "result": next(answers)}
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs = [services.submit(owner=alice, prompt=f"burst {n}") for n in range(5)]
+    dispatches = [q.task["args"] for q in OrmQ.objects.all() if q.func().endswith(".dispatch")]
+    assert dispatches == [(jobs[0].pk,), (jobs[1].pk,)]
+    for job in jobs:
+        job.refresh_from_db()
+    assert [job.slot_position for job in jobs] == [None, None, 0, 1, 2]
+    assert queued_tasks("gallery.tasks.poll") == 1  # the chain that will send them is awake
+    OrmQ.objects.all().delete()
+    tasks.dispatch(jobs[0].pk)
+    tasks.dispatch(jobs[1].pk)
+    fake.routes["/mj/task/list-by-condition"] = json_answer(
+        [
+            task_answer("fetch_success.json", id="3001"),
+            task_answer("fetch_in_progress.json", id="3002"),
+        ]
+    )
+    sync.tick("simulator")  # the first one finished: its slot goes to the oldest in line
+    (sent,) = [q.task["args"] for q in OrmQ.objects.all() if q.func().endswith(".dispatch")]
+    assert sent == (jobs[2].pk,)

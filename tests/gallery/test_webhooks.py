@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -30,8 +31,12 @@ def post(client: Client, url: str, body: Any) -> Any:
     return client.post(url, data, content_type="application/json")
 
 
-def refreshes() -> int:
-    return sum(1 for q in OrmQ.objects.all() if q.func() == "gallery.tasks.refresh")
+def collects() -> int:
+    """The reads of one job queued by hooks saying it ended: in the ingest queue, which
+    stores what they bring in the same task."""
+    queued = [q for q in OrmQ.objects.all() if q.func() == "gallery.tasks.collect"]
+    assert {q.key for q in queued} <= {settings.TASK_QUEUES["ingest"]}
+    return len(queued)
 
 
 def test_the_hook_url_is_unguessable_and_on_site_url(settings: Any) -> None:
@@ -53,7 +58,7 @@ def test_a_progress_delivery_wakes_the_poll_and_costs_no_read(client: Client, al
     delivery = load("cometapi/fetch_in_progress.json")
     for _ in range(5):  # a burst of progress hooks
         assert post(client, hook_url(), delivery).status_code == 200
-    assert refreshes() == 0
+    assert collects() == 0
     assert polls() == 1  # one link of the poll chain, not one per hook
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING  # the hook itself changes nothing
@@ -63,30 +68,30 @@ def test_an_ending_delivery_costs_one_read_and_its_repeats_none(client: Client, 
     job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
     post(client, hook_url(), load("cometapi/fetch_success.json"))
     post(client, hook_url(), load("cometapi/fetch_success.json"))  # duplicated delivery
-    assert refreshes() == 1
+    assert collects() == 1
     Job.objects.filter(pk=job.pk).update(hinted_at=timezone.now() - timedelta(seconds=2))
     post(client, hook_url(), load("cometapi/fetch_success.json"))
-    assert refreshes() == 2
+    assert collects() == 2
 
 
 def test_a_wrong_token_is_a_404_and_changes_nothing(client: Client, alice: Any) -> None:
     make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
     response = post(client, hook_url("not-the-token"), load("cometapi/fetch_success.json"))
     assert response.status_code == 404
-    assert refreshes() == 0
+    assert collects() == 0
 
 
 def test_an_unknown_task_is_ignored_quickly(client: Client) -> None:
     response = post(client, hook_url(), {**load("cometapi/fetch_success.json"), "id": "42"})
     assert response.status_code == 200
     assert response.json()["ignored"] == "unknown task"
-    assert refreshes() == 0
+    assert collects() == 0
 
 
 @pytest.mark.parametrize("body", ["not json", "[]", '{"status": "SUCCESS"}', '{"id": ""}'])
 def test_malformed_deliveries_are_refused(client: Client, body: str) -> None:
     assert post(client, hook_url(), body).status_code == 400
-    assert refreshes() == 0
+    assert collects() == 0
 
 
 def test_hooks_take_only_post_and_need_no_csrf_token(alice: Any) -> None:
@@ -96,9 +101,8 @@ def test_hooks_take_only_post_and_need_no_csrf_token(alice: Any) -> None:
     assert post(client, hook_url(), load("cometapi/fetch_success.json")).status_code == 200
 
 
-def test_refresh_fetches_the_one_job_and_moves_it_forward(
-    monkeypatch: pytest.MonkeyPatch, alice: Any
-) -> None:
+def reading_success(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[str]]:
+    """The provider answers every read with the finished task; (paths read, images fetched)."""
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -113,16 +117,44 @@ def test_refresh_fetches_the_one_job_and_moves_it_forward(
         return png_bytes((64, 64))
 
     monkeypatch.setattr(downloads, "download", download)
+    return seen, downloaded
+
+
+def ingests_queued() -> list[str]:
+    return [q.key for q in OrmQ.objects.all() if q.func() == "gallery.tasks.ingest"]
+
+
+def test_collect_reads_the_one_job_and_stores_its_result_in_the_same_task(
+    monkeypatch: pytest.MonkeyPatch, alice: Any
+) -> None:
+    seen, downloaded = reading_success(monkeypatch)
+    job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
+    tasks.collect(job.pk)
+    assert seen == ["/mj/task/1773314942177684/fetch"]
+    job.refresh_from_db()
+    # The result is stored by the same task: it does not wait behind a queue.
+    assert job.status == Job.Status.SUCCEEDED and len(job.buttons) == 9
+    assert job.images.count() == 5 and len(downloaded) == 1
+    assert ingests_queued() == []
+    tasks.collect(job.pk)  # ended: a repeat reads and stores nothing
+    assert len(seen) == 1 and len(downloaded) == 1
+
+
+def test_a_resync_that_finds_the_result_hands_it_to_the_ingest_queue(
+    monkeypatch: pytest.MonkeyPatch, alice: Any
+) -> None:
+    seen, downloaded = reading_success(monkeypatch)
     job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
     tasks.refresh(job.pk)
     assert seen == ["/mj/task/1773314942177684/fetch"]
     job.refresh_from_db()
-    # The result is stored by the same task: it does not wait behind the queue.
-    assert job.status == Job.Status.SUCCEEDED and len(job.buttons) == 9
-    assert job.images.count() == 5 and len(downloaded) == 1
-    assert not any(q.func() == "gallery.tasks.ingest" for q in OrmQ.objects.all())
-    tasks.refresh(job.pk)  # ended: a repeat reads and stores nothing
-    assert len(seen) == 1 and len(downloaded) == 1
+    # Recorded (its slot is free), stored by an ingest of its own, not by the jobs queue.
+    assert job.status == Job.Status.RUNNING and job.result_url and job.awaits_ingest
+    assert downloaded == []
+    assert ingests_queued() == [settings.TASK_QUEUES["ingest"]]
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED and job.images.count() == 5
 
 
 def test_an_out_of_order_delivery_cannot_move_a_job_back(
@@ -192,10 +224,10 @@ def test_piapi_valid_delivery_hints_once_and_replays_change_nothing(
 ) -> None:
     body = piapi_delivery(piapi_job.provider_job_id)
     assert post_piapi(client, body, webhooks.piapi_secret()).status_code == 200
-    assert refreshes() == 1
+    assert collects() == 1
     replay = post_piapi(client, body, webhooks.piapi_secret())
     assert replay.status_code == 200 and replay.json()["ignored"] == "duplicate delivery"
-    assert refreshes() == 1
+    assert collects() == 1
 
 
 def test_piapi_progress_wakes_the_poll_and_an_end_costs_a_read(
@@ -203,23 +235,23 @@ def test_piapi_progress_wakes_the_poll_and_an_end_costs_a_read(
 ) -> None:
     body = piapi_delivery(piapi_job.provider_job_id, status="processing")
     assert post_piapi(client, body, webhooks.piapi_secret()).status_code == 200
-    assert (refreshes(), polls()) == (0, 1)
+    assert (collects(), polls()) == (0, 1)
     body = piapi_delivery(piapi_job.provider_job_id, status="completed")
     assert post_piapi(client, body, webhooks.piapi_secret()).status_code == 200
-    assert refreshes() == 1
+    assert collects() == 1
 
 
 @pytest.mark.parametrize("secret", [None, "", "wrong", "WRONG-CASE"])
 def test_piapi_needs_the_exact_secret(client: Client, piapi_job: Job, secret: str | None) -> None:
     response = post_piapi(client, piapi_delivery(piapi_job.provider_job_id), secret)
     assert response.status_code == 401
-    assert refreshes() == 0
+    assert collects() == 0
 
 
 def test_piapi_wrong_token_is_a_404(client: Client, piapi_job: Job) -> None:
     body = piapi_delivery(piapi_job.provider_job_id)
     assert post_piapi(client, body, webhooks.piapi_secret(), token="nope").status_code == 404
-    assert refreshes() == 0
+    assert collects() == 0
 
 
 def test_piapi_stale_and_unknown_deliveries_are_ignored(client: Client, piapi_job: Job) -> None:
@@ -227,12 +259,12 @@ def test_piapi_stale_and_unknown_deliveries_are_ignored(client: Client, piapi_jo
     assert post_piapi(client, stale, webhooks.piapi_secret()).json()["ignored"] == "stale delivery"
     unknown = piapi_delivery("11111111-2222-3333-4444-555555555555")
     assert post_piapi(client, unknown, webhooks.piapi_secret()).json()["ignored"] == "unknown task"
-    assert refreshes() == 0
+    assert collects() == 0
 
 
 def test_piapi_malformed_delivery_is_refused(client: Client, piapi_job: Job) -> None:
     assert post_piapi(client, "{not json", webhooks.piapi_secret()).status_code == 400
-    assert refreshes() == 0
+    assert collects() == 0
 
 
 def test_the_secret_is_compared_in_constant_time() -> None:
@@ -248,7 +280,7 @@ def test_an_ending_delivery_always_fetches(client: Client, alice: Any) -> None:
     post(client, hook_url(), load("cometapi/fetch_in_progress.json"))
     # Right after a progress hook, the success must not wait for the next poll.
     post(client, hook_url(), load("cometapi/fetch_success.json"))
-    assert refreshes() == 1
+    assert collects() == 1
 
 
 def test_a_job_waiting_for_its_remix_prompt_does_not_time_out(

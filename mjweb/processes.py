@@ -1,0 +1,104 @@
+"""A group of child processes that live and die together (`runall`, `worker`).
+
+Ctrl-C or SIGTERM stops them all. If one of them dies, the others are stopped too and the
+group exits with its code, so a half-running studio never sits there looking healthy and a
+process supervisor (systemd, Docker, Kubernetes) restarts the whole group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+STOP_GRACE = 15.0
+
+
+def manage(*args: str) -> list[str]:
+    return [sys.executable, str(settings.BASE_DIR / "manage.py"), *args]
+
+
+@dataclass(frozen=True)
+class Child:
+    command: list[str]
+    extra_env: Mapping[str, str] = field(default_factory=dict)  # on top of this process's
+    # Added to the child's niceness: work that should yield the CPU to the rest.
+    nice: int = 0
+
+    def start(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **self.extra_env}
+        nice = self.nice
+        return subprocess.Popen(
+            self.command, env=env, preexec_fn=(lambda: os.nice(nice)) if nice else None
+        )
+
+
+def run_group(
+    children_to_start: Mapping[str, Child],
+    say: Callable[[str], None],
+    started: Callable[[], None] = lambda: None,
+) -> int:
+    """Start every child under its name, wait until a signal or one exits, then stop the
+    rest. Returns the exit code: 0 after a signal, else the dead one's."""
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _supervise(children_to_start, say, started, lambda: stopping)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _supervise(
+    children_to_start: Mapping[str, Child],
+    say: Callable[[str], None],
+    started: Callable[[], None],
+    signalled: Callable[[], bool],
+) -> int:
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, child in children_to_start.items():
+            say(f"starting {name}: {' '.join(child.command[1:])}")
+            children[name] = child.start()
+    except BaseException:
+        stop_all(children, say)  # none is left running on its own
+        raise
+    started()
+    exit_code = 0
+    stopping = False
+    while not stopping and not signalled():
+        for name, child in children.items():
+            if child.poll() is not None:
+                say(f"{name} exited with code {child.returncode}; stopping.")
+                exit_code = child.returncode or 1
+                stopping = True
+                break
+        time.sleep(0.3)
+    stop_all(children, say)
+    return exit_code
+
+
+def stop_all(children: Mapping[str, subprocess.Popen[bytes]], say: Callable[[str], None]) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    for name, child in children.items():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"{name} did not stop in time; killing it.")
+            child.kill()
+            child.wait()
+    say("stopped.")
