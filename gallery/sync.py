@@ -176,6 +176,8 @@ def _read(job_id: int, *, store: bool) -> None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None or not job.can_resync:
         return
+    if store and job.result_url:
+        return  # the poll read the result first: the ingest it queued stores it
     try:
         with upstream.connect(job.provider, job) as api:
             snapshot = api.fetch(job.provider_job_id)

@@ -293,3 +293,17 @@ def test_a_job_waiting_for_its_remix_prompt_does_not_time_out(
     sync.tick("simulator")
     job.refresh_from_db()
     assert job.status == Job.Status.MODAL
+
+
+def test_collect_reads_nothing_when_the_poll_recorded_the_result_first(
+    monkeypatch: pytest.MonkeyPatch, alice: Any
+) -> None:
+    """The hook and the poll both saw the end: the poll's ingest stores it, and the read the
+    hook asked for costs no provider call and no second download."""
+    seen, downloaded = reading_success(monkeypatch)
+    job = make_job(alice, status=Job.Status.RUNNING, provider_job_id="1773314942177684")
+    Job.objects.filter(pk=job.pk).update(result_url="https://cdn.example.com/done.png")
+    tasks.collect(job.pk)
+    assert seen == [] and downloaded == []
+    job.refresh_from_db()
+    assert job.status == Job.Status.RUNNING and job.awaits_ingest
