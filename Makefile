@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test soak install lint format ci clean
+.PHONY: run test soak bench install lint format ci clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed ($(PYTHON) not found; set PYTHON=...)"; exit 1; }
@@ -29,6 +29,10 @@ test: $(STAMP)
 SEEDS ?= 10000
 soak: $(STAMP)
 	SECRET_KEY=$${SECRET_KEY:-test-only-not-secret} SIM_SEEDS=$(SEEDS) $(BIN)/python -m pytest -q -s tests/gallery/test_simulation.py
+
+# Every benchmark in one run (bench/report.py); set DATABASE_URL for PostgreSQL.
+bench: $(STAMP)
+	$(BIN)/python bench/report.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,5 +1,5 @@
 """From the provider reporting SUCCESS to the finished card painted in the browser, through
-the real stack: `manage.py runall` (uvicorn + qcluster + simulator, as `make run` starts
+the real stack: `manage.py runall` (uvicorn + worker + simulator, as `make run` starts
 it) and Chromium. 24 jobs, submitted two ways:
 
 - at once: 24 POSTs with the page's session, then the studio is loaded and left alone;
@@ -234,23 +234,43 @@ def finish_times(stack: Stack) -> dict[str, float]:
     }
 
 
-def succeeded_times(stack: Stack) -> dict[str, float]:
-    """When each job turned succeeded in our database (its images stored), epoch ms."""
-    query = "SELECT code, finished_at FROM gallery_job WHERE status = 'succeeded'"
+# An ingest sets the job's ingest_due_at to its start + this (gallery.ingest.due_after, with
+# django-q's task timeout of 90 s): the bench reads back when the last ingest began.
+INGEST_DUE_AFTER_S = 90 + 30
+
+
+def succeeded_times(stack: Stack) -> dict[str, tuple[float, float | None, float | None]]:
+    """When each job turned succeeded in our database (its images stored), when a webhook
+    said it ended (hinted_at) and when its ingest began, epoch ms."""
+    query = (
+        "SELECT code, finished_at, hinted_at, ingest_due_at FROM gallery_job"
+        " WHERE status = 'succeeded'"
+    )
     if stack.database_url:
         import psycopg
 
         with psycopg.connect(stack.database_url) as conn:
-            rows = [(str(code), at) for code, at in conn.execute(query)]
+            rows = [(str(code), *times) for code, *times in conn.execute(query)]
     else:
         import sqlite3
 
         with closing(sqlite3.connect(stack.root / "db.sqlite3")) as conn:
             rows = [
-                (code, datetime.fromisoformat(at).replace(tzinfo=UTC))
-                for code, at in conn.execute(query)
+                (code, *(at and datetime.fromisoformat(at).replace(tzinfo=UTC) for at in times))
+                for code, *times in conn.execute(query)
             ]
-    return {f"job-{uuid.UUID(code)}": at.timestamp() * 1000 for code, at in rows}
+
+    def ms(at: datetime | None, minus: float = 0.0) -> float | None:
+        return None if at is None else at.timestamp() * 1000 - minus
+
+    return {
+        f"job-{uuid.UUID(code)}": (
+            ms(done) or 0.0,
+            ms(hinted),
+            ms(due, INGEST_DUE_AFTER_S * 1000),
+        )
+        for code, done, hinted, due in rows
+    }
 
 
 def run_variant(
@@ -290,15 +310,24 @@ def run_variant(
         "painted": [],
         "img in DOM": [],
         "  of which server": [],
+        "    SUCCESS -> hook taken": [],
+        "    SUCCESS -> ingest began": [],
+        "    ingest began -> stored": [],
         "  of which browser": [],
     }
     for card, entry in painted.items():
         if card in success and card in stored and entry.get("inserted"):
+            done, hinted, ingest_began = stored[card]
             figures["painted"].append((entry["painted"] - success[card]) / 1000)
             figures["img in DOM"].append((entry["inserted"] - success[card]) / 1000)
             # SUCCESS -> the job succeeded here (images stored), then -> its <img> in the page.
-            figures["  of which server"].append((stored[card] - success[card]) / 1000)
-            figures["  of which browser"].append((entry["inserted"] - stored[card]) / 1000)
+            figures["  of which server"].append((done - success[card]) / 1000)
+            if hinted is not None:
+                figures["    SUCCESS -> hook taken"].append((hinted - success[card]) / 1000)
+            if ingest_began is not None:
+                figures["    SUCCESS -> ingest began"].append((ingest_began - success[card]) / 1000)
+                figures["    ingest began -> stored"].append((done - ingest_began) / 1000)
+            figures["  of which browser"].append((entry["inserted"] - done) / 1000)
     return figures
 
 
@@ -406,7 +435,7 @@ def main() -> None:
     hows = [h.strip() for h in args.hows.split(",") if h.strip()]
     database_url = os.environ.get("DATABASE_URL", "")
     print(
-        f"{args.jobs} jobs, {'PostgreSQL' if database_url else 'SQLite'}, uvicorn + qcluster "
+        f"{args.jobs} jobs, {'PostgreSQL' if database_url else 'SQLite'}, uvicorn + worker "
         "+ simulator (6 s a job, polled every 1.5 s) + Chromium; "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
@@ -414,11 +416,27 @@ def image_response(image: Image, size: str, *, cache_control: str) -> FileRespon
     field = image.file_for(size)
     if field is None:
         raise Http404("No such image size.")
-    response = FileResponse(
+    response = stored_file_response(
         default_storage.open(field.name, "rb"), content_type=image.content_type_for(size)
     )
     response["Cache-Control"] = cache_control
     return response
+
+
+def stored_file_response(stored: Any, **kwargs: Any) -> FileResponse:
+    """A FileResponse for an open stored file. Under ASGI its chunks are read in a thread as
+    the client takes them: handed a file's plain iterator there, Django would read the whole
+    file into memory first (and warn that it did)."""
+    response = FileResponse(stored, **kwargs)
+    if settings.SERVED_BY_ASGI:
+        response.streaming_content = _chunks(stored, response.block_size)
+    return response
+
+
+async def _chunks(stored: Any, size: int) -> AsyncIterator[bytes]:
+    read = sync_to_async(stored.read, thread_sensitive=False)
+    while chunk := await read(size):
+        yield chunk
 
 
 @require_GET
@@ -426,7 +444,7 @@ def image_response(image: Image, size: str, *, cache_control: str) -> FileRespon
 def download(request: HttpRequest, code: uuid.UUID, kind: str, index: int) -> FileResponse:
     """The original picture as a file named after the prompt."""
     image = _own_image(request, code, kind, index)
-    return FileResponse(
+    return stored_file_response(
         default_storage.open(image.file.name, "rb"),
         as_attachment=True,
         filename=download_name(image),
@@ -456,4 +474,4 @@ def preview(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         stored = job.preview_image.open("rb")
     except OSError as exc:
         raise Http404("No preview right now.") from exc
-    return FileResponse(stored, content_type="image/webp")
+    return stored_file_response(stored, content_type="image/webp")

@@ -272,3 +272,32 @@ def test_a_submit_leaves_the_composer_alone_but_for_a_new_key(alice_client: Clie
     assert uuid.UUID(new_key) and new_key != key
     assert 'hx-swap-oob="true"' in body.split('id="id_submit_key"')[1].split(">")[0]
     assert '<div id="imagine-errors" hx-swap-oob="true"></div>' in body
+
+
+def test_under_asgi_a_stored_file_is_streamed_in_chunks_not_read_whole(
+    settings: Any, tmp_path: Any
+) -> None:
+    import asyncio
+    import warnings
+
+    from gallery.views import stored_file_response
+
+    data = bytes(range(256)) * 1000  # 256 kB: several blocks
+    path = tmp_path / "picture.png"
+    path.write_bytes(data)
+    settings.SERVED_BY_ASGI = False
+    assert not stored_file_response(path.open("rb"), content_type="image/png").is_async
+    settings.SERVED_BY_ASGI = True
+    stored = path.open("rb")
+    response = stored_file_response(stored, content_type="image/png")
+    assert response.is_async and response["Content-Length"] == str(len(data))
+
+    async def take() -> list[bytes]:
+        return [chunk async for chunk in response]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Django warns when it must read a file whole
+        chunks = asyncio.run(take())
+    assert b"".join(chunks) == data and len(chunks) == -(-len(data) // response.block_size)
+    response.close()
+    assert stored.closed
