@@ -247,7 +247,7 @@ Q_CLUSTER = {
     "orm": "default",
     "workers": env_int("MJWEB_WORKERS", 4, minimum=1),
     "ALT_CLUSTERS": {
-        TASK_QUEUES["ingest"]: {"workers": env_int("MJWEB_INGEST_WORKERS", 2, minimum=1)},
+        TASK_QUEUES["ingest"]: {"workers": env_int("MJWEB_INGEST_WORKERS", 3, minimum=1)},
         TASK_QUEUES["previews"]: {"workers": env_int("MJWEB_PREVIEW_WORKERS", 1, minimum=1)},
     },
     "timeout": 90,
