@@ -234,29 +234,48 @@ class Rendition:
 
 
 def renditions(picture: Picture, *, grid: bool) -> list[Rendition]:
-    """The picture's rendition, then for a grid its four tiles' (decoded and cleaned once,
-    the pieces encoded on ENCODE_THREADS threads)."""
+    """Everything kept of a picture: its rendition, then for a grid its four tiles' (decoded
+    and cleaned once, the pieces encoded on ENCODE_THREADS threads). `first_rendition` and
+    `later_renditions` are the same work in two steps."""
+    first = first_rendition(picture)
+    large, tiles = later_renditions(picture, grid=grid)
+    return [Rendition(png=first.png, thumbs=(*first.thumbs, large)), *tiles]
+
+
+def first_rendition(picture: Picture) -> Rendition:
+    """What a finished job needs to show: the picture as a clean PNG and its small thumbnail
+    (THUMB_WIDTH) only. The PNG keeps the provider's pixel data when it can (`stripped_png`),
+    so this costs a resize and one small WebP."""
     clean = _opened_clean(picture)
-    images = [clean, *(_tiles(clean) if grid else [])]
-    whole = stripped_png(picture)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        whole = stripped_png(picture)
+        png = pool.submit(lambda: whole) if whole else pool.submit(_encode_png, clean)
+        small = pool.submit(_encode_webp, clean, THUMB_WIDTH, THUMB_QUALITY)
+        return Rendition(png=png.result(), thumbs=(small.result(),))
+
+
+def later_renditions(picture: Picture, *, grid: bool) -> tuple[Picture, list[Rendition]]:
+    """The rest, made once the job shows as finished: the picture's large thumbnail
+    (THUMB_LARGE_WIDTH) and, for a grid, each tile's PNG and thumbnails."""
+    clean = _opened_clean(picture)
+    tiles = _tiles(clean) if grid else []
     with ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:
-        pngs = [
-            pool.submit(lambda: whole) if n == 0 and whole else pool.submit(_encode_png, image)
-            for n, image in enumerate(images)
-        ]
+        large = pool.submit(_encode_webp, clean, THUMB_LARGE_WIDTH, THUMB_QUALITY)
+        pngs = [pool.submit(_encode_png, tile) for tile in tiles]
         # A thumbnail is never wider than its image: widths that come to the same size (a
         # 512 px tile's two) are encoded once.
         encoded = [
             {
-                size: pool.submit(_encode_webp, image, size, THUMB_QUALITY)
-                for size in dict.fromkeys(min(width, image.width) for width in THUMB_WIDTHS)
+                size: pool.submit(_encode_webp, tile, size, THUMB_QUALITY)
+                for size in dict.fromkeys(min(width, tile.width) for width in THUMB_WIDTHS)
             }
-            for image in images
+            for tile in tiles
         ]
-        return [
+        made = [
             Rendition(
                 png=png.result(),
-                thumbs=tuple(sizes[min(width, image.width)].result() for width in THUMB_WIDTHS),
+                thumbs=tuple(sizes[min(width, tile.width)].result() for width in THUMB_WIDTHS),
             )
-            for png, sizes, image in zip(pngs, encoded, images, strict=True)
+            for png, sizes, tile in zip(pngs, encoded, tiles, strict=True)
         ]
+        return large.result(), made

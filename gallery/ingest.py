@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from gallery import downloads, imaging, lifecycle, previews, upstream
+from gallery import downloads, imaging, lifecycle, previews, queue, upstream
 from gallery.models import Image, Job
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def ingest(job_id: int) -> None:
     )
     if _main_image(job) is not None:
         # Stored by an earlier run that did not get to end the job (crash, redelivery).
-        lifecycle.succeed(job)
+        _succeed(job)
         return
     allowed = set(settings.MJ_IMAGE_HOSTS)
     with upstream.connect(job.provider, audited=False) as provider:
@@ -70,7 +70,15 @@ def ingest(job_id: int) -> None:
     if not stored:
         lifecycle.fail(job, kind=Job.FailKind.IMAGE_UNAVAILABLE, note=reason)
         return
-    lifecycle.succeed(job)
+    _succeed(job)
+
+
+def _succeed(job: Job) -> None:
+    """End the job as soon as what its card shows is stored; the rest of its pictures are
+    made afterwards, in the previews queue (`complete`)."""
+    with transaction.atomic():
+        if lifecycle.succeed(job):
+            queue.renditions(job)
 
 
 def _ingest_budget() -> float:
@@ -130,35 +138,92 @@ def _main_image(job: Job) -> Image | None:
 
 
 def store_picture(job: Job, picture: imaging.Picture) -> Image:
-    """Store a job's picture (and a grid's four tiles), each a PNG with two WebP thumbnails.
+    """Store what a finished job needs to show: its picture, a PNG, with its small WebP
+    thumbnail (`imaging.first_rendition`). The large thumbnail and a grid's four tiles come
+    after the job has ended (`complete`).
 
-    All rows are inserted in one transaction, so a job has either every image or none. The
-    files are written first, under names unique to this run (a storage that overwrites, like
-    S3 by default, must not let a losing run clobber or delete the winner's files); a run
-    that loses the race to a concurrent one deletes its own files and returns the winner's.
+    The files are written first, under names unique to this run (a storage that overwrites,
+    like S3 by default, must not let a losing run clobber or delete the winner's files); a
+    run that loses the race to a concurrent one deletes its own files and returns the
+    winner's.
     """
     kind = _main_kind(job)
     existing = _main_image(job)
     if existing is not None:
         return existing
-    made = imaging.renditions(picture, grid=kind == Image.Kind.GRID)
-    # The whole picture at index 0, then tiles 1-4 (left to right, top to bottom).
-    pieces = [(kind if index == 0 else Image.Kind.TILE, index, r) for index, r in enumerate(made)]
-    run = secrets.token_hex(4)
+    rendition = imaging.first_rendition(picture)
     written: list[str] = []  # storage names of the files this run wrote
     try:
-        images = [_image_with_files(job, k, index, r, run, written) for k, index, r in pieces]
-        with transaction.atomic():
-            for image in images:
-                image.save()
+        image = _image_with_files(job, kind, 0, rendition, secrets.token_hex(4), written)
+        with transaction.atomic():  # a savepoint: the caller's transaction survives a loss
+            image.save()
     except IntegrityError:
-        # A concurrent ingest stored them first; drop our copy of the files.
+        # A concurrent ingest stored it first; drop our copy of the files.
         _delete_files(written)
         return Image.objects.get(job=job, kind=kind, index=0)
     except BaseException:
         _delete_files(written)
         raise
-    return images[0]
+    return image
+
+
+# A finished job whose large thumbnail is still missing this long after it ended lost its
+# `complete` task: the sweeper queues another, for jobs ended within COMPLETE_WITHIN.
+COMPLETE_DUE_AFTER = timedelta(minutes=10)
+COMPLETE_WITHIN = timedelta(days=1)
+
+
+def complete(job_id: int) -> None:
+    """The rest of a finished job's pictures: its picture's large thumbnail and, for a grid,
+    the four tiles, each a PNG with its thumbnails. Made from our stored copy after the job
+    shows as finished, so nobody waits for them.
+
+    Idempotent: tiles are inserted together (unique per job, kind and index), and the large
+    thumbnail is recorded last, so a picture without one says this step is still to do
+    (`Image.objects.incomplete`, which the sweeper reads). A job deleted meanwhile keeps
+    none of what this run wrote.
+    """
+    job = Job.objects.filter(pk=job_id, status=Job.Status.SUCCEEDED, deleted_at=None).first()
+    main = _main_image(job) if job is not None else None
+    if job is None or main is None or main.thumbnail_large:
+        return
+    with main.file.open("rb") as stored:
+        picture = imaging.decode(stored.read())
+    grid = main.kind == Image.Kind.GRID
+    large, tiles = imaging.later_renditions(picture, grid=grid)
+    run = secrets.token_hex(4)
+    written: list[str] = []
+    try:
+        if grid and not job.images.filter(kind=Image.Kind.TILE).exists():
+            rows = [
+                _image_with_files(job, Image.Kind.TILE, index, rendition, run, written)
+                for index, rendition in enumerate(tiles, start=1)
+            ]
+            try:
+                with transaction.atomic():
+                    for row in rows:
+                        row.save()
+            except IntegrityError:  # a concurrent run stored them first
+                _delete_files(written)
+                written.clear()
+        field = main.thumbnail_large
+        name = field.storage.save(
+            field.field.generate_filename(
+                main, f"{main.kind}-{run}-{imaging.THUMB_LARGE_WIDTH}.webp"
+            ),
+            ContentFile(large.data),
+        )
+        written.append(name)
+        recorded = Image.objects.filter(pk=main.pk, thumbnail_large="").update(
+            thumbnail_large=name, thumb_large_width=large.width, thumb_large_height=large.height
+        )
+        if not recorded:
+            _delete_files([name])
+    except BaseException:
+        _delete_files(written)
+        raise
+    if Job.objects.filter(pk=job.pk, deleted_at__isnull=False).exists():
+        purge_images(job.pk)  # deleted while this ran: its purge may have missed these
 
 
 def _image_with_files(
@@ -171,7 +236,8 @@ def _image_with_files(
 ) -> Image:
     """An unsaved Image row whose PNG and thumbnails are already in storage."""
     picture = rendition.png
-    small, large = rendition.thumbs  # imaging.THUMB_WIDTHS: the small one, then the large
+    small, *rest = rendition.thumbs  # imaging.THUMB_WIDTHS: the small one, the large if made
+    large = rest[0] if rest else None
     image = Image(
         job=job,
         kind=kind,
@@ -180,18 +246,22 @@ def _image_with_files(
         height=picture.height,
         thumb_width=small.width,
         thumb_height=small.height,
-        thumb_large_width=large.width,
-        thumb_large_height=large.height,
+        thumb_large_width=large.width if large else 0,
+        thumb_large_height=large.height if large else 0,
         bytes=len(picture.data),
         sha256=picture.sha256,
         content_type=picture.content_type,
     )
     stem = f"{kind}{index or ''}-{run}"
-    for field, data, name in (
+    files = [
         (image.file, picture.data, f"{stem}.png"),
         (image.thumbnail, small.data, f"{stem}-{imaging.THUMB_WIDTH}.webp"),
-        (image.thumbnail_large, large.data, f"{stem}-{imaging.THUMB_LARGE_WIDTH}.webp"),
-    ):
+    ]
+    if large is not None:
+        files.append(
+            (image.thumbnail_large, large.data, f"{stem}-{imaging.THUMB_LARGE_WIDTH}.webp")
+        )
+    for field, data, name in files:
         field.save(name, ContentFile(data), save=False)
         written.append(field.name)
     return image

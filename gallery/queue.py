@@ -17,7 +17,12 @@ from django.conf import settings
 from django_q.tasks import async_task
 
 # The queue of each task (settings.TASK_QUEUES); the rest go to "jobs".
-QUEUE_OF = {"ingest": "ingest", "collect": "ingest", "preview": "previews"}
+QUEUE_OF = {
+    "ingest": "ingest",
+    "collect": "ingest",
+    "preview": "previews",
+    "renditions": "previews",
+}
 
 
 def queue_name(task: str) -> str:
@@ -52,6 +57,10 @@ def ingest(job: Any) -> None:
 
 def preview(job: Any) -> None:
     _job_task("preview", job)
+
+
+def renditions(job: Any) -> None:
+    _job_task("renditions", job)
 
 
 def purge_images(job: Any) -> None:

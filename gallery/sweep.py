@@ -10,6 +10,9 @@ when a bound passes, something moves the job on.
 - For its images to be stored: bound `ingest_due_at` (one ingest's run time); this sweeper
   hands it to another ingest, each restart waiting longer, at most `ingest.RUNS` in all,
   then fails it as image_unavailable.
+- For the rest of its pictures, once it shows as finished (its large thumbnail and a grid's
+  tiles): bound `ingest.COMPLETE_DUE_AFTER` after it ended; this sweeper queues the step
+  again, for jobs that ended within `ingest.COMPLETE_WITHIN`.
 
 The poll ticks run as one chain per provider; this sweeper also restarts a chain that died.
 """
@@ -24,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from gallery import ingest, lifecycle, queue, sync
-from gallery.models import Job
+from gallery.models import Image, Job
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ def run() -> None:
     now = timezone.now()
     expire_remix_questions(now)
     restart_ingests(now)
+    restart_renditions(now)
     sync.kick_all()
 
 
@@ -69,4 +73,17 @@ def restart_ingests(now: datetime) -> int:
                 logger.warning("ingest of %s was lost or killed; queued again", job.code)
                 queue.ingest(job)
                 restarted += 1
+    return restarted
+
+
+def restart_renditions(now: datetime) -> int:
+    """Queue again the rest of the pictures of jobs whose `complete` step was lost."""
+    incomplete = Image.objects.incomplete(
+        ended_after=now - ingest.COMPLETE_WITHIN, ended_before=now - ingest.COMPLETE_DUE_AFTER
+    ).select_related("job")
+    restarted = 0
+    for image in incomplete.order_by("job__finished_at")[:BATCH]:
+        logger.warning("the pictures of %s were not completed; queued again", image.job.code)
+        queue.renditions(image.job)
+        restarted += 1
     return restarted

@@ -50,5 +50,9 @@ def preview(job_id: int) -> None:
     previews.fetch(job_id)
 
 
+def renditions(job_id: int) -> None:
+    ingesting.complete(job_id)
+
+
 def purge_images(job_id: int) -> None:
     ingesting.purge_images(job_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -20,14 +22,32 @@ def image_path(instance: Image, filename: str) -> str:
     return f"jobs/{code[:2]}/{code}/{filename}"
 
 
+class ImageQuerySet(models.QuerySet["Image"]):
+    def incomplete(self, ended_after: datetime, ended_before: datetime) -> ImageQuerySet:
+        """Whole pictures of finished, kept jobs still waiting for their large thumbnail (and
+        a grid for its tiles: gallery.ingest.complete records the large thumbnail last),
+        among jobs that ended in the window given."""
+        return self.filter(
+            kind__in=(ImageKind.GRID, ImageKind.SINGLE),
+            index=0,
+            thumbnail_large="",
+            job__status=Job.Status.SUCCEEDED,
+            job__deleted_at__isnull=True,
+            job__finished_at__gt=ended_after,
+            job__finished_at__lt=ended_before,
+        )
+
+
 class Image(models.Model):
     """A stored picture of a job and its WebP thumbnails.
 
     A grid job has its grid (index 0) and its four tiles (index 1-4); an upscale has one
     single image. Every row has the picture as a metadata-free PNG (`file`) and two WebP
     thumbnails for a srcset: `thumbnail` (imaging.THUMB_WIDTH wide, the small one, as before)
-    and `thumbnail_large` (imaging.THUMB_LARGE_WIDTH). Neither is wider than the picture;
-    rows stored before the large size existed have no `thumbnail_large` (width 0).
+    and `thumbnail_large` (imaging.THUMB_LARGE_WIDTH). Neither is wider than the picture.
+    A job ends as soon as its whole picture and small thumbnail are stored; the large
+    thumbnail and a grid's tiles follow (gallery.ingest.complete), so for a moment, and in
+    rows stored before the large size existed, there is no `thumbnail_large` (width 0).
     """
 
     # Names of the stored sizes, as the image view's URL spells them.
@@ -58,6 +78,8 @@ class Image(models.Model):
     sha256 = models.CharField(max_length=64)
     content_type = models.CharField(max_length=40, default="image/png")
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["kind", "index"]

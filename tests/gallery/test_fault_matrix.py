@@ -79,6 +79,7 @@ class Sim:
             job = self.tick(job)
         if job.result_url and ingest:
             tasks.ingest(job.pk)
+            tasks.renditions(job.pk)  # the tiles, after the job shows as finished
             job.refresh_from_db()
         return job
 
@@ -142,6 +143,8 @@ def assert_nothing_half_done(sim: Sim) -> None:
     now = timezone.now()
     assert not Job.objects.filter(status=Job.Status.QUEUED, dispatch_lease_until__gt=now).exists()
     for job in Job.objects.all():
+        if job.status == Job.Status.SUCCEEDED:
+            tasks.renditions(job.pk)  # the previews queue's step, as its worker runs it
         images = Image.objects.filter(job=job).count()
         if job.status == Job.Status.SUCCEEDED:
             expected = 1 if job.is_single_image else 5  # a grid comes with its four tiles

@@ -5,16 +5,20 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.storage import FileSystemStorage
 from django.db import connection
+from django.utils import timezone
+from django_q.models import OrmQ
 from PIL import Image as PILImage
 
-from gallery import downloads, imaging, tasks
+from gallery import downloads, imaging, sweep, tasks
 from gallery import ingest as ingesting
 from gallery.models import Image, Job
 from tests.gallery.factories import (
@@ -83,7 +87,17 @@ def test_a_grid_is_stored_with_four_tiles_each_with_two_webp_thumbnails(
     job = finished(alice, server.url())
     tasks.ingest(job.pk)
     job.refresh_from_db()
+    # The job ends once what its card shows is stored: the grid and its small thumbnail.
     assert job.status == Job.Status.SUCCEEDED
+    (grid,) = Image.objects.filter(job=job)
+    assert (grid.kind, grid.thumb_width, grid.thumb_large_width) == ("grid", 512, 0)
+    assert grid.thumbnail_sizes == [("thumb", 512, 384)]
+    assert len(stored_files(settings)) == 2
+    # The rest follows in the previews queue, nobody waiting for it.
+    (rest,) = [q for q in OrmQ.objects.all() if q.func() == "gallery.tasks.renditions"]
+    assert rest.key == django_settings.TASK_QUEUES["previews"] and rest.task["args"] == (job.pk,)
+    tasks.renditions(job.pk)
+    tasks.renditions(job.pk)  # redelivered: nothing more is made
     images = list(Image.objects.filter(job=job).order_by("kind", "index"))
     assert [(i.kind, i.index, i.width, i.height) for i in images] == [
         ("grid", 0, 1600, 1200),
@@ -127,6 +141,7 @@ def test_an_upscale_stays_a_single_image_without_tiles(
     parent = finished(alice, server.url(), provider_job_id="900")
     job = finished(alice, server.url(), parent=parent, action=Job.Action.UPSCALE, index=2)
     tasks.ingest(job.pk)
+    tasks.renditions(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     image = Image.objects.get(job=job)
@@ -145,9 +160,9 @@ def test_ingest_run_twice_downloads_and_stores_once(
     first = sorted(Image.objects.filter(job=job).values_list("pk", flat=True))
     tasks.ingest(job.pk)
     assert sorted(Image.objects.filter(job=job).values_list("pk", flat=True)) == first
-    assert len(first) == 5
+    assert len(first) == 1  # the grid; its tiles come with `renditions`
     assert server.connections == 1
-    assert len(stored_files(settings)) == 15
+    assert len(stored_files(settings)) == 2
 
 
 def test_a_run_that_loses_the_race_deletes_its_own_files(
@@ -169,9 +184,9 @@ def test_a_run_that_loses_the_race_deletes_its_own_files(
     monkeypatch.setattr(FileSystemStorage, "_save", recording_save)
     loser = ingesting.store_picture(job, picture)
     assert loser.pk == winner.pk
-    assert len(saved) == 15  # it did write its own copies...
+    assert len(saved) == 2  # it did write its own copies (the grid and its thumbnail)...
     assert stored_files(settings) == files  # ...and removed every one of them
-    assert Image.objects.filter(job=job).count() == 5
+    assert Image.objects.filter(job=job).count() == 1
 
 
 def test_an_image_that_stays_unavailable_fails_the_job(
@@ -224,7 +239,7 @@ def test_a_transient_error_is_retried(host: Callable[..., RawServer], alice: Any
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert len(server.requests) == 2
-    assert Image.objects.filter(job=job).count() == 5
+    assert Image.objects.filter(job=job).count() == 1
 
 
 def test_a_redelivered_ingest_after_the_images_were_stored_only_ends_the_job(
@@ -240,6 +255,8 @@ def test_a_redelivered_ingest_after_the_images_were_stored_only_ends_the_job(
     tasks.ingest(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
+    assert Image.objects.filter(job=job).count() == 1
+    tasks.renditions(job.pk)  # the rest is made from our stored copy, not downloaded
     assert Image.objects.filter(job=job).count() == 5
 
 
@@ -253,7 +270,7 @@ def test_a_storage_hiccup_is_retried_and_leaves_no_orphans(
 
     def flaky_save(self: FileSystemStorage, name: str, content: Any) -> str:
         calls.append(name)
-        if len(calls) == 4:  # three files of the first try are written, then the disk fails
+        if len(calls) == 2:  # one file of the first try is written, then the disk fails
             raise OSError("No space left on device")
         return real_save(self, name, content)
 
@@ -261,12 +278,12 @@ def test_a_storage_hiccup_is_retried_and_leaves_no_orphans(
     tasks.ingest(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
-    assert len(calls) == 4 + 15
-    assert len(stored_files(settings)) == 15
+    assert len(calls) == 2 + 2
+    assert len(stored_files(settings)) == 2
     names = {
         name
         for image in Image.objects.filter(job=job)
-        for name in (image.file.name, image.thumbnail.name, image.thumbnail_large.name)
+        for name in (image.file.name, image.thumbnail.name)
     }
     assert names == set(stored_files(settings))
 
@@ -373,6 +390,31 @@ def test_a_losing_run_cannot_clobber_the_winners_files_on_an_overwriting_storage
     for image in Image.objects.filter(job=job):
         assert image.file.storage.exists(image.file.name), image.file.name
         assert image.thumbnail.storage.exists(image.thumbnail.name)
-        assert image.thumbnail_large.storage.exists(image.thumbnail_large.name)
     assert opened(Image.objects.get(pk=winner.pk).file).getpixel((0, 0)) == QUADRANT_COLOURS[0]
-    assert len(stored_files(settings)) == 15
+    assert len(stored_files(settings)) == 2
+
+
+def test_the_rest_of_the_pictures_of_a_deleted_job_are_not_kept(alice: Any, settings: Any) -> None:
+    job = finished(alice, "http://127.0.0.1/grid.png")
+    ingesting.store_picture(job, imaging.decode(grid_png((64, 48))))
+    tasks.ingest(job.pk)  # ends it
+    Job.objects.filter(pk=job.pk).update(deleted_at=timezone.now())
+    tasks.renditions(job.pk)  # deleted before it ran: it makes nothing
+    assert len(stored_files(settings)) == 2 and Image.objects.filter(job=job).count() == 1
+
+
+def test_a_lost_renditions_step_is_queued_again_by_the_sweeper(alice: Any, settings: Any) -> None:
+    job = finished(alice, "http://127.0.0.1/grid.png")
+    ingesting.store_picture(job, imaging.decode(grid_png((64, 48))))
+    tasks.ingest(job.pk)
+    OrmQ.objects.all().delete()  # its renditions task was lost
+    sweep.restart_renditions(timezone.now())
+    assert not OrmQ.objects.exists()  # not yet: the step may still be on its way
+    later = timezone.now() + ingesting.COMPLETE_DUE_AFTER + timedelta(seconds=1)
+    assert sweep.restart_renditions(later) == 1
+    (task,) = OrmQ.objects.all()
+    assert task.func() == "gallery.tasks.renditions" and task.task["args"] == (job.pk,)
+    tasks.renditions(job.pk)
+    assert Image.objects.filter(job=job).count() == 5
+    OrmQ.objects.all().delete()
+    assert sweep.restart_renditions(later) == 0  # complete: nothing more to do

@@ -319,6 +319,7 @@ def test_a_late_success_after_a_timeout_is_still_delivered(
     assert "1001" in json.loads(fake.requests[-1].content)["ids"]
     monkeypatch.setattr(downloads, "download", lambda url, **kw: png_bytes((256, 256)))
     tasks.ingest(job.pk)
+    tasks.renditions(job.pk)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert (job.fail_kind, job.fail_reason) == ("", "")

@@ -134,7 +134,7 @@ def test_collect_reads_the_one_job_and_stores_its_result_in_the_same_task(
     job.refresh_from_db()
     # The result is stored by the same task: it does not wait behind a queue.
     assert job.status == Job.Status.SUCCEEDED and len(job.buttons) == 9
-    assert job.images.count() == 5 and len(downloaded) == 1
+    assert job.images.count() == 1 and len(downloaded) == 1  # the tiles come after
     assert ingests_queued() == []
     tasks.collect(job.pk)  # ended: a repeat reads and stores nothing
     assert len(seen) == 1 and len(downloaded) == 1
@@ -154,7 +154,7 @@ def test_a_resync_that_finds_the_result_hands_it_to_the_ingest_queue(
     assert ingests_queued() == [settings.TASK_QUEUES["ingest"]]
     tasks.ingest(job.pk)
     job.refresh_from_db()
-    assert job.status == Job.Status.SUCCEEDED and job.images.count() == 5
+    assert job.status == Job.Status.SUCCEEDED and job.images.count() == 1
 
 
 def test_an_out_of_order_delivery_cannot_move_a_job_back(
