@@ -467,6 +467,8 @@ def main() -> None:
                         )
                         browser = "push stream" if path == "push" else "2 s poll (no stream)"
                         for measure, values in figures.items():
+                            if not values:
+                                continue  # e.g. no hook taken with webhooks off
                             print(
                                 f"{hooks:<9} {how:<17} {browser:<22} {measure:<11} "
                                 f"{len(values):>3} {nearest_rank(values, 50):>6.2f} "
