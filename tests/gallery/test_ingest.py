@@ -345,22 +345,28 @@ def test_concurrent_ingests_store_one_set_of_images(
     monkeypatch.setattr(downloads, "download", download)
     errors: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            tasks.ingest(job.pk)
-        except BaseException as exc:  # reported by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
+    def twice_at_once(task: Callable[[int], None]) -> None:
+        def run() -> None:
+            try:
+                task(job.pk)
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+            finally:
+                connection.close()
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors
+
+    twice_at_once(tasks.ingest)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
+    assert Image.objects.filter(job=job).count() == 1
+    assert len(stored_files(settings)) == 2
+    twice_at_once(tasks.renditions)  # the tiles and the large thumbnail, also raced
     assert Image.objects.filter(job=job).count() == 5
     assert len(stored_files(settings)) == 15
 
