@@ -34,7 +34,6 @@ import math
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from _net import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -90,23 +90,6 @@ document.addEventListener('DOMContentLoaded', () => {
   });
 });
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(url: str, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up within {seconds}s")
 
 
 @dataclass
@@ -167,8 +150,8 @@ def running_stack(root: Path, database_url: str, **extra_env: str) -> Iterator[S
             start_new_session=True,
         )
         try:
-            wait_for(f"http://127.0.0.1:{web}/accounts/login/")
-            wait_for(f"http://127.0.0.1:{sim}/mj/task/0/fetch")
+            wait_for_http(f"http://127.0.0.1:{web}/accounts/login/")
+            wait_for_http(f"http://127.0.0.1:{sim}/mj/task/0/fetch")
             yield Stack(f"http://127.0.0.1:{web}", f"http://127.0.0.1:{sim}", root, database_url)
         finally:
             process.send_signal(signal.SIGINT)

@@ -42,7 +42,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -60,6 +59,7 @@ from typing import Any
 
 import _harness  # first: sets up Django
 import httpx
+from _net import free_port, wait_for_http
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count
@@ -121,23 +121,6 @@ def machine_cpu() -> tuple[float, float]:
     total = sum(values[:8])
     idle = values[3] + values[4]
     return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_http(url: str, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up within {seconds:.0f} s")
 
 
 def base_env(root: Path, database_url: str) -> dict[str, str]:

@@ -247,9 +247,11 @@ def first_rendition(picture: Picture) -> Rendition:
     (THUMB_WIDTH) only. The PNG keeps the provider's pixel data when it can (`stripped_png`),
     so this costs a resize and one small WebP."""
     clean = _opened_clean(picture)
+    whole = stripped_png(picture)
+    if whole is not None:  # the usual case: one encode, no thread needed
+        return Rendition(png=whole, thumbs=(_encode_webp(clean, THUMB_WIDTH, THUMB_QUALITY),))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        whole = stripped_png(picture)
-        png = pool.submit(lambda: whole) if whole else pool.submit(_encode_png, clean)
+        png = pool.submit(_encode_png, clean)
         small = pool.submit(_encode_webp, clean, THUMB_WIDTH, THUMB_QUALITY)
         return Rendition(png=png.result(), thumbs=(small.result(),))
 

@@ -186,7 +186,6 @@ def _read(job_id: int, *, store: bool) -> None:
         return
     if snapshot is None:
         return
-    had_result = bool(job.result_url)
     here = _INGEST_HERE.set(store)
     try:
         apply_snapshot(job, snapshot)
@@ -194,7 +193,7 @@ def _read(job_id: int, *, store: bool) -> None:
         _INGEST_HERE.reset(here)
     # A slot the result freed is handed to the next job in line now, not at the next tick.
     dispatch.fill_slots(job.provider, timezone.now())
-    if store and not had_result:
+    if store:  # the result was not recorded before this read (checked above)
         job.refresh_from_db()
         if job.awaits_ingest:
             ingest.ingest(job.pk)
