@@ -62,9 +62,20 @@ def _sky(world: _World, view: _View) -> Image.Image:
     return _column(view.size, rows)
 
 
+def _blur(mask: Image.Image, radius: float) -> Image.Image:
+    """A Gaussian blur; a wide one is made on a copy reduced by up to a quarter of the
+    radius and enlarged again: the same soft edge for a fraction of the work (the blur was
+    a quarter of a picture's drawing time)."""
+    factor = min(8, int(radius // 4))
+    if factor < 2:
+        return mask.filter(ImageFilter.GaussianBlur(radius))
+    small = mask.reduce(factor).filter(ImageFilter.GaussianBlur(radius / factor))
+    return small.resize(mask.size, Image.Resampling.BILINEAR)
+
+
 def _glow(img: Image.Image, mask: Image.Image, color: Color, radius: float) -> None:
     if radius > 0:
-        mask = mask.filter(ImageFilter.GaussianBlur(radius))
+        mask = _blur(mask, radius)
     img.paste(Image.new("RGB", img.size, color), (0, 0), mask)
 
 
@@ -152,7 +163,7 @@ def _layer(
         moved = mask.transform(
             mask.size, Image.Transform.AFFINE, (1, 0, vx * shift, 0, 1, vy * shift)
         )
-        edge = ImageChops.subtract(mask, moved).filter(ImageFilter.GaussianBlur(blur))
+        edge = _blur(ImageChops.subtract(mask, moved), blur)
         return ImageChops.multiply(edge, mask).crop(inner)
 
     ink = world.colors["ink"]
