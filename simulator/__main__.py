@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help='faults to inject, "k=v,k=v", e.g. latency=0.3,error_rate=0.05,remix=1',
     )
+    parser.add_argument(
+        "--painters",
+        type=int,
+        default=1,
+        help="processes that draw pictures ahead, at low priority (0: draw when asked)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
     args = parser.parse_args(argv)
     try:
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    server.serve_forever(on_ready=ready)
+    server.serve_forever(on_ready=ready, painters=args.painters)
     return 0
 
 

@@ -319,6 +319,7 @@ class Engine:
                 task.picture = images.picture_for(
                     task.recipe.op, prompt, task.seed, source, task.recipe.arg
                 )
+                images.render_ahead(task.picture)
             now = self.clock()
             task.awaiting_modal = False
             # the confirmed task goes straight to SUBMITTED: its schedule starts there
@@ -375,6 +376,7 @@ class Engine:
                 break
             attempt += 1
         picture = images.picture_for(recipe.op, prompt, seed, recipe.source, recipe.arg)
+        images.render_ahead(picture)
         task = Task(
             id=task_id,
             action=action,

@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import functools
 import io
+import multiprocessing
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 
 from PIL import Image, ImageFilter, features
@@ -80,15 +85,93 @@ def picture_for(
     )
 
 
-@functools.lru_cache(maxsize=256)
-def render(picture: Picture) -> bytes:
-    """The final PNG; kept for the 256 most recent pictures, as every poll may ask again."""
+def draw(picture: Picture) -> bytes:
+    """The final PNG, drawn now."""
     if picture.kind == "single":
         return _png(_draw(picture.scenes[0], SIZE, picture.detail))
     grid = Image.new("RGB", (SIZE, SIZE))
     for i, scene in enumerate(picture.scenes[:4]):
         grid.paste(_draw(scene, TILE, picture.detail), ((i % 2) * TILE, (i // 2) * TILE))
     return _png(grid)
+
+
+# The 256 most recent finals are kept, as every poll may ask again; with paint_ahead() each
+# is drawn in another process as soon as its task exists.
+_KEEP = 256
+_finals: OrderedDict[Picture, bytes] = OrderedDict()
+_pending: dict[Picture, Future[bytes]] = {}
+_lock = threading.Lock()
+_painter: ProcessPoolExecutor | None = None
+
+
+def render(picture: Picture) -> bytes:
+    """The final PNG: kept, being drawn ahead (then waited for), or drawn now."""
+    with _lock:
+        body = _finals.get(picture)
+        if body is not None:
+            _finals.move_to_end(picture)
+            return body
+        future = _pending.get(picture)
+    body: bytes | None = None
+    if future is not None:
+        try:
+            body = future.result()
+        except Exception:  # the painter died or was stopped: draw it here
+            body = None
+    if body is None:
+        body = draw(picture)
+    with _lock:
+        _pending.pop(picture, None)
+        _keep(picture, body)
+    return body
+
+
+def _keep(picture: Picture, body: bytes) -> None:
+    _finals[picture] = body
+    _finals.move_to_end(picture)
+    while len(_finals) > _KEEP:
+        _finals.popitem(last=False)
+
+
+def _lower_priority() -> None:
+    # The painter stands for the provider's own machines: on a machine it shares with the
+    # studio it takes the CPU the studio leaves.
+    os.nice(10)
+
+
+def paint_ahead(processes: int = 1) -> None:
+    """From now on, draw each new task's picture in `processes` other processes as soon as
+    the task exists (render_ahead), as a provider has it ready when it reports SUCCESS: the
+    server's threads only hand out bytes, and no drawing holds their interpreter lock."""
+    global _painter
+    if _painter is None and processes > 0:
+        _painter = ProcessPoolExecutor(
+            processes, multiprocessing.get_context("spawn"), initializer=_lower_priority
+        )
+
+
+def stop_painting() -> None:
+    global _painter
+    painter, _painter = _painter, None
+    if painter is not None:
+        painter.shutdown(wait=False, cancel_futures=True)
+
+
+def render_ahead(picture: Picture) -> None:
+    """Start drawing `picture` in the painter, if there is one and it is not drawn yet."""
+    with _lock:
+        painter = _painter
+        if painter is None or picture in _finals or picture in _pending:
+            return
+        future = _pending[picture] = painter.submit(draw, picture)
+
+    def settled(done: Future[bytes]) -> None:
+        with _lock:
+            _pending.pop(picture, None)
+            if not done.cancelled() and done.exception() is None:
+                _keep(picture, done.result())
+
+    future.add_done_callback(settled)
 
 
 def render_grid(

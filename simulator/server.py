@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from simulator import faults, piapi
+from simulator import faults, images, piapi
 from simulator.engine import Clock, Engine, Task
 from simulator.faults import Faults, FaultState
 from simulator.handler import _Handler, _HTTPServer
@@ -149,11 +149,15 @@ class SimulatorServer:
         self.watcher.start()  # webhooks of both protocols
         return self
 
-    def serve_forever(self, on_ready: Callable[[SimulatorServer], None] | None = None) -> None:
-        """Serve in the calling thread until stop() or KeyboardInterrupt."""
+    def serve_forever(
+        self, on_ready: Callable[[SimulatorServer], None] | None = None, painters: int = 0
+    ) -> None:
+        """Serve in the calling thread until stop() or KeyboardInterrupt; with `painters`,
+        pictures are drawn ahead in that many other processes (images.paint_ahead)."""
         httpd = self._bind()
         self._foreground = True
         try:
+            images.paint_ahead(painters)
             self._halt.clear()
             self.watcher.start()  # webhooks of both protocols
             if on_ready is not None:
@@ -162,6 +166,7 @@ class SimulatorServer:
         except KeyboardInterrupt:
             pass
         finally:
+            images.stop_painting()
             self.watcher.stop()
             self._foreground = False
             httpd.server_close()

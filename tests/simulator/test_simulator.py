@@ -132,6 +132,31 @@ def test_same_prompt_and_seed_give_identical_bytes() -> None:
     assert images.render_grid("red fox in snow", 42) != images.render_grid("red fox in snow", 43)
 
 
+def test_the_painter_draws_a_new_tasks_picture_ahead_in_another_process() -> None:
+    """With paint_ahead (the stand-alone simulator's default), a task's picture is drawn in
+    a painter process as soon as the task exists: by the time it is asked for, it is kept,
+    the same bytes as drawn here. Stopped, pictures are drawn when asked again."""
+    images.paint_ahead(1)
+    try:
+        task = Engine(duration=DURATION).imagine("a painter's harbour")
+        with images._lock:  # handed to the painter (spawning it takes longer than this)
+            future = images._pending[task.picture]
+        assert images.render(task.picture) == images.draw(task.picture) == future.result()
+        with images._lock:  # the painter's result is kept once it settles
+            assert images._finals.get(task.picture) == future.result()
+            assert task.picture not in images._pending
+        images.render_ahead(task.picture)  # kept: not drawn again
+        with images._lock:
+            assert task.picture not in images._pending
+    finally:
+        images.stop_painting()
+    other = images.picture_for("imagine", "a harbour without a painter", 78)
+    images.render_ahead(other)  # no painter: nothing pending, drawn when asked
+    with images._lock:
+        assert other not in images._pending
+    assert images.render(other) == images.draw(other)
+
+
 def test_a_zoom_out_keeps_the_parent_view_in_the_middle() -> None:
     source = images.picture_for("imagine", "pig", 5).scenes[0]
     with Image.open(io.BytesIO(images.render(images.Picture("single", (source,))))) as im:

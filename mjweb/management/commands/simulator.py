@@ -39,6 +39,12 @@ class Command(BaseCommand):
             help='faults to inject, "k=v,k=v" (default: MJ_SIMULATOR_FAULTS), '
             "e.g. latency=0.3,error_rate=0.05,remix=1",
         )
+        parser.add_argument(
+            "--painters",
+            type=int,
+            default=1,
+            help="processes that draw pictures ahead, at low priority (0: draw when asked)",
+        )
         parser.add_argument("--quiet", action="store_true", help="do not log requests")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -76,7 +82,7 @@ class Command(BaseCommand):
         # also SIGINT: a shell that starts us in the background leaves it ignored
         previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            server.serve_forever(on_ready=ready)
+            server.serve_forever(on_ready=ready, painters=options["painters"])
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
