@@ -110,14 +110,18 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
 # Set by mjweb.asgi, the entry point of the web server. Under ASGI every request runs in a
-# thread of its own, so a connection kept after it would never be reused; Django's advice is
-# to turn persistent connections off there and pool instead (DATABASE_POOL_MAX_SIZE).
+# thread of its own, so a connection kept after it would never be reused: there Django keeps
+# none and psycopg's pool lends them (DATABASE_POOL_MAX_SIZE per process; opening one cost
+# the web a third of its CPU under a flood of webhooks). The pool serves the web server only:
+# django-q2 forks its workers, and a pool opened before a fork would hand the same
+# connections to several processes. The worker and manage.py commands each keep their own
+# persistent connection instead.
 SERVED_BY_ASGI = env_bool("MJWEB_ASGI", False)
 if DATABASE_URL:
     DATABASES = {
         "default": database_from_url(
             DATABASE_URL,
-            pool_max_size=env_int("DATABASE_POOL_MAX_SIZE", 0, minimum=0),
+            pool_max_size=env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=0) if SERVED_BY_ASGI else 0,
             persistent=not SERVED_BY_ASGI,
         )
     }

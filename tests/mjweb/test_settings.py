@@ -104,21 +104,43 @@ def test_debug_generates_and_keeps_a_local_secret(tmp_path: Path) -> None:
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 
 
-def test_the_asgi_entry_point_turns_persistent_connections_off() -> None:
-    """mjweb.asgi marks the process before the settings load (checked in a fresh one)."""
+def connection_settings(entry: str, **env: str) -> list[str]:
+    """SERVED_BY_ASGI, CONN_MAX_AGE and the pool's size (0: none) in a fresh process whose
+    first import is `entry`."""
     code = (
-        "import mjweb.asgi; from django.conf import settings; "
-        "print(settings.SERVED_BY_ASGI, settings.DATABASES['default']['CONN_MAX_AGE'])"
+        f"import {entry}; django.setup(); from django.conf import settings; "
+        "db = settings.DATABASES['default']; "
+        "print(settings.SERVED_BY_ASGI, db['CONN_MAX_AGE'], "
+        "db['OPTIONS'].get('pool', {}).get('max_size', 0))"
     )
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
-        "SECRET_KEY": "t",
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
-    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "MJWEB_A"))}
     answer = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", f"import django; {code}"],
+        env={
+            **clean,
+            "DJANGO_SETTINGS_MODULE": "mjweb.settings",
+            "SECRET_KEY": "t",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+            **env,
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert answer.stdout.split() == ["True", "0"]
+    return answer.stdout.split()
+
+
+def test_the_web_server_pools_connections_and_the_worker_keeps_its_own() -> None:
+    """mjweb.asgi marks the process before the settings load: the web server borrows from
+    psycopg's pool (10 by default), keeping nothing itself; every other process (the worker,
+    whose django-q2 cluster forks, and manage.py) keeps one persistent connection and never
+    pools, whatever DATABASE_POOL_MAX_SIZE says."""
+    assert connection_settings("mjweb.asgi") == ["True", "0", "10"]
+    assert connection_settings("mjweb.asgi", DATABASE_POOL_MAX_SIZE="4") == ["True", "0", "4"]
+    # 0 turns the pool off: a connection per request
+    assert connection_settings("mjweb.asgi", DATABASE_POOL_MAX_SIZE="0") == ["True", "0", "0"]
+    assert connection_settings("django", DATABASE_POOL_MAX_SIZE="4") == ["False", "60", "0"]
 
 
 def test_runall_serves_the_site_with_uvicorn() -> None:
