@@ -7,8 +7,9 @@ from django.db.models.signals import post_migrate
 
 
 def upsert_schedules(**kwargs: Any) -> None:
-    """Keep the sweeper's schedule (gallery.sweep, every minute) present and unique: django-q2
-    refuses duplicate names, so it keeps the name it was first created with."""
+    """Keep the sweeper's schedule (gallery.sweep, every minute) and the daily prune
+    (gallery.retention) present and unique: django-q2 refuses duplicate names, so the
+    sweeper keeps the name it was first created with."""
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(
@@ -19,6 +20,10 @@ def upsert_schedules(**kwargs: Any) -> None:
             "minutes": 1,
             "repeats": -1,
         },
+    )
+    Schedule.objects.update_or_create(
+        name="gallery.prune",
+        defaults={"func": "gallery.tasks.prune", "schedule_type": Schedule.DAILY, "repeats": -1},
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from gallery import dispatch as dispatching
 from gallery import ingest as ingesting
-from gallery import previews, sync
+from gallery import previews, retention, sync
 from gallery import sweep as sweeping
 
 
@@ -56,3 +56,7 @@ def renditions(job_id: int) -> None:
 
 def purge_images(job_id: int) -> None:
     ingesting.purge_images(job_id)
+
+
+def prune() -> None:
+    retention.prune()

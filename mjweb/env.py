@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -30,9 +30,14 @@ def _raw(name: str) -> str | None:
     return None
 
 
-def env_str(name: str, default: str = "") -> str:
+def env_str(name: str, default: str = "", *, keep_empty: bool = False) -> str:
+    """The variable, stripped; unset or empty gives `default` (`MEDIA_ROOT=` in a .env must
+    not store pictures in the working directory), unless `keep_empty` says an empty value
+    means something of its own."""
     value = _raw(name)
-    return default if value is None else value.strip()
+    if value is None or (not value.strip() and not keep_empty):
+        return default
+    return value.strip()
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -92,35 +97,36 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 def database_from_url(
     url: str, *, pool_max_size: int = 0, persistent: bool = True
 ) -> dict[str, object]:
-    """DATABASES['default'] from ``postgres://user:pass@host:5432/name`` or ``sqlite:///path``.
+    """DATABASES['default'] from ``postgres://user:pass@host:5432/name`` (the socket form
+    ``postgres://user@%2Fvar%2Frun%2Fpostgresql/name`` too) or ``sqlite:///path``, parsed by
+    dj-database-url.
 
     `persistent` keeps a connection for 60 s after a request; off under ASGI, where every
     request runs in a thread of its own and a kept connection would never be used again."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "sqlite":
-        # sqlite:///relative/path and sqlite:////absolute/path, as in dj-database-url.
-        path = unquote(parts.path)
-        return sqlite_database(Path(path[1:] if path.startswith("/") else path))
-    if scheme in {"postgres", "postgresql", "pgsql"}:
-        options: dict[str, object] = dict(parse_qsl(parts.query))
-        if pool_max_size > 0:
-            options["pool"] = {"min_size": 1, "max_size": pool_max_size, "timeout": 20}
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": unquote(parts.path.lstrip("/")) or "postgres",
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
-            # The pool keeps connections; Django's own persistence must stay off with it.
-            "CONN_MAX_AGE": 60 if persistent and pool_max_size <= 0 else 0,
-            "CONN_HEALTH_CHECKS": pool_max_size <= 0,
-            "OPTIONS": options,
-        }
-    raise ImproperlyConfigured(
-        f"DATABASE_URL scheme {scheme!r} is not supported (sqlite or postgres)"
-    )
+    try:
+        parsed = dj_database_url.parse(url)
+    except ValueError as exc:  # an unknown scheme, a malformed URL
+        raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from exc
+    engine = parsed["ENGINE"]
+    if engine == "django.db.backends.sqlite3":
+        return sqlite_database(Path(str(parsed["NAME"])))
+    if engine != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(f"DATABASE_URL must be PostgreSQL or SQLite; got {engine}")
+    options: dict[str, object] = dict(parsed.get("OPTIONS") or {})
+    if pool_max_size > 0:
+        options["pool"] = {"min_size": 1, "max_size": pool_max_size, "timeout": 20}
+    return {
+        "ENGINE": engine,
+        "NAME": parsed["NAME"] or "postgres",
+        "USER": parsed["USER"],
+        "PASSWORD": parsed["PASSWORD"],
+        "HOST": parsed["HOST"],
+        "PORT": str(parsed["PORT"] or ""),
+        # The pool keeps connections; Django's own persistence must stay off with it.
+        "CONN_MAX_AGE": 60 if persistent and pool_max_size <= 0 else 0,
+        "CONN_HEALTH_CHECKS": pool_max_size <= 0,
+        "OPTIONS": options,
+    }
 
 
 def sqlite_database(path: Path) -> dict[str, object]:

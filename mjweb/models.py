@@ -130,3 +130,22 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_verb_display()}: {self.object_repr}"
+
+
+class WorkerBeat(models.Model):
+    """A worker's last sign of life, per task queue: `manage.py worker` writes one for each of
+    its running clusters every few seconds (mjweb.health.beat). Read by /readyz and the staff
+    banner; rows of workers gone for a day are deleted by the next beat."""
+
+    queue = models.CharField(max_length=40)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "host", "pid"], name="worker_beat_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue} on {self.host} ({self.pid})"

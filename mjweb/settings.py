@@ -5,11 +5,14 @@ See .env.example for the full list with a one-line comment each.
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 from mjweb import catalogue
 from mjweb.env import (
@@ -24,6 +27,11 @@ from mjweb.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# A `.env` file beside manage.py (or the one MJWEB_ENV_FILE names; empty: none) fills in the
+# variables the environment does not set: the environment always wins.
+_ENV_FILE = os.environ.get("MJWEB_ENV_FILE", str(BASE_DIR / ".env"))
+if _ENV_FILE:
+    load_dotenv(_ENV_FILE, override=False)
 DATA_DIR = Path(env_str("MJWEB_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 
 DEBUG = env_bool("DEBUG", False)
@@ -47,9 +55,13 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The site's own host is allowed unless ALLOWED_HOSTS says otherwise.
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS",
+    ["127.0.0.1", "localhost"] if DEBUG else [urlsplit(SITE_URL).hostname or "localhost"],
+)
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "mjweb",
@@ -71,6 +83,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz and /readyz, before the host check and the HTTPS redirect (mjweb.health).
+    "mjweb.health.probes",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -102,6 +116,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "billing.context_processors.credits",
+                "mjweb.health.context",
             ],
         },
     },
@@ -150,6 +165,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Admin and login throttling ---------------------------------------------------------
 # Where the admin lives; a path of its own makes it harder to find for scripted attacks.
 ADMIN_URL = env_str("MJWEB_ADMIN_URL", "admin/").strip("/") + "/"
+# A bearer token for /metrics (Prometheus); without it only signed-in staff may read them.
+MJWEB_METRICS_TOKEN = env_str("MJWEB_METRICS_TOKEN", "")
 if ADMIN_URL == "/":
     raise ImproperlyConfigured("MJWEB_ADMIN_URL must not be empty (the site lives at /).")
 # django-axes: after this many failed logins of one username from one address, both the
@@ -230,7 +247,11 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS and env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+# Preloading is off unless the operator opts in: it commits the whole registered domain and
+# every subdomain to HTTPS in browsers' built-in lists, and taking a domain off them takes
+# months. Django's deploy check warns about it (W021); that warning is silenced until then.
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 if env_bool("MJWEB_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -299,6 +320,9 @@ MJ_WEBHOOK_TOKEN = env_str("MJ_WEBHOOK_TOKEN")
 PIAPI_WEBHOOK_SECRET = env_str("PIAPI_WEBHOOK_SECRET")
 # PiAPI deliveries older than this (by their timestamp) are ignored.
 MJ_WEBHOOK_MAX_AGE = env_int("MJ_WEBHOOK_MAX_AGE", 3600, minimum=60)
+# Retention (gallery.retention, `manage.py prune`, daily): days; 0 keeps for ever.
+MJWEB_KEEP_CALL_BODIES_DAYS = env_int("MJWEB_KEEP_CALL_BODIES_DAYS", 30, minimum=0)
+MJWEB_KEEP_FAILED_TASKS_DAYS = env_int("MJWEB_KEEP_FAILED_TASKS_DAYS", 30, minimum=0)
 # A job still unfinished past its deadline fails as timed out; its late success is still
 # delivered if it comes within this many seconds.
 MJ_LATE_SUCCESS_WINDOW = env_int("MJ_LATE_SUCCESS_WINDOW", 3600, minimum=0)
@@ -329,9 +353,9 @@ COMETAPI_BASE_URL = env_str("COMETAPI_BASE_URL", "https://api.cometapi.com").rst
 COMETAPI_API_KEY = env_str("COMETAPI_API_KEY")
 # Speed-mode path prefixes; unconfirmed upstream, so each one can be changed or emptied.
 COMETAPI_MODE_PREFIXES = {
-    "fast": env_str("COMETAPI_PREFIX_FAST", "/mj-fast"),
-    "relax": env_str("COMETAPI_PREFIX_RELAX", "/mj-relax"),
-    "turbo": env_str("COMETAPI_PREFIX_TURBO", "/mj-turbo"),
+    "fast": env_str("COMETAPI_PREFIX_FAST", "/mj-fast", keep_empty=True),
+    "relax": env_str("COMETAPI_PREFIX_RELAX", "/mj-relax", keep_empty=True),
+    "turbo": env_str("COMETAPI_PREFIX_TURBO", "/mj-turbo", keep_empty=True),
 }
 
 PIAPI_BASE_URL = env_str("PIAPI_BASE_URL", "https://api.piapi.ai").rstrip("/")
@@ -370,11 +394,21 @@ MJ_INGEST_MAX_BYTES = env_int("MJ_INGEST_MAX_BYTES", 30 * 1024 * 1024, minimum=1
 MJ_INGEST_TIMEOUT = env_float("MJ_INGEST_TIMEOUT", 60.0, minimum=1.0)
 MJ_IMAGE_MAX_PIXELS = env_int("MJ_IMAGE_MAX_PIXELS", 40_000_000, minimum=1_000_000)
 
+# LOG_FORMAT=json: one JSON object per line (time, level, logger, message, and an exception's
+# traceback), for a log shipper; "plain" (the default) for people.
+LOG_FORMAT = env_choice("LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},
@@ -384,3 +418,18 @@ LOGGING = {
         "axes": {"level": "WARNING"},
     },
 }
+
+# --- Error reports ----------------------------------------------------------------------
+# SENTRY_DSN sends unhandled errors (web requests and worker tasks) to Sentry or a
+# compatible service (GlitchTip); nothing is sent without it. No personal data: users are
+# identified by id only.
+SENTRY_DSN = env_str("SENTRY_DSN", "")
+if SENTRY_DSN:
+    import sentry_sdk
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        environment=env_str("SENTRY_ENVIRONMENT", "production"),
+        traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, minimum=0.0),
+        send_default_pii=False,
+    )

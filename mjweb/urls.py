@@ -37,6 +37,8 @@ urlpatterns = [
     ),
     # MJWEB_ADMIN_URL; the usage report and the CSV exports live under it too.
     path(settings.ADMIN_URL, admin.site.urls),
+    # By name, not by import: nothing imports the back office (tests/test_layers.py).
+    path("", include("backoffice.urls")),
     path("", include("billing.urls")),
     path("", include("gallery.urls")),
 ]

@@ -416,6 +416,8 @@ class Job(models.Model):
     # A gateway refreshes its copy of a task about every 15 s (new-api): for this long after
     # we answered a remix question, a report that the task still asks it is that stale copy.
     MODAL_ECHO = timedelta(seconds=45)
+    # A queued job no worker has taken for this long says a worker may be missing.
+    UNSENT_LATE = timedelta(seconds=60)
 
     def echoes_our_modal(self, now: datetime) -> bool:
         """A MODAL report now would be an echo of the question we already answered."""
@@ -487,6 +489,11 @@ class Job(models.Model):
                 )
             if self.attempts and self.fail_note:
                 return "Waiting to retry: the provider was busy."
+            if lease is None and timezone.now() - self.created_at > self.UNSENT_LATE:
+                return (
+                    "Not sent yet after a minute: no worker seems to be running. It goes "
+                    "out as soon as one is; the studio's staff are told."
+                )
             return "Queued, sending to the provider…"
         if self.status == self.Status.SUBMITTED:
             return "Waiting for the provider to start…"

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -46,6 +49,16 @@ def test_secrets_can_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert env_str("X_SECRET") == "from-a-file"
 
 
+def test_an_empty_value_is_the_default_unless_empty_means_something(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("X_ROOT", "  ")
+    assert env_str("X_ROOT", "/data/media") == "/data/media"  # `MEDIA_ROOT=` in a .env
+    assert env_str("X_ROOT", "/mj-fast", keep_empty=True) == ""  # a prefix taken away
+    monkeypatch.setenv("X_ROOT", " /srv/media ")
+    assert env_str("X_ROOT", "/data/media") == "/srv/media"
+
+
 def test_env_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("X_LIST", " a.example, b.example ,,")
     assert env_list("X_LIST", []) == ["a.example", "b.example"]
@@ -65,6 +78,9 @@ def test_database_urls() -> None:
     # Under ASGI each request runs in a thread of its own: nothing is kept after it.
     served = database_from_url("postgres://postgres@127.0.0.1/postgres", persistent=False)
     assert served["CONN_MAX_AGE"] == 0
+    socket = database_from_url("postgres://mj@%2Fvar%2Frun%2Fpostgresql/mjweb")
+    assert socket["HOST"] == "/var/run/postgresql"
+    assert (socket["USER"], socket["NAME"]) == ("mj", "mjweb")
     assert database_from_url("sqlite:////var/lib/mj.db")["NAME"] == "/var/lib/mj.db"
     assert database_from_url("sqlite:///data/mj.db")["NAME"] == "data/mj.db"
     with pytest.raises(ImproperlyConfigured):
@@ -151,3 +167,100 @@ def test_runall_serves_the_site_with_uvicorn() -> None:
     assert command[command.index("--host") + 1] == "0.0.0.0"
     assert command[command.index("--port") + 1] == "9000"
     assert web_command("8001")[web_command("8001").index("--host") + 1] == "127.0.0.1"
+
+
+def test_the_deploy_check_passes_in_production_mode_with_the_sites_host_allowed(
+    tmp_path: Path,
+) -> None:
+    """DEBUG off, a real key and SITE_URL: `check --deploy` has nothing to warn about (HSTS
+    preloading is the operator's decision: its warning is silenced until they opt in), and
+    the site's own host is allowed without ALLOWED_HOSTS."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE", "ALLOWED_HOSTS", "DEBUG"}
+    }
+    env.update(
+        SECRET_KEY="k" * 20 + "a-long-random-production-key-0123456789",
+        SITE_URL="https://studio.example.com",
+        MJWEB_DATA_DIR=str(tmp_path),
+    )
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    code = (
+        "import django; django.setup(); "
+        "from django.conf import settings; print(settings.ALLOWED_HOSTS)"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "DJANGO_SETTINGS_MODULE": "mjweb.settings"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert answer.stdout.strip() == "['studio.example.com']"
+
+
+def run_logging(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SENTRY_DSN"}}
+    return subprocess.run(
+        [sys.executable, "-c", f"import django, logging; django.setup(); {code}"],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "mjweb.settings", "SECRET_KEY": "t", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def test_log_format_json_writes_one_object_per_line() -> None:
+    code = "logging.getLogger('gallery.sync').warning('poll %s slow', 'tick')"
+    line = run_logging(code, LOG_FORMAT="json").stderr.strip().splitlines()[-1]
+    record = json.loads(line)
+    assert record["level"] == "WARNING" and record["logger"] == "gallery.sync"
+    assert record["message"] == "poll tick slow" and "time" in record
+    plain = run_logging(code).stderr.strip().splitlines()[-1]
+    assert plain.endswith("WARNING gallery.sync poll tick slow")
+
+
+def test_sentry_dsn_sends_logged_errors_and_nothing_without_it(receiver: Any) -> None:
+    port = receiver.url.split(":")[2].split("/")[0]
+    code = (
+        "import sentry_sdk; logging.getLogger('gallery.ingest').error('ingest broke'); "
+        "print(sentry_sdk.get_client().is_active()); sentry_sdk.flush(5)"
+    )
+    sent = run_logging(code, SENTRY_DSN=f"http://publickey@127.0.0.1:{port}/7")
+    assert sent.stdout.strip() == "True"
+    headers, body = receiver.received[0]
+    if headers.get("content-encoding") == "gzip":
+        body = gzip.decompress(body)
+    assert b"ingest broke" in body
+    assert "sentry_key=publickey" in headers.get("x-sentry-auth", "")
+    assert run_logging(code).stdout.strip() == "False"
+    assert len(receiver.received) == 1
+
+
+def test_a_dot_env_file_fills_in_what_the_environment_does_not_set(tmp_path: Path) -> None:
+    env_file = tmp_path / "studio.env"
+    env_file.write_text(
+        "# comments and quotes as in .env.example\nMJ_WELCOME_CREDITS=250\n"
+        'DEFAULT_FROM_EMAIL="mjweb <noreply@example.com>"\nMJ_JOBS_AT_ONCE=3\n',
+        encoding="utf-8",
+    )
+    code = (
+        "print(settings.MJ_WELCOME_CREDITS, settings.MJ_JOBS_AT_ONCE, "
+        "repr(settings.DEFAULT_FROM_EMAIL))"
+    )
+    setup = "from django.conf import settings; "
+    answer = run_logging(setup + code, MJWEB_ENV_FILE=str(env_file), MJ_JOBS_AT_ONCE="7")
+    assert answer.stdout.strip().split(maxsplit=2) == ["250", "7", "'mjweb <noreply@example.com>'"]
+    none = run_logging(setup + code, MJWEB_ENV_FILE="", MJ_JOBS_AT_ONCE="7")
+    assert none.stdout.split()[0] == "1000"

@@ -34,6 +34,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--api-key", default=None, help="require this key (empty: none)")
         parser.add_argument(
+            "--public-url",
+            default=None,
+            help="base of the image links it hands out (default: the address it listens on)",
+        )
+        parser.add_argument(
             "--faults",
             default=None,
             help='faults to inject, "k=v,k=v" (default: MJ_SIMULATOR_FAULTS), '
@@ -69,6 +74,7 @@ class Command(BaseCommand):
             api_key=api_key,
             log_requests=not options["quiet"],
             faults=faults,
+            public_url=options["public_url"],
         )
 
         def ready(srv: SimulatorServer) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from mjweb import processes
+from mjweb import health, processes
 
 # Previews are the first work to give up the CPU when the machine is busy: storing finished
 # jobs and sending waiting ones come before a sharper in-progress look.
@@ -39,11 +39,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         wanted = options["queue"] or list(settings.TASK_QUEUES)  # `choices` refused the rest
         children = {
-            f"{name} queue": processes.Child(
+            name: processes.Child(
                 processes.manage("qcluster"),
                 extra_env={"Q_CLUSTER_NAME": settings.TASK_QUEUES[name]},
                 nice=NICE.get(name, 0),
             )
             for name in wanted
         }
-        sys.exit(processes.run_group(children, self.stdout.write))
+        # The heartbeat of each running cluster, which /readyz and the staff banner read.
+        tick = processes.Tick(health.BEAT_EVERY, health.beat)
+        code = processes.run_group(children, self.stdout.write, tick=tick)
+        health.forget()  # stopped: /readyz need not wait a minute to say so
+        sys.exit(code)
