@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import time
 
 from django.conf import settings
@@ -12,10 +11,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from gallery import dispatch, sync, webhooks
+from gallery import dispatch, fitting, sync, webhooks
 from gallery.models import Job, WebhookEvent
 from gallery.providers import current_name
-from gallery.providers.base import TaskStatus
+from gallery.providers.base import TaskStatus, loads
+
+
+def _malformed(reason: str) -> JsonResponse:
+    return JsonResponse({"ok": False, "error": reason}, status=400)
 
 
 def _ignored(reason: str) -> JsonResponse:
@@ -46,12 +49,13 @@ def cometapi(request: HttpRequest, token: str) -> HttpResponse:
     if not hmac.compare_digest(token.encode(), webhooks.path_token().encode()):
         return HttpResponse(status=404)
     try:
-        data = json.loads(request.body)
+        data = loads(request.body)
         task_id = str(data["id"]).strip()
-    except (ValueError, KeyError, TypeError):
-        return JsonResponse({"ok": False, "error": "malformed task object"}, status=400)
-    if not task_id:
-        return JsonResponse({"ok": False, "error": "malformed task object"}, status=400)
+    except (ValueError, KeyError, TypeError) as exc:
+        detail = str(exc) if isinstance(exc, ValueError) else "it has no id"
+        return _malformed(f"malformed task object: {detail}")
+    if fitting.task_id(task_id):
+        return _malformed("malformed task object: its id is empty, too long or holds a NUL")
     final = str(data.get("status") or "").upper() in _FINAL_STATUSES
     # An id we do not know may be the task of a submit whose answer was lost: its `state`
     # names the job.
@@ -72,8 +76,10 @@ def piapi(request: HttpRequest, token: str) -> HttpResponse:
         return JsonResponse({"ok": False, "error": "bad secret"}, status=401)
     try:
         task_id, status, timestamp = parse_webhook(request.body)
-    except ValueError:
-        return JsonResponse({"ok": False, "error": "malformed delivery"}, status=400)
+    except ValueError as exc:
+        return _malformed(f"malformed delivery: {exc}")
+    if fitting.task_id(task_id):
+        return _malformed("malformed delivery: its task id is too long or holds a NUL")
     if timestamp is not None and abs(time.time() - timestamp) > settings.MJ_WEBHOOK_MAX_AGE:
         return _ignored("stale delivery")
     if timestamp is not None:

@@ -14,6 +14,7 @@ from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -42,6 +43,15 @@ def _credits_moved(response: HttpResponse) -> HttpResponse:
 
 def _wake_live(response: HttpResponse, running: bool) -> HttpResponse:
     return trigger_client_event(response, LIVE_WAKE, after="swap") if running else response
+
+
+def _own_url(request: HttpRequest, url: str | None) -> str | None:
+    """`url` if it stays on this site (a `next` field must never send anyone elsewhere)."""
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return None
 
 
 def _jobs(request: HttpRequest) -> Any:
@@ -298,7 +308,7 @@ def favorite(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     job = _own_job(request, code)
     job.mark_favorite(request.POST.get("favorite") == "1")
     if not request.htmx:
-        return redirect(request.POST.get("next") or job.get_absolute_url())
+        return redirect(_own_url(request, request.POST.get("next")) or job.get_absolute_url())
     return _card(request, job)
 
 

@@ -179,6 +179,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("MJWEB_LOGIN_COOLOFF_MINUTES", 15,
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "mjweb.throttle.lockout"
+AXES_USERNAME_CALLABLE = "mjweb.throttle.username"
 # Behind a proxy (MJWEB_BEHIND_PROXY) the address is the one the proxy appended last to
 # X-Forwarded-For; otherwise REMOTE_ADDR.
 AXES_CLIENT_IP_CALLABLE = "mjweb.throttle.client_ip"

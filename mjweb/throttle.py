@@ -20,19 +20,27 @@ def client_ip(request: HttpRequest) -> str:
     return str(request.META.get("REMOTE_ADDR") or "")
 
 
+# axes keeps the username of a failed login in a 255-character column.
+USERNAME_KEPT = 150  # the longest username an account may have (AbstractUser)
+
+
+def username(request: HttpRequest, credentials: dict | None = None) -> str:
+    """The username a login attempt is counted under (AXES_USERNAME_CALLABLE): what was
+    typed, cut to the longest an account may have. A longer one cannot be anybody's, and
+    whole it would not fit axes' column (a 500 on PostgreSQL)."""
+    given = (credentials or {}).get("username") or request.POST.get("username", "")
+    return str(given)[:USERNAME_KEPT]
+
+
 def lockout(
     request: HttpRequest, response: HttpResponse | None = None, credentials: dict | None = None
 ) -> HttpResponse:
     """What a locked-out login gets (django-axes' AXES_LOCKOUT_CALLABLE): a 429 page that
     says why and for how long."""
-    username = ""
-    if credentials:
-        username = str(credentials.get("username") or "")
-    username = username or str(request.POST.get("username", ""))
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
     context = {
         "failure_limit": settings.AXES_FAILURE_LIMIT,
-        "username": username[:150],
+        "username": username(request, credentials),
         "minutes": minutes,
     }
     return render(request, "registration/locked_out.html", context, status=429)

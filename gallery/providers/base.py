@@ -222,6 +222,29 @@ _FAILURE_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"a number too large for JSON: {text[:20]}")
+    return number
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(data: str | bytes) -> Any:
+    """JSON from a provider (an answer, a webhook), strictly: ValueError for anything else,
+    including bytes that are not UTF-8, NaN and Infinity (not JSON, though Python's parser
+    takes them), numbers that overflow a float, and nesting too deep to parse."""
+    try:
+        return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError("the body is not UTF-8 text") from exc
+
+
 def classify_failure(reason: str) -> str:
     """Our fail kind for a provider's failure text (kept verbatim beside it)."""
     lowered = reason.lower()
@@ -378,8 +401,8 @@ class HTTPProvider(Provider):
     @staticmethod
     def _decode(response: httpx.Response) -> Any:
         try:
-            return response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return loads(response.content)
+        except ValueError as exc:
             raise ProviderError(
                 f"The provider's answer was not JSON: {response.text[:200]!r}",
                 permanent=False,
@@ -391,7 +414,7 @@ def error_text(response: httpx.Response, words: Callable[[dict[str, Any]], Itera
     """The provider's own words from an error answer: the first non-empty text among what
     `words` picks out of its JSON object, else the body itself (capped)."""
     try:
-        data = response.json()
+        data = loads(response.content)
     except ValueError:
         data = None
     if isinstance(data, dict):

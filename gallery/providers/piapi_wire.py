@@ -8,14 +8,20 @@ endpoint reference is in the docstring of gallery.providers.piapi, which uses al
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from gallery.providers.base import Button, ProviderError, TaskSnapshot, TaskStatus, looks_banned
+from gallery.providers.base import (
+    Button,
+    ProviderError,
+    TaskSnapshot,
+    TaskStatus,
+    loads,
+    looks_banned,
+)
 from gallery.providers.cometapi import parse_progress
 from mjweb import catalogue
 
@@ -285,16 +291,16 @@ def parse_webhook(body: bytes) -> tuple[str, str, int | None]:
     no timestamp. Dedupe on the whole tuple: PiAPI says retries produce duplicates.
     """
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("the webhook body is not JSON") from exc
+        payload = loads(body)
+    except ValueError as exc:
+        raise ValueError(f"the webhook body is not JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise ValueError("the webhook body is not a JSON object")
     task = payload["data"] if isinstance(payload.get("data"), dict) else payload
     task_id, status = task.get("task_id"), task.get("status")
     if not isinstance(task_id, str) or not task_id.strip():
         raise ValueError("the webhook body has no task_id")
-    if not isinstance(status, str):
+    if not isinstance(status, str) or len(status) > 40:
         raise ValueError("the webhook body has no status")
     stamp = payload.get("timestamp")
     if stamp is not None:
@@ -331,7 +337,7 @@ def _press(button: Button) -> tuple[str, dict[str, str]]:
 
 def _body_code(response: httpx.Response) -> int | str | None:
     try:
-        data = response.json()
+        data = loads(response.content)
     except ValueError:
         return None
     code = data.get("code") if isinstance(data, dict) else None

@@ -394,3 +394,18 @@ def test_resync_asks_the_provider_now(alice: Any, alice_client: Client) -> None:
     response = alice_client.post(reverse("gallery:resync", args=[queued.code]), **HX)
     assert "nothing to ask the provider" in response.content.decode()
     assert OrmQ.objects.count() == before + 1
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)"],
+)
+def test_the_favorite_forms_next_goes_only_to_our_own_site(
+    alice: Any, alice_client: Client, elsewhere: str
+) -> None:
+    job = make_finished_job(alice)
+    url = reverse("gallery:favorite", args=[job.code])
+    answer = alice_client.post(url, {"favorite": "1", "next": elsewhere})
+    assert answer.status_code == 302 and answer["Location"] == job.get_absolute_url()
+    answer = alice_client.post(url, {"favorite": "0", "next": "/?favorites=1"})
+    assert answer["Location"] == "/?favorites=1"  # our own page: followed

@@ -307,3 +307,40 @@ def test_collect_reads_nothing_when_the_poll_recorded_the_result_first(
     assert seen == [] and downloaded == []
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING and job.awaits_ingest
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"id": "1", "progress": NaN}', "NaN is not JSON"),
+        (b'{"id": "1", "finishTime": 1e999}', "too large"),
+        (b'{"id": "17\\u0000", "status": "SUCCESS"}', "holds a NUL"),
+        (b'{"id": "' + b"7" * 500 + b'"}', "too long"),
+        (b'{"status": "SUCCESS"}', "it has no id"),
+        (b"\xff\xfe not text", "not UTF-8"),
+    ],
+)
+def test_a_hostile_cometapi_hook_body_gets_a_400_that_says_why(
+    client: Client, body: bytes, says: str
+) -> None:
+    answer = client.post(hook_url(), data=body, content_type="application/json")
+    assert answer.status_code == 400
+    assert says in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ('{"timestamp": Infinity, "data": {"task_id": "t1", "status": "completed"}}', "not JSON"),
+        ('{"timestamp": 1e999, "data": {"task_id": "t1", "status": "completed"}}', "too large"),
+        ('{"data": {"task_id": "t\\u0000", "status": "completed"}}', "holds a NUL"),
+        ("[" * 50_000 + "]" * 50_000, "nested too deeply"),
+    ],
+)
+def test_a_hostile_piapi_delivery_gets_a_400_that_says_why(
+    client: Client, body: str, says: str
+) -> None:
+    answer = post_piapi(client, body, webhooks.piapi_secret())
+    assert answer.status_code == 400
+    assert says in answer.json()["error"]

@@ -70,3 +70,14 @@ def test_password_change(alice_client: Client, alice: Any) -> None:
     assert response.status_code == 302
     alice.refresh_from_db()
     assert alice.check_password("another long phrase 7")
+
+
+def test_a_login_with_a_username_longer_than_any_account_is_refused_not_a_500(
+    client: Client,
+) -> None:
+    """axes keeps a failed login's username in a 255-character column: it counts the
+    attempt under what fits (a username is at most 150), and the form says it is wrong."""
+    for path in ("/accounts/login/", "/admin/login/"):
+        answer = client.post(path, {"username": "u" * 300, "password": "whatever it is"})
+        assert answer.status_code == 200
+        assert answer.context["form"].errors
