@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from gallery import providers
-from mjweb import audit
+from mjweb import audit, throttle
 from mjweb.models import AuditEntry
 
 # Known providers (gallery.providers' registry): a filter over them needs no DISTINCT scan.
@@ -38,6 +38,12 @@ class MjwebAdminSite(admin.AdminSite):
     site_title = "mjweb admin"
     index_title = "Audit and operations"
     index_template = "admin/mjweb/index.html"
+
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """The admin's login, counted per address like the site's (mjweb.throttle)."""
+        if request.method == "POST" and (limit := throttle.limited(request, "login")):
+            return throttle.refused(request, limit)
+        return super().login(request, extra_context)
 
     def get_urls(self) -> list[URLPattern | URLResolver]:
         from backoffice import report_views

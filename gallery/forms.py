@@ -26,9 +26,16 @@ class ImagineForm(forms.Form):
                 "rows": 2,
                 "placeholder": "A lighthouse on a cliff at dawn, watercolor --ar 3:2",
                 "autocomplete": "off",
+                "data-limit": str(MAX_PROMPT_LENGTH),
+                "data-counter": "prompt-count",
+                "aria-describedby": "prompt-count",
             }
         ),
-        error_messages={"required": "Type a prompt first."},
+        error_messages={
+            "required": "Type a prompt first.",
+            "max_length": "The prompt is %(show_value)d characters long; the limit is "
+            "%(limit_value)d. Shorten it and press Imagine again: nothing was sent.",
+        },
     )
     mode = forms.ChoiceField(
         choices=Job.Mode.choices, initial=Job.Mode.FAST, widget=forms.RadioSelect
@@ -38,6 +45,9 @@ class ImagineForm(forms.Form):
 
     def __init__(self, *args: Any, modes: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # No maxlength on the textarea: a browser cuts a longer paste silently. The counter
+        # (static/js/composer.js) and the max_length message above say it instead.
+        self.fields["prompt"].widget.attrs.pop("maxlength", None)
         if modes is not None:
             # Only the modes this user may choose are offered (and accepted).
             field = self.fields["mode"]

@@ -27,6 +27,7 @@ from gallery.forms import GalleryFilterForm, ImagineForm, ImportForm
 from gallery.lineage import tree as lineage_tree
 from gallery.models import Image, Job, lineage_size
 from gallery.pagination import CursorPage, paginate
+from mjweb import throttle
 
 PAGE_SIZE = 24
 # Sent to the page whenever credits moved, so the header balance refreshes itself.
@@ -43,6 +44,12 @@ def _credits_moved(response: HttpResponse) -> HttpResponse:
 
 def _wake_live(response: HttpResponse, running: bool) -> HttpResponse:
     return trigger_client_event(response, LIVE_WAKE, after="swap") if running else response
+
+
+def _count_submit(request: HttpRequest) -> None:
+    """A submit counts against the account's and the address's rates (mjweb.throttle)."""
+    if limit := throttle.limited(request, "submit"):
+        raise services.SubmitError(limit.message)
 
 
 def _own_url(request: HttpRequest, url: str | None) -> str | None:
@@ -108,6 +115,7 @@ def imagine(request: HttpRequest) -> HttpResponse:
     form = _imagine_form(request, request.POST)
     if form.is_valid():
         try:
+            _count_submit(request)
             job = services.submit(owner=request.user, **form.cleaned_data)
         except services.SubmitError as exc:
             form.add_error(None, str(exc))
@@ -343,6 +351,7 @@ def press(
     """A button on a finished job (one URL per action, see gallery.urls): a new child job."""
     parent = _own_job(request, code)
     try:
+        _count_submit(request)
         child = services.press(
             owner=request.user,
             parent=parent,

@@ -11,7 +11,11 @@ class MjwebConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
+        from mjweb import logs, throttle  # noqa: F401  (throttle registers its check)
+
         post_migrate.connect(_auditors_group, dispatch_uid="mjweb_auditors_group")
+        # uvicorn and gunicorn set their access loggers up before Django loads.
+        logs.guard_access_logs()
 
 
 def _auditors_group(sender: AppConfig, using: str = "default", **_: Any) -> None:

@@ -50,7 +50,8 @@ def beat(queues: Iterable[str]) -> None:
         WorkerBeat.objects.filter(seen_at__lt=now - BEATS_KEPT).delete()
     except DatabaseError:
         log.warning("could not record the worker's heartbeat", exc_info=True)
-        connection.close()  # a fresh one next time
+        if not connection.in_atomic_block:  # never under someone else's transaction
+            connection.close()  # a fresh one next time
 
 
 def forget() -> None:

@@ -6,6 +6,7 @@ See .env.example for the full list with a one-line comment each.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -80,6 +81,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_q",
     "axes",
+    "django_ratelimit",
 ]
 
 MIDDLEWARE = [
@@ -256,6 +258,47 @@ SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 if env_bool("MJWEB_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Throttles (mjweb.throttle) ----------------------------------------------------------
+# Rates are counted in the cache, which several processes must share: Redis (REDIS_URL) in
+# production. Without it each process counts on its own (fine for `make run`, one web
+# process); with DEBUG off and throttles on, a system check (mjweb.E002) asks for REDIS_URL.
+REDIS_URL = env_str("REDIS_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+MJWEB_THROTTLE = env_bool("MJWEB_THROTTLE", True)
+
+
+def _rate(name: str, default: str) -> str:
+    value = env_str(name, default)
+    if not re.fullmatch(r"\d+/\d*[smhd]", value):
+        raise ImproperlyConfigured(f"{name} must be a rate like 5/h or 30/m; got {value!r}")
+    return value
+
+
+# group -> (what is counted, rate): "ip" the client's address (mjweb.throttle.client_ip,
+# IPv6 by /64), "user" the account, "post:email" the address a reset is asked for.
+MJWEB_RATES = {
+    "signup": [("ip", _rate("MJWEB_SIGNUP_RATE", "5/h"))],
+    "login": [("ip", _rate("MJWEB_LOGIN_RATE", "30/m"))],
+    "password_reset": [
+        ("ip", _rate("MJWEB_RESET_RATE", "5/h")),
+        ("post:email", _rate("MJWEB_RESET_RATE_EMAIL", "3/h")),
+    ],
+    "submit": [
+        ("user", _rate("MJWEB_SUBMIT_RATE", "30/m")),
+        ("ip", _rate("MJWEB_SUBMIT_RATE_IP", "60/m")),
+    ],
+}
+RATELIMIT_IP_META_KEY = "mjweb.throttle.client_ip"
+# Django's own RedisCache increments atomically (INCR), though django-ratelimit lists only
+# django-redis; a process-local cache is checked by mjweb.E002 instead of its E003.
+SILENCED_SYSTEM_CHECKS += ["django_ratelimit.W001", "django_ratelimit.E003"]
+
 # --- Background work (django-q2, ORM broker on the same database) -----------------------
 # The ORM broker writes its queue row through our own connection, so an enqueue inside
 # transaction.atomic() commits or rolls back with the job row. Delivery is at least once:
@@ -409,7 +452,15 @@ LOGGING = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    # The webhook path token never reaches a log (mjweb.logs).
+    "filters": {"redact": {"()": "mjweb.logs.RedactHookTokens"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},
@@ -428,9 +479,12 @@ SENTRY_DSN = env_str("SENTRY_DSN", "")
 if SENTRY_DSN:
     import sentry_sdk
 
+    from mjweb.logs import scrub_event
+
     sentry_sdk.init(
         dsn=SENTRY_DSN,
         environment=env_str("SENTRY_ENVIRONMENT", "production"),
         traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, minimum=0.0),
         send_default_pii=False,
+        before_send=scrub_event,
     )

@@ -1,10 +1,90 @@
-"""Login throttling (django-axes): which address a login attempt comes from."""
+"""Throttles: logins (django-axes locks a username at an address out after failures) and
+rates per address and per account (django-ratelimit, on the shared cache): sign-ups,
+logins, password resets and job submits. Which address a request comes from, for both.
+
+`limited(request, group)` counts the request against each rate of its group
+(settings.MJWEB_RATES: "5/h" means five an hour) and returns the refusal to show when one
+is spent, else None.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+from typing import Any
+
 from django.conf import settings
+from django.core.checks import Error, register
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django_ratelimit.core import get_usage
+
+log = logging.getLogger(__name__)
+
+# What a spent rate's key counts, in the words of the refusal.
+_WHOSE = {"ip": "from your address", "user": "from your account", "post:email": "for this email"}
+_WHAT = {
+    "signup": "sign-ups",
+    "login": "login attempts",
+    "password_reset": "password reset requests",
+    "submit": "jobs submitted",
+}
+
+
+@dataclass(frozen=True)
+class Limit:
+    message: str
+    retry_after: int  # seconds
+
+
+def limited(request: HttpRequest, group: str) -> Limit | None:
+    """Count this request in each of `group`'s rates; the refusal when one is spent."""
+    if not settings.MJWEB_THROTTLE:
+        return None
+    for key, rate in settings.MJWEB_RATES[group]:
+        if key == "user" and not request.user.is_authenticated:
+            continue
+        try:
+            usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
+        except Exception:  # the cache is down: the site goes on without throttles meanwhile
+            log.warning("throttle %s not counted: the cache failed", group, exc_info=True)
+            return None
+        if usage is not None and usage["should_limit"]:
+            wait = max(1, int(usage["time_left"]))
+            return Limit(
+                f"Too many {_WHAT[group]} {_WHOSE.get(key, '')} ({rate.replace('/', ' per ')}"
+                f"). Try again in {_in_words(wait)}.",
+                wait,
+            )
+    return None
+
+
+def _in_words(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} seconds"
+    minutes = round(seconds / 60)
+    return f"{minutes} minutes"
+
+
+def refused(request: HttpRequest, limit: Limit) -> HttpResponse:
+    """The page a throttled sign-up, login or reset gets: 429, saying why and for how long."""
+    response = render(request, "registration/throttled.html", {"limit": limit}, status=429)
+    response["Retry-After"] = str(limit.retry_after)
+    return response
+
+
+@register()
+def shared_cache(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Rates are counted in the cache: several processes need a shared one (REDIS_URL)."""
+    if not settings.MJWEB_THROTTLE or settings.DEBUG or settings.REDIS_URL:
+        return []
+    return [
+        Error(
+            "The throttles count in the cache, and this one is each process's own.",
+            hint="Set REDIS_URL (or MJWEB_THROTTLE=0 to run without throttles).",
+            id="mjweb.E002",
+        )
+    ]
 
 
 def client_ip(request: HttpRequest) -> str:

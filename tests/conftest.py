@@ -30,6 +30,10 @@ def _media_root(settings: Any, tmp_path: Path) -> None:
     settings.MJ_PROVIDER = "simulator"
     # No callbacks to whatever may listen on SITE_URL; webhook tests turn them on.
     settings.MJ_WEBHOOKS = False
+    # The throttles count in the (process-local) cache: every test starts from zero.
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

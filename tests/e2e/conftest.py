@@ -73,6 +73,11 @@ def running_stack(root: Path, **extra_env: str) -> Iterator[Stack]:
         MJ_POLL_INTERVAL="0.5",
         MJ_WELCOME_CREDITS="10000",
         MJWEB_WORKERS="2",
+        # Every test signs a new user up from 127.0.0.1 (tests/mjweb/test_throttle.py
+        # covers the rates themselves).
+        MJWEB_SIGNUP_RATE="1000/h",
+        MJWEB_SUBMIT_RATE="1000/m",
+        MJWEB_SUBMIT_RATE_IP="1000/m",
         PYTHONUNBUFFERED="1",
         **extra_env,
     )

@@ -146,6 +146,9 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Production]
             SECRET_KEY="production-test-" + secrets.token_urlsafe(24),
             DATABASE_URL=with_database(server, name),
             DATABASE_POOL_MAX_SIZE=str(POOL_MAX_SIZE),
+            # Throttles count in a shared cache in production (mjweb.E002 without one); they
+            # let requests through should this Redis be down.
+            REDIS_URL="redis://127.0.0.1:6379/15",
             MJWEB_HTTPS="0",
             SITE_URL=url,
             ALLOWED_HOSTS="127.0.0.1,localhost",

@@ -150,6 +150,34 @@ def test_upscale_vary_reroll_and_a_remix_reroll(stack: Stack, browser_page: Any)
     page.get_by_text("a red fox in the snow at night, lanterns").first.wait_for()
 
 
+def test_a_prompt_past_the_limit_is_counted_and_refused_not_cut(
+    stack: Stack, browser_page: Any
+) -> None:
+    page = browser_page
+    sign_up(page, stack)
+    box = page.locator("#imagine-form textarea[name=prompt]")
+    counter = page.locator("#prompt-count")
+    box.fill("a harbour at dusk")
+    assert counter.inner_text() == "17 / 2000 characters"
+    long_prompt = "a harbour at dusk, " * 110  # 2090 characters, pasted whole
+    box.fill(long_prompt)
+    assert box.input_value() == long_prompt  # nothing cut
+    assert "90 over the limit" in counter.inner_text()
+    assert "over" in (counter.get_attribute("class") or "")
+    page.get_by_role("button", name=re.compile("^Imagine")).click()
+    page.get_by_text("the limit is 2000").wait_for()
+    assert page.locator("#job-list article.card").count() == 0  # nothing was sent
+    page.screenshot(path=str(ARTIFACTS / "prompt-limit.png"))
+
+
+def test_the_access_log_never_holds_the_hook_token(stack: Stack) -> None:
+    """After the walks above, the stack's log has the simulator's webhook deliveries, each
+    with the path token redacted (mjweb.logs): not one 40-character token is written."""
+    log = stack.log.read_text(encoding="utf-8", errors="replace")
+    assert re.search(r"POST /hooks/cometapi/<redacted>/", log), "no webhook was logged"
+    assert not re.search(r"/hooks/(cometapi|piapi)/[0-9a-f]{40}", log)
+
+
 def test_every_kind_of_button_on_piapi(piapi_stack: Stack, browser_page: Any) -> None:
     reroll = walk_actions(browser_page, piapi_stack)
     reroll.get_by_role("button", name=re.compile(r"^V3\b")).click()

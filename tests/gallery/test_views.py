@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -78,7 +79,7 @@ def test_imagine_without_js_redirects(alice_client: Client, alice: Any) -> None:
         ({"prompt": "", "mode": "fast"}, "Type a prompt first."),
         ({"prompt": "   ", "mode": "fast"}, "Type a prompt first."),
         ({"prompt": "x", "mode": "warp"}, "Select a valid choice"),
-        ({"prompt": "x" * 2001, "mode": "fast"}, "at most 2000 characters"),
+        ({"prompt": "x" * 2001, "mode": "fast"}, "2001 characters long; the limit is 2000"),
     ],
 )
 def test_bad_imagine_input_says_why_and_writes_nothing(
@@ -301,3 +302,14 @@ def test_under_asgi_a_stored_file_is_streamed_in_chunks_not_read_whole(
     assert b"".join(chunks) == data and len(chunks) == -(-len(data) // response.block_size)
     response.close()
     assert stored.closed
+
+
+def test_the_prompt_box_cuts_nothing_and_carries_its_counter(alice_client: Client) -> None:
+    """No maxlength (a browser would cut a long paste without a word): the counter
+    (static/js/composer.js) and the server's message say it instead."""
+    page = alice_client.get("/").content.decode()
+    box = re.search(r"<textarea[^>]*name=\"prompt\"[^>]*>", page)
+    assert box is not None
+    assert "maxlength" not in box.group(0)
+    assert 'data-limit="2000"' in box.group(0) and 'data-counter="prompt-count"' in box.group(0)
+    assert 'id="prompt-count"' in page and "js/composer" in page

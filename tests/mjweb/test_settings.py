@@ -184,6 +184,7 @@ def test_the_deploy_check_passes_in_production_mode_with_the_sites_host_allowed(
         SECRET_KEY="k" * 20 + "a-long-random-production-key-0123456789",
         SITE_URL="https://studio.example.com",
         MJWEB_DATA_DIR=str(tmp_path),
+        REDIS_URL="redis://127.0.0.1:6379/0",  # the throttles' shared cache (not connected)
     )
     check = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
