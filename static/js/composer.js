@@ -7,7 +7,8 @@
     var counter = document.getElementById(box.getAttribute("data-counter"));
     if (!counter) return;
     var limit = parseInt(box.getAttribute("data-limit"), 10);
-    var length = box.value.length;
+    // As the server counts: surrounding spaces dropped, characters (not UTF-16 units).
+    var length = Array.from(box.value.trim()).length;
     counter.hidden = false;
     counter.classList.toggle("over", length > limit);
     counter.classList.toggle("near", length <= limit && length > limit * 0.9);

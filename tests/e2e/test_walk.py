@@ -159,13 +159,13 @@ def test_a_prompt_past_the_limit_is_counted_and_refused_not_cut(
     counter = page.locator("#prompt-count")
     box.fill("a harbour at dusk")
     assert counter.inner_text() == "17 / 2000 characters"
-    long_prompt = "a harbour at dusk, " * 110  # 2090 characters, pasted whole
+    long_prompt = "a harbour at dusk, " * 110  # 2089 characters and a space, pasted whole
     box.fill(long_prompt)
     assert box.input_value() == long_prompt  # nothing cut
-    assert "90 over the limit" in counter.inner_text()
+    assert "2089 / 2000 characters: 89 over the limit" in counter.inner_text()
     assert "over" in (counter.get_attribute("class") or "")
     page.get_by_role("button", name=re.compile("^Imagine")).click()
-    page.get_by_text("the limit is 2000").wait_for()
+    page.get_by_text("The prompt is 2089 characters long; the limit is 2000").wait_for()
     assert page.locator("#job-list article.card").count() == 0  # nothing was sent
     page.screenshot(path=str(ARTIFACTS / "prompt-limit.png"))
 
