@@ -100,3 +100,35 @@ def ledger_csv(request: HttpRequest) -> HttpResponse:
 @require_GET
 def jobs_csv(request: HttpRequest) -> HttpResponse:
     return _csv(request, "jobs", reports.jobs_csv, "gallery.view_job")
+
+
+SIGNUP_DAYS = (1, 7, 30, 365)
+
+
+@require_GET
+def signups(request: HttpRequest) -> HttpResponse:
+    """Sign-ups per address over the last days (?days=1|7|30|365): the addresses that made
+    the most accounts first, each linked to its accounts in the user list."""
+    _require(request)
+    try:
+        days = int(request.GET.get("days", "30"))
+    except ValueError:
+        days = 30
+    days = days if days in SIGNUP_DAYS else 30
+    rows = [
+        {
+            **row,
+            "accounts_url": reverse("admin:mjweb_user_changelist")
+            + "?"
+            + urlencode({"q": row["signup_ip"]}),
+        }
+        for row in reports.signups_by_address(days)
+    ]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Sign-ups per address",
+        "rows": rows,
+        "days": days,
+        "choices": SIGNUP_DAYS,
+    }
+    return TemplateResponse(request, "admin/reports/signups.html", context)

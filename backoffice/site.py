@@ -53,6 +53,7 @@ class MjwebAdminSite(admin.AdminSite):
 
         return [
             path("reports/usage/", view(report_views.usage), name="reports_usage"),
+            path("reports/signups/", view(report_views.signups), name="reports_signups"),
             path("reports/usage.csv", view(report_views.usage_csv), name="reports_usage_csv"),
             path(
                 "reports/endpoints.csv",

@@ -95,7 +95,9 @@ class UserAdmin(AuditedAdmin, BaseUserAdmin):
         "available",
         "jobs_today",
         "limits_column",
+        "signup_ip",
     ]
+    search_fields = ["username", "first_name", "last_name", "email", "=signup_ip"]
     list_filter = [
         "is_staff",
         q_filter(
@@ -121,6 +123,8 @@ class UserAdmin(AuditedAdmin, BaseUserAdmin):
             {
                 "fields": [
                     "remix_mode",
+                    "signup_ip",
+                    "email_verified_at",
                     "suspension",
                     "credits",
                     "limits",
@@ -130,7 +134,15 @@ class UserAdmin(AuditedAdmin, BaseUserAdmin):
             },
         ),
     ]
-    readonly_fields = ["suspension", "credits", "limits", "jobs_today", "links"]
+    readonly_fields = [
+        "signup_ip",
+        "email_verified_at",
+        "suspension",
+        "credits",
+        "limits",
+        "jobs_today",
+        "links",
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).annotate(counted_today=Coalesce(jobs_today(), 0))

@@ -29,6 +29,11 @@ def check(user: Any, mode: str) -> None:
             "Your account is suspended: new jobs are refused. Jobs already running will "
             "finish, and your gallery stays open. Ask the site's operator why."
         )
+    if user.awaits_verification:
+        raise QuotaExceeded(
+            f"Confirm your email first: follow the link we sent to {user.email}. Your "
+            "welcome credits arrive with it."
+        )
     limit = quotas.limits(user)
     if mode not in limit.modes:
         names = ", ".join(limit.modes) or "none"

@@ -18,7 +18,11 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.db.models.functions import Lower
+from django.dispatch import Signal
 from django.utils import timezone
+
+# Sent once when a user's email is verified (billing grants the welcome credits then).
+email_verified = Signal()
 
 
 class User(AbstractUser):
@@ -29,10 +33,16 @@ class User(AbstractUser):
     # Set while suspended: new jobs are refused, jobs in flight finish. Only `suspend` and
     # `reactivate` change it, each with its audit entry.
     suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The address the account was signed up from (mjweb.throttle.client_ip), for the admin's
+    # sign-ups per address; None for accounts made otherwise (the admin, createsuperuser).
+    signup_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    # When the owner followed the link mailed to their address (mjweb.signups).
+    email_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
         permissions = [("suspend_user", "Can suspend and reactivate users")]
+        indexes = [models.Index(fields=["signup_ip", "-date_joined"], name="user_signup_ip")]
         constraints = [
             models.UniqueConstraint(
                 Lower("email"),
@@ -44,6 +54,32 @@ class User(AbstractUser):
     @property
     def is_suspended(self) -> bool:
         return self.suspended_at is not None
+
+    @property
+    def awaits_verification(self) -> bool:
+        """Signed up where the email must be verified (MJWEB_SIGNUP_MODE=verified), and not
+        verified yet: no welcome credits and no jobs until then."""
+        return (
+            settings.MJWEB_SIGNUP_MODE == "verified"
+            and self.signup_ip is not None
+            and self.email_verified_at is None
+        )
+
+    @staticmethod
+    def unverified_q() -> models.Q:
+        return models.Q(email_verified_at__isnull=True)
+
+    def verify_email(self) -> bool:
+        """The owner followed the link: record it once; False if it was already."""
+        moved = (
+            type(self)
+            .objects.filter(pk=self.pk, email_verified_at__isnull=True)
+            .update(email_verified_at=timezone.now())
+        )
+        self.refresh_from_db(fields=["email_verified_at"])
+        if moved:
+            email_verified.send(sender=type(self), user=self)
+        return bool(moved)
 
     def suspend(self, *, actor: Any, reason: str) -> bool:
         """Refuse this user's new jobs from now on; False if already suspended."""

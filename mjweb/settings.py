@@ -258,6 +258,15 @@ SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 if env_bool("MJWEB_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Sign-up (mjweb.signups) -------------------------------------------------------------
+# open: sign up and start at once; verified: the welcome credits and the first job wait for
+# the link mailed to the address; closed: no sign-up page (staff make accounts).
+MJWEB_SIGNUP_MODE = env_choice("MJWEB_SIGNUP_MODE", "open", ("open", "verified", "closed"))
+# Refuse addresses of disposable-email services (the disposable-email-domains list) and of
+# these domains (comma-separated; a domain's subdomains too).
+MJWEB_BLOCK_DISPOSABLE_EMAIL = env_bool("MJWEB_BLOCK_DISPOSABLE_EMAIL", True)
+MJWEB_BLOCKED_EMAIL_DOMAINS = [d.lower() for d in env_list("MJWEB_BLOCKED_EMAIL_DOMAINS", [])]
+
 # --- Throttles (mjweb.throttle) ----------------------------------------------------------
 # Rates are counted in the cache, which several processes must share: Redis (REDIS_URL) in
 # production. Without it each process counts on its own (fine for `make run`, one web
@@ -289,6 +298,7 @@ MJWEB_RATES = {
         ("ip", _rate("MJWEB_RESET_RATE", "5/h")),
         ("post:email", _rate("MJWEB_RESET_RATE_EMAIL", "3/h")),
     ],
+    "verify": [("user", "3/h")],  # resending the verification link
     "submit": [
         ("user", _rate("MJWEB_SUBMIT_RATE", "30/m")),
         ("ip", _rate("MJWEB_SUBMIT_RATE_IP", "60/m")),

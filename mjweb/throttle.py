@@ -28,6 +28,7 @@ _WHAT = {
     "login": "login attempts",
     "password_reset": "password reset requests",
     "submit": "jobs submitted",
+    "verify": "verification emails",
 }
 
 

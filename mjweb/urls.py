@@ -7,6 +7,8 @@ from mjweb import views
 
 urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/verify/resend/", views.resend_verification, name="resend_verification"),
+    path("accounts/verify/<str:token>/", views.verify_email, name="verify_email"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
-from mjweb import throttle
+from mjweb import signups, throttle
 from mjweb.forms import SignupForm
 
 
@@ -16,14 +19,46 @@ from mjweb.forms import SignupForm
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("gallery:home")
+    if settings.MJWEB_SIGNUP_MODE == "closed":
+        return render(request, "registration/signup_closed.html", status=403)
     if request.method == "POST" and (limit := throttle.limited(request, "signup")):
         return throttle.refused(request, limit)
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = form.save()
+        user = form.save(commit=False)
+        user.signup_ip = throttle.client_ip(request) or None
+        user.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        if user.awaits_verification:
+            signups.send_verification(request, user)
         return redirect("gallery:home")
     return render(request, "registration/signup.html", {"form": form})
+
+
+@require_http_methods(["GET"])
+def verify_email(request: HttpRequest, token: str) -> HttpResponse:
+    """The link mailed at sign-up: the email is confirmed, the welcome credits arrive."""
+    user = signups.user_for(token)
+    if user is None:
+        return render(request, "registration/verify_failed.html", status=400)
+    if user.verify_email():
+        messages.success(request, "Your email is confirmed: your welcome credits are here.")
+    else:
+        messages.info(request, "Your email was already confirmed.")
+    return redirect("gallery:home" if request.user.is_authenticated else "login")
+
+
+@require_POST
+@login_required
+def resend_verification(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    if not user.awaits_verification:  # type: ignore[union-attr]
+        return redirect("gallery:home")
+    if limit := throttle.limited(request, "verify"):
+        return throttle.refused(request, limit)
+    signups.send_verification(request, user)  # type: ignore[arg-type]
+    messages.info(request, f"We sent the link again to {user.email}.")  # type: ignore[union-attr]
+    return redirect("gallery:home")
 
 
 class LoginView(auth_views.LoginView):

@@ -48,6 +48,7 @@ from backoffice.reports.period import (
     jobs_in,
     last_days,
 )
+from backoffice.reports.signups import signups_by_address
 from backoffice.reports.usage import (
     ACTIONS,
     FAILED,
@@ -107,6 +108,7 @@ __all__ = [
     "last_days",
     "ledger_by_kind",
     "ledger_csv",
+    "signups_by_address",
     "total_of",
     "usage_csv",
     "usage_rows",

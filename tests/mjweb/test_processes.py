@@ -67,6 +67,7 @@ def test_the_worker_runs_a_cluster_for_each_queue_and_stops_on_sigterm(tmp_path:
         "MJWEB_WORKERS": "1",
         "MJWEB_INGEST_WORKERS": "1",
         "MJWEB_TASK_LOG_LEVEL": "INFO",
+        "REDIS_URL": "redis://127.0.0.1:6379/15",  # production mode wants a shared cache
         "PYTHONUNBUFFERED": "1",
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
