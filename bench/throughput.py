@@ -15,7 +15,7 @@ every job has ended and prints, per webhook setting: jobs a minute end to end (f
 the last job succeeded with its images stored), where a job's life went (waiting here for a
 slot, the provider's run, provider SUCCESS until stored), how long a provider slot stayed
 taken, the worker's CPU seconds per job and memory (summed over the worker's processes:
-/proc/<pid>/stat and smaps_rollup of its process group), the provider calls the product
+/proc/<pid>/stat and smaps_rollup of it and its descendants), the provider calls the product
 recorded (ProviderCall, by path) and the django-q tasks that ran, by function.
 
 Tasks are counted from the worker's log, not from django-q's records: the product keeps no
@@ -90,9 +90,10 @@ class Usage:
     processes: int = 0
 
 
-def group_usage(pgid: int) -> Usage:
-    """What the processes of one process group use now (a stack process and its forks)."""
-    usage = Usage()
+def tree_usage(root: int) -> Usage:
+    """What a stack process and all its descendants use now. Descendants, not a process
+    group: `manage.py worker` starts each cluster in a session of its own."""
+    stats: dict[int, list[str]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -100,14 +101,22 @@ def group_usage(pgid: int) -> Usage:
             stat = Path(f"/proc/{entry.name}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3 of proc(5)
-        if int(fields[2]) != pgid:
+        stats[int(entry.name)] = stat[stat.rindex(")") + 2 :].split()  # [0] is field 3
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    usage, todo = Usage(), [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        fields = stats.get(pid)
+        if fields is None:
             continue
         usage.processes += 1
         usage.cpu += sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
         usage.rss += int(fields[21]) * PAGE
         try:
-            rollup = Path(f"/proc/{entry.name}/smaps_rollup").read_text()
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
         except OSError:
             continue
         found = re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE)
@@ -170,7 +179,7 @@ class Stack:
     logs: dict[str, Path]
 
     def usage(self, name: str) -> Usage:
-        return group_usage(self.processes[name].pid)
+        return tree_usage(self.processes[name].pid)
 
     def dead(self) -> list[str]:
         return [name for name, p in self.processes.items() if p.poll() is not None]
@@ -178,8 +187,8 @@ class Stack:
 
 @contextmanager
 def running_stack(root: Path, database_url: str, **extra: str) -> Iterator[Stack]:
-    """Simulator, worker and web server, each in a process group of its own (so the worker's
-    forks can be measured together), logging to files under `root`."""
+    """Simulator, worker and web server, each in a process group of its own, logging to
+    files under `root`; each is measured with its descendants (tree_usage)."""
     web_port, sim_port = free_port(), free_port()
     env = base_env(root, database_url)
     env.update(SITE_URL=f"http://127.0.0.1:{web_port}", MJ_SIMULATOR_PORT=str(sim_port), **extra)
