@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
@@ -7,8 +8,12 @@ from billing import ledger
 
 
 def credits(request: HttpRequest) -> dict[str, Any]:
-    """The signed-in user's account for the header; read only when a template shows it."""
+    """The signed-in user's account for the header, read only when a template shows it, and
+    the welcome grant an account waiting for its email confirmation is promised."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"credit_account": SimpleLazyObject(lambda: ledger.account_for(user))}
+    return {
+        "credit_account": SimpleLazyObject(lambda: ledger.account_for(user)),
+        "welcome_credits": settings.MJ_WELCOME_CREDITS,
+    }

@@ -139,4 +139,4 @@ def _banner_queues() -> list[str]:
 def context(request: HttpRequest) -> dict[str, Any]:
     """The queues without a worker, for the staff banner (a callable: the template calls it
     for staff only)."""
-    return {"queues_without_worker": _banner_queues, "welcome_credits": settings.MJ_WELCOME_CREDITS}
+    return {"queues_without_worker": _banner_queues}
