@@ -83,6 +83,18 @@ OPERATIONS = {
 }
 
 
+# The studio's part of a user's page: shown, never edited here (remix_mode aside).
+STUDIO_READ_ONLY = [
+    "signup_ip",
+    "email_verified_at",
+    "suspension",
+    "credits",
+    "limits",
+    "jobs_today",
+    "links",
+]
+
+
 @admin.register(User)
 class UserAdmin(AuditedAdmin, BaseUserAdmin):
     list_display = [
@@ -118,31 +130,9 @@ class UserAdmin(AuditedAdmin, BaseUserAdmin):
     actions = ["suspend_users", "reactivate_users"]
     fieldsets = [
         *BaseUserAdmin.fieldsets,
-        (
-            "Studio",
-            {
-                "fields": [
-                    "remix_mode",
-                    "signup_ip",
-                    "email_verified_at",
-                    "suspension",
-                    "credits",
-                    "limits",
-                    "jobs_today",
-                    "links",
-                ]
-            },
-        ),
+        ("Studio", {"fields": ["remix_mode", *STUDIO_READ_ONLY]}),
     ]
-    readonly_fields = [
-        "signup_ip",
-        "email_verified_at",
-        "suspension",
-        "credits",
-        "limits",
-        "jobs_today",
-        "links",
-    ]
+    readonly_fields = STUDIO_READ_ONLY
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).annotate(counted_today=Coalesce(jobs_today(), 0))
