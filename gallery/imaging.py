@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import struct
 import zlib
 from collections.abc import Iterable
@@ -40,6 +41,14 @@ THUMB_METHOD = 2
 PNG_COMPRESS_LEVEL = 3
 # Threads encoding the pieces of one picture at once.
 ENCODE_THREADS = 4
+# Bytes of grid tiles' pixels cut at once (tiles_at_once).
+TILE_MEMORY = 24 * 1024 * 1024
+# A thumbnail is box-reduced to within this factor of its width before its Lanczos resize
+# (Pillow's reducing_gap), a band of about REDUCE_BAND pixels at a time.
+REDUCING_GAP = 3.0
+REDUCE_BAND = 2 * 1024 * 1024
+# The share of MJ_IMAGE_MAX_PIXELS a WebP may have (pixel_cap).
+WEBP_PIXEL_SHARE = 0.5
 
 __all__ = ["ImageFetchError", "Picture", "decode", "renditions", "thumbnail"]
 
@@ -66,9 +75,15 @@ class Picture:
 # --- decoding and re-encoding -----------------------------------------------------------
 
 
-def pixel_cap() -> int:
-    """Our cap, never above Pillow's own warning threshold (so that warning is moot)."""
+def pixel_cap(fmt: str = "PNG") -> int:
+    """Our cap, never above Pillow's own warning threshold (so that warning is moot).
+
+    A WebP gets WEBP_PIXEL_SHARE of it: Pillow decodes one through a 4-byte RGBA canvas and
+    a copy of that before the picture's own pixels, about 11 bytes a pixel where a PNG or a
+    JPEG needs 3-4, and the cap is what keeps an ingest within its memory budget."""
     cap = settings.MJ_IMAGE_MAX_PIXELS
+    if fmt == "WEBP":
+        cap = int(cap * WEBP_PIXEL_SHARE)
     if PILImage.MAX_IMAGE_PIXELS:
         cap = min(cap, int(PILImage.MAX_IMAGE_PIXELS))
     return cap
@@ -83,7 +98,7 @@ def decode(data: bytes) -> Picture:
     """
     try:
         with PILImage.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
-            if image.width * image.height > pixel_cap():
+            if image.width * image.height > pixel_cap(str(image.format)):
                 raise ImageFetchError(
                     f"The image is too large to decode: {image.width}x{image.height} pixels.",
                     permanent=True,
@@ -101,10 +116,17 @@ def decode(data: bytes) -> Picture:
 
 
 def _clean(image: PILImage.Image) -> PILImage.Image:
-    """Pixels only: EXIF orientation applied, then no EXIF, XMP, text chunks or ICC profile."""
-    image = ImageOps.exif_transpose(image)
+    """Pixels only: EXIF orientation applied, then no EXIF, XMP, text chunks or ICC profile.
+
+    `image` is ours (just decoded) and is changed in place: the orientation is applied to
+    it, and it is returned as it is when already RGB or RGBA, so the largest admitted
+    picture is held once, not three times over (bench/image_memory.py)."""
+    ImageOps.exif_transpose(image, in_place=True)
     alpha = "A" in image.getbands() or "transparency" in image.info
-    clean = image.convert("RGBA" if alpha else "RGB")
+    mode = "RGBA" if alpha else "RGB"
+    # The same pixels in a plain Image: the decoder's buffers (a WebP's canvas) are let go
+    # with the file object.
+    clean = image._new(image.im) if image.mode == mode else image.convert(mode)
     clean.info = {}  # the PNG and WebP writers would copy an ICC profile from here
     return clean
 
@@ -120,11 +142,55 @@ def _encode_png(image: PILImage.Image) -> Picture:
 def _encode_webp(image: PILImage.Image, width: int, quality: int) -> Picture:
     if image.width > width:
         height = max(1, round(image.height * width / image.width))
-        image = image.resize((width, height), PILImage.Resampling.LANCZOS, reducing_gap=3.0)
+        # What resize(reducing_gap=3.0) does, with the box reduction made a band of rows
+        # at a time: Pillow reduces and resizes RGBA through a premultiplied copy of the
+        # whole image (160 MB for the largest admitted picture).
+        factor = int(image.width / width / REDUCING_GAP)
+        if factor > 1:
+            image = _reduced(image, factor)
+        image = _resized(image, (width, height))
     image.info = {}
     out = io.BytesIO()
     image.save(out, format="WEBP", quality=quality, method=THUMB_METHOD)
     return Picture(data=out.getvalue(), format="WEBP", width=image.width, height=image.height)
+
+
+def _reduced(image: PILImage.Image, factor: int, band: int = REDUCE_BAND) -> PILImage.Image:
+    """image.reduce(factor), the same pixels, made from bands of about REDUCE_BAND pixels
+    (whole blocks of `factor` rows each, so every output pixel averages the same block)."""
+    if band >= image.width * image.height:
+        return image.reduce(factor)
+    rows = max(1, band // (image.width * factor)) * factor
+    out = PILImage.new(image.mode, (-(-image.width // factor), -(-image.height // factor)))
+    for top in range(0, image.height, rows):
+        band = image.crop((0, top, image.width, min(top + rows, image.height)))
+        out.paste(band.reduce(factor), (0, top // factor))
+    return out
+
+
+def _resized(
+    image: PILImage.Image, size: tuple[int, int], band: int = REDUCE_BAND
+) -> PILImage.Image:
+    """image.resize(size, LANCZOS), the same pixels, made a band of output rows at a time:
+    each band is resized from the input rows under it and the filter's reach around them
+    (Lanczos reaches 3 input pixels per output pixel's width), through Pillow's `box`."""
+    width, height = size
+    scale = image.height / height
+    reach = 3 * max(scale, 1.0) + 2
+    rows = max(1, int(band // (image.width * max(scale, 1.0))))
+    if rows >= height:
+        return image.resize(size, PILImage.Resampling.LANCZOS)
+    out = PILImage.new(image.mode, size)
+    for first in range(0, height, rows):
+        last = min(first + rows, height)
+        top = max(0, math.floor(first * scale - reach))
+        bottom = min(image.height, math.ceil(last * scale + reach))
+        band = image.crop((0, top, image.width, bottom))
+        box = (0.0, first * scale - top, float(image.width), last * scale - top)
+        out.paste(
+            band.resize((width, last - first), PILImage.Resampling.LANCZOS, box=box), (0, first)
+        )
+    return out
 
 
 def _opened_clean(picture: Picture) -> PILImage.Image:
@@ -149,14 +215,15 @@ def stripped_png(picture: Picture) -> Picture | None:
     """A PNG with only the chunks that make its pixels, without re-encoding them; None when
     it cannot be kept that way (not a PNG, animated, a bad chunk, or an EXIF orientation that
     needs the pixels turned), so the caller re-encodes it."""
-    data = picture.data
-    if picture.format != "PNG" or not data.startswith(PNG_SIGNATURE):
+    if picture.format != "PNG" or not picture.data.startswith(PNG_SIGNATURE):
         return None
-    kept = [PNG_SIGNATURE]
+    # Views, not slices: the kept chunks are copied once, by the join.
+    data = memoryview(picture.data)
+    kept: list[bytes | memoryview] = [PNG_SIGNATURE]
     at = len(PNG_SIGNATURE)
     while at + 12 <= len(data):
         (length,) = struct.unpack(">I", data[at : at + 4])
-        kind = data[at + 4 : at + 8]
+        kind = bytes(data[at + 4 : at + 8])
         end = at + 12 + length
         if end > len(data):
             return None
@@ -164,7 +231,7 @@ def stripped_png(picture: Picture) -> Picture | None:
             return None
         if kind in (b"acTL", b"fcTL", b"fdAT"):
             return None  # animated: the re-encode keeps the still image only
-        if kind == b"eXIf" and _orientation(data[at + 8 : end - 4]) not in (None, 1):
+        if kind == b"eXIf" and _orientation(bytes(data[at + 8 : end - 4])) not in (None, 1):
             return None
         if kind in _PNG_KEPT:
             kept.append(data[at:end])
@@ -200,17 +267,26 @@ def tile_boxes(width: int, height: int) -> list[tuple[int, int, int, int]]:
     ]
 
 
-def _tiles(image: PILImage.Image) -> list[PILImage.Image]:
+def _grid_boxes(image: PILImage.Image) -> list[tuple[int, int, int, int]]:
     if image.width < 2 or image.height < 2:
         raise ImageFetchError(
             f"A {image.width}x{image.height} image is too small to be a grid.", permanent=True
         )
-    return [image.crop(box) for box in tile_boxes(image.width, image.height)]
+    return tile_boxes(image.width, image.height)
+
+
+def tiles_at_once(image: PILImage.Image) -> int:
+    """How many of a grid's tiles are cut and encoded at once: all four for the grids
+    providers send (a 2048 px grid's tile is 3 MB of pixels), one at a time for a picture
+    so large that four copies of its quarters would double what it holds."""
+    quarter = image.width * image.height * len(image.getbands()) // 4
+    return max(1, min(4, TILE_MEMORY // max(1, quarter)))
 
 
 def split_tiles(picture: Picture) -> list[Picture]:
     """A grid's four images as PNGs, numbered 1-4 by their position in the list."""
-    return [_encode_png(tile) for tile in _tiles(_opened_clean(picture))]
+    clean = _opened_clean(picture)
+    return [_encode_png(clean.crop(box)) for box in _grid_boxes(clean)]
 
 
 def thumbnails(
@@ -260,24 +336,34 @@ def later_renditions(picture: Picture, *, grid: bool) -> tuple[Picture, list[Ren
     """The rest, made once the job shows as finished: the picture's large thumbnail
     (THUMB_LARGE_WIDTH) and, for a grid, each tile's PNG and thumbnails."""
     clean = _opened_clean(picture)
-    tiles = _tiles(clean) if grid else []
+    boxes = _grid_boxes(clean) if grid else []
+    at_once = tiles_at_once(clean)
+    made: list[Rendition] = []
     with ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:
         large = pool.submit(_encode_webp, clean, THUMB_LARGE_WIDTH, THUMB_QUALITY)
-        pngs = [pool.submit(_encode_png, tile) for tile in tiles]
-        # A thumbnail is never wider than its image: widths that come to the same size (a
-        # 512 px tile's two) are encoded once.
-        encoded = [
-            {
-                size: pool.submit(_encode_webp, tile, size, THUMB_QUALITY)
-                for size in dict.fromkeys(min(width, tile.width) for width in THUMB_WIDTHS)
-            }
-            for tile in tiles
-        ]
-        made = [
-            Rendition(
-                png=png.result(),
-                thumbs=tuple(sizes[min(width, tile.width)].result() for width in THUMB_WIDTHS),
-            )
-            for png, sizes, tile in zip(pngs, encoded, tiles, strict=True)
-        ]
+        if at_once < len(boxes):
+            large.result()  # a picture this large: its pieces one after another
+        for start in range(0, len(boxes), at_once):
+            # Each batch's tiles are let go before the next batch is cut.
+            made += _tile_renditions(pool, [clean.crop(box) for box in boxes[start:][:at_once]])
         return large.result(), made
+
+
+def _tile_renditions(pool: ThreadPoolExecutor, tiles: list[PILImage.Image]) -> list[Rendition]:
+    pngs = [pool.submit(_encode_png, tile) for tile in tiles]
+    # A thumbnail is never wider than its image: widths that come to the same size (a
+    # 512 px tile's two) are encoded once.
+    encoded = [
+        {
+            size: pool.submit(_encode_webp, tile, size, THUMB_QUALITY)
+            for size in dict.fromkeys(min(width, tile.width) for width in THUMB_WIDTHS)
+        }
+        for tile in tiles
+    ]
+    return [
+        Rendition(
+            png=png.result(),
+            thumbs=tuple(sizes[min(width, tile.width)].result() for width in THUMB_WIDTHS),
+        )
+        for png, sizes, tile in zip(pngs, encoded, tiles, strict=True)
+    ]

@@ -446,7 +446,9 @@ MJ_PUSH_CHECK_INTERVAL = 0.25
 MJ_IMAGE_HOSTS = env_list("MJ_IMAGE_HOSTS", [])
 MJ_INGEST_MAX_BYTES = env_int("MJ_INGEST_MAX_BYTES", 30 * 1024 * 1024, minimum=1024)
 MJ_INGEST_TIMEOUT = env_float("MJ_INGEST_TIMEOUT", 60.0, minimum=1.0)
-MJ_IMAGE_MAX_PIXELS = env_int("MJ_IMAGE_MAX_PIXELS", 40_000_000, minimum=1_000_000)
+# The largest picture Midjourney makes is a v5 Upscale (4x), 4096x4096 (16.8 MP); 24 MP
+# leaves room and keeps an ingest within 300 MB (a WebP gets half: gallery.imaging).
+MJ_IMAGE_MAX_PIXELS = env_int("MJ_IMAGE_MAX_PIXELS", 24_000_000, minimum=1_000_000)
 
 # LOG_FORMAT=json: one JSON object per line (time, level, logger, message, and an exception's
 # traceback), for a log shipper; "plain" (the default) for people.

@@ -12,6 +12,7 @@ cluster runs at a lower CPU priority (niceness +10) than the others.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -41,7 +42,10 @@ class Command(BaseCommand):
         children = {
             name: processes.Child(
                 processes.manage("qcluster"),
-                extra_env={"Q_CLUSTER_NAME": settings.TASK_QUEUES[name]},
+                extra_env={
+                    **{k: v for k, v in processes.MALLOC_ENV.items() if k not in os.environ},
+                    "Q_CLUSTER_NAME": settings.TASK_QUEUES[name],
+                },
                 nice=NICE.get(name, 0),
             )
             for name in wanted
