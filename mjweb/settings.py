@@ -82,6 +82,10 @@ INSTALLED_APPS = [
     "django_q",
     "axes",
     "django_ratelimit",
+    # A second factor for staff (mjweb.twofactor): authenticator apps and recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
 ]
 
 MIDDLEWARE = [
@@ -93,6 +97,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "mjweb.twofactor.require_for_staff",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -280,6 +286,9 @@ CACHES = {
     )
 }
 MJWEB_THROTTLE = env_bool("MJWEB_THROTTLE", True)
+# Staff pass an authenticator code after their password (mjweb.twofactor).
+MJWEB_STAFF_2FA = env_bool("MJWEB_STAFF_2FA", not DEBUG)
+OTP_TOTP_ISSUER = "mjweb"
 
 
 def _rate(name: str, default: str) -> str:
@@ -299,6 +308,7 @@ MJWEB_RATES = {
         ("post:email", _rate("MJWEB_RESET_RATE_EMAIL", "3/h")),
     ],
     "verify": [("user", "3/h")],  # resending the verification link
+    "otp": [("user", "10/m")],  # second-factor codes tried (django-otp slows them too)
     "submit": [
         ("user", _rate("MJWEB_SUBMIT_RATE", "30/m")),
         ("ip", _rate("MJWEB_SUBMIT_RATE_IP", "60/m")),

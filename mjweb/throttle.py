@@ -29,6 +29,7 @@ _WHAT = {
     "password_reset": "password reset requests",
     "submit": "jobs submitted",
     "verify": "verification emails",
+    "otp": "codes tried",
 }
 
 

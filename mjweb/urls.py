@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from mjweb import views
+from mjweb import twofactor, views
 
 urlpatterns = [
     path("accounts/signup/", views.signup, name="signup"),
@@ -11,6 +11,8 @@ urlpatterns = [
     path("accounts/verify/<str:token>/", views.verify_email, name="verify_email"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/2fa/", twofactor.verify, name="twofactor_verify"),
+    path("accounts/2fa/setup/", twofactor.setup, name="twofactor_setup"),
     path(
         "accounts/password/change/",
         auth_views.PasswordChangeView.as_view(),

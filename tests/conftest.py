@@ -30,6 +30,8 @@ def _media_root(settings: Any, tmp_path: Path) -> None:
     settings.MJ_PROVIDER = "simulator"
     # No callbacks to whatever may listen on SITE_URL; webhook tests turn them on.
     settings.MJ_WEBHOOKS = False
+    # Staff clients log in without an authenticator; tests/mjweb/test_twofactor.py turns it on.
+    settings.MJWEB_STAFF_2FA = False
     # The throttles count in the (process-local) cache: every test starts from zero.
     from django.core.cache import cache
 

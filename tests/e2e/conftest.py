@@ -78,6 +78,7 @@ def running_stack(root: Path, **extra_env: str) -> Iterator[Stack]:
         MJWEB_SIGNUP_RATE="1000/h",
         MJWEB_SUBMIT_RATE="1000/m",
         MJWEB_SUBMIT_RATE_IP="1000/m",
+        MJWEB_STAFF_2FA="0",
         PYTHONUNBUFFERED="1",
         **extra_env,
     )
