@@ -25,7 +25,7 @@ class AdminConfig(admin_apps.AdminConfig):
 
         others = [
             model
-            for label in ("axes", "django_q")
+            for label in ("axes", "django_q", "otp_totp", "otp_static")
             if label in apps.app_configs
             for model in apps.get_app_config(label).get_models()
         ]

@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
+from django.db import transaction
 
 from mjweb import signups
-from mjweb.models import User
+from mjweb.models import Invite, User
+
+
+class InviteTaken(Exception):
+    """Another sign-up spent the invite between this one's check and its save."""
 
 
 class SignupForm(UserCreationForm):
@@ -13,6 +20,29 @@ class SignupForm(UserCreationForm):
     class Meta(UserCreationForm.Meta):
         model = User
         fields = ("username", "email")
+
+    def __init__(self, *args: Any, invite: Invite | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.invite = invite
+        if invite is not None and invite.email:
+            self.fields["email"].initial = invite.email
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        email = cleaned.get("email")
+        if self.invite is not None and email and (refusal := self.invite.refusal(email)):
+            raise forms.ValidationError(refusal)
+        return cleaned
+
+    def save(self, commit: bool = True) -> User:
+        """The account, and the invite spent on it in the same transaction."""
+        user = super().save(commit=False)
+        if commit:
+            with transaction.atomic():
+                user.save()
+                if self.invite is not None and not self.invite.claim(user):
+                    raise InviteTaken
+        return user
 
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip()

@@ -10,6 +10,8 @@ Invariants:
 
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -185,3 +187,81 @@ class WorkerBeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue} on {self.host} ({self.pid})"
+
+
+def _invite_code() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def _invite_expiry() -> Any:
+    return timezone.now() + timedelta(days=Invite.DAYS)
+
+
+class InviteQuerySet(models.QuerySet["Invite"]):
+    def usable(self) -> InviteQuerySet:
+        return self.filter(used_at__isnull=True, expires_at__gt=timezone.now())
+
+
+class Invite(models.Model):
+    """One sign-up, when MJWEB_SIGNUP_MODE=invite: staff make it in the admin and send its
+    link; it is good once, until it expires, and (when it names one) for one address."""
+
+    DAYS = 14
+
+    code = models.CharField(max_length=32, unique=True, default=_invite_code, editable=False)
+    email = models.EmailField(
+        blank=True, help_text="Only this address may sign up with it; empty for anyone."
+    )
+    note = models.CharField(max_length=200, blank=True, help_text="Whom it is for, for staff.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(default=_invite_expiry)
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = InviteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"invite for {self.email or self.note or 'anyone'}"
+
+    @property
+    def path(self) -> str:
+        from django.urls import reverse
+
+        return f"{reverse('signup')}?invite={self.code}"
+
+    def refusal(self, email: str) -> str | None:
+        """Why this invite cannot make an account for `email`, if it cannot."""
+        if self.used_at is not None:
+            return "This invitation has been used already: ask for a new one."
+        if self.expires_at <= timezone.now():
+            return "This invitation has expired: ask for a new one."
+        if self.email and self.email.lower() != email.strip().lower():
+            return f"This invitation is for {self.email}: sign up with that address."
+        return None
+
+    def claim(self, user: User) -> bool:
+        """Spend the invite on `user` (compare-and-set: two sign-ups at once, one wins)."""
+        now = timezone.now()
+        rows = Invite.objects.usable().filter(pk=self.pk)
+        if rows.update(used_by=user, used_at=now) != 1:
+            return False
+        self.used_by, self.used_at = user, now
+        return True

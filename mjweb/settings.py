@@ -266,8 +266,11 @@ if env_bool("MJWEB_BEHIND_PROXY", False):
 
 # --- Sign-up (mjweb.signups) -------------------------------------------------------------
 # open: sign up and start at once; verified: the welcome credits and the first job wait for
-# the link mailed to the address; closed: no sign-up page (staff make accounts).
-MJWEB_SIGNUP_MODE = env_choice("MJWEB_SIGNUP_MODE", "open", ("open", "verified", "closed"))
+# the link mailed to the address; invite: only with an invitation staff made in the admin
+# (each good once); closed: no sign-up page (staff make accounts).
+MJWEB_SIGNUP_MODE = env_choice(
+    "MJWEB_SIGNUP_MODE", "open", ("open", "verified", "invite", "closed")
+)
 # Refuse addresses of disposable-email services (the disposable-email-domains list) and of
 # these domains (comma-separated; a domain's subdomains too).
 MJWEB_BLOCK_DISPOSABLE_EMAIL = env_bool("MJWEB_BLOCK_DISPOSABLE_EMAIL", True)

@@ -3,6 +3,8 @@
 - `open`: anyone signs up and starts at once with the welcome credits.
 - `verified`: anyone signs up; a link is mailed to the address, and the welcome credits
   and the first job wait until it is followed (a farmed account costs nothing).
+- `invite`: only with an invitation staff made in the admin (`Invite`: good once, until it
+  expires, for one address when it names one); the account starts at once, as in `open`.
 - `closed`: the sign-up page says so; staff make accounts in the admin.
 
 Emails of disposable-address services (the disposable-email-domains list) and of the

@@ -12,7 +12,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from mjweb import signups, throttle
-from mjweb.forms import SignupForm
+from mjweb.forms import InviteTaken, SignupForm
+from mjweb.models import Invite
 
 
 @require_http_methods(["GET", "POST"])
@@ -23,16 +24,27 @@ def signup(request: HttpRequest) -> HttpResponse:
         return render(request, "registration/signup_closed.html", status=403)
     if request.method == "POST" and (limit := throttle.limited(request, "signup")):
         return throttle.refused(request, limit)
-    form = SignupForm(request.POST or None)
+    invite = None
+    if settings.MJWEB_SIGNUP_MODE == "invite":
+        code = (request.POST.get("invite") or request.GET.get("invite") or "").strip()
+        invite = Invite.objects.filter(code=code[:32]).first() if code else None
+        if invite is None or invite.refusal(invite.email) is not None:
+            context = {"reason": invite.refusal(invite.email) if invite else None, "code": code}
+            return render(request, "registration/signup_invite_only.html", context, status=403)
+    form = SignupForm(request.POST or None, invite=invite)
     if request.method == "POST" and form.is_valid():
-        user = form.save(commit=False)
-        user.signup_ip = throttle.client_ip(request) or None
-        user.save()
+        form.instance.signup_ip = throttle.client_ip(request) or None
+        try:
+            user = form.save()
+        except InviteTaken:
+            reason = "This invitation has been used already: ask for a new one."
+            context = {"reason": reason, "code": invite.code if invite else ""}
+            return render(request, "registration/signup_invite_only.html", context, status=403)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         if user.awaits_verification:
             signups.send_verification(request, user)
         return redirect("gallery:home")
-    return render(request, "registration/signup.html", {"form": form})
+    return render(request, "registration/signup.html", {"form": form, "invite": invite})
 
 
 @require_http_methods(["GET"])

@@ -1,5 +1,5 @@
-"""Sign-up modes (open, verified, closed), the disposable-email block list, the sign-up's
-address, and the admin's sign-ups per address."""
+"""Sign-up modes (open, verified, closed; invite: tests/mjweb/test_invites.py), the
+disposable-email block list, the sign-up's address, and the admin's sign-ups per address."""
 
 from __future__ import annotations
 
