@@ -207,6 +207,7 @@ class Invite(models.Model):
     link; it is good once, until it expires, and (when it names one) for one address."""
 
     DAYS = 14
+    USED = "This invitation has been used already: ask for a new one."
 
     code = models.CharField(max_length=32, unique=True, default=_invite_code, editable=False)
     email = models.EmailField(
@@ -250,7 +251,7 @@ class Invite(models.Model):
     def refusal(self, email: str) -> str | None:
         """Why this invite cannot make an account for `email`, if it cannot."""
         if self.used_at is not None:
-            return "This invitation has been used already: ask for a new one."
+            return self.USED
         if self.expires_at <= timezone.now():
             return "This invitation has expired: ask for a new one."
         if self.email and self.email.lower() != email.strip().lower():

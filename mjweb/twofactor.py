@@ -11,6 +11,7 @@ another operator (the admin's OTP device lists) or with `manage.py reset_2fa <us
 from __future__ import annotations
 
 import io
+from base64 import b32encode
 from collections.abc import Callable
 
 import segno
@@ -136,8 +137,6 @@ def setup(request: HttpRequest) -> HttpResponse:
 
 
 def _secret(device: TOTPDevice) -> str:
-    from base64 import b32encode
-
     key = b32encode(device.bin_key).decode().rstrip("=")
     return " ".join(key[i : i + 4] for i in range(0, len(key), 4))
 

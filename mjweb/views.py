@@ -37,8 +37,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         try:
             user = form.save()
         except InviteTaken:
-            reason = "This invitation has been used already: ask for a new one."
-            context = {"reason": reason, "code": invite.code if invite else ""}
+            context = {"reason": Invite.USED, "code": invite.code if invite else ""}
             return render(request, "registration/signup_invite_only.html", context, status=403)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         if user.awaits_verification:
