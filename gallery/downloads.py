@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -65,10 +66,16 @@ class ImageFetchError(Exception):
 
 
 def private_hosts_allowed() -> set[str]:
-    """Hosts that may resolve to private addresses: only the simulator, and only when used."""
+    """Hosts that may resolve to private addresses, on any port: the simulator when it is the
+    provider; with MJ_PROVIDER_PRIVATE_NETWORK (a self-hosted midjourney-proxy) the hosts of
+    the provider URLs and MJ_IMAGE_HOSTS, which the operator named."""
     if settings.MJ_PROVIDER == "simulator":
         return {normalize_host(settings.MJ_SIMULATOR_HOST)}
-    return set()
+    if not settings.MJ_PROVIDER_PRIVATE_NETWORK:
+        return set()
+    urls = (settings.COMETAPI_BASE_URL, settings.PIAPI_BASE_URL)
+    hosts = [*(urlsplit(url).hostname for url in urls), *settings.MJ_IMAGE_HOSTS]
+    return {normalize_host(host) for host in hosts if host}
 
 
 def normalize_host(host: str) -> str:

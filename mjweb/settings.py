@@ -416,6 +416,10 @@ MJ_DEADLINES = {
     "relax": env_int("MJ_DEADLINE_RELAX", 3600, minimum=30),
 }
 
+# A self-hosted midjourney-proxy on a private address: images may be downloaded from the
+# provider URLs' hosts and MJ_IMAGE_HOSTS though they resolve to private addresses, on any
+# port (gallery.downloads.private_hosts_allowed). Off: only public addresses, ports 80/443.
+MJ_PROVIDER_PRIVATE_NETWORK = env_bool("MJ_PROVIDER_PRIVATE_NETWORK", False)
 COMETAPI_BASE_URL = env_str("COMETAPI_BASE_URL", "https://api.cometapi.com").rstrip("/")
 COMETAPI_API_KEY = env_str("COMETAPI_API_KEY")
 # Speed-mode path prefixes; unconfirmed upstream, so each one can be changed or emptied.

@@ -757,3 +757,22 @@ def test_a_png_that_cannot_be_kept_as_sent_is_reencoded() -> None:
     assert imaging.stripped_png(imaging.decode(jpeg.getvalue())) is None
     whole = imaging.renditions(imaging.decode(jpeg.getvalue()), grid=False)[0].png
     assert whole.format == "PNG" and whole.data.startswith(imaging.PNG_SIGNATURE)
+
+
+def test_a_self_hosted_proxy_on_a_private_address_only_when_the_operator_allows_it(
+    settings: Any, png_server: RawServer
+) -> None:
+    settings.MJ_PROVIDER = "cometapi"
+    settings.COMETAPI_BASE_URL = f"http://127.0.0.1:{png_server.port}"
+    url, hosts = png_server.url(), {"127.0.0.1"}
+    with pytest.raises(downloads.ImageFetchError, match="Refusing port") as refused:
+        downloads.download(url, allowed_hosts=hosts, timeout=5)
+    assert refused.value.permanent
+    settings.MJ_PROVIDER_PRIVATE_NETWORK = True
+    assert downloads.download(url, allowed_hosts=hosts, timeout=5).startswith(b"\x89PNG")
+    # The switch opens the hosts the operator named, no other private one.
+    settings.COMETAPI_BASE_URL = "https://api.cometapi.com"
+    with pytest.raises(downloads.ImageFetchError):
+        downloads.download(url, allowed_hosts=hosts, timeout=5)
+    settings.MJ_IMAGE_HOSTS = ["127.0.0.1"]
+    assert downloads.download(url, allowed_hosts=hosts, timeout=5).startswith(b"\x89PNG")
