@@ -32,7 +32,11 @@ _POSTS = (
     "/mj/submit/action",
     "/mj/submit/modal",
     "/mj/task/list-by-condition",
+    "/v1/responses",
 )
+# The form CometAPI's model pages show for every model: {"model": "mj-fast-reroll",
+# "input": {"task_id": ...}}; answered as the reroll press it names.
+_RESPONSES_MODEL = re.compile(r"mj[-_](fast|relax|turbo)[-_]reroll")
 _MAX_BODY = 32 * 1024 * 1024  # base64Array may carry reference images
 
 
@@ -181,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
             if path.startswith(prefix + "/"):
                 path, mode = path[len(prefix) :], prefix_mode
                 break
-        if not path.startswith("/mj/"):
+        if not path.startswith("/mj/") and path != "/v1/responses":
             self._json(404, {"error": "not_found"})
             return
         image = _IMAGE.match(path)
@@ -256,6 +260,18 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/mj/task/list-by-condition":
             self._list(body)
             return
+        if path == "/v1/responses":
+            model, given = body.get("model"), body.get("input")
+            named = _RESPONSES_MODEL.fullmatch(model) if isinstance(model, str) else None
+            task_id = given.get("task_id") if isinstance(given, dict) else None
+            if named is None or not isinstance(task_id, str):
+                self._json(400, _submit_answer(4, "参数错误"))
+                return
+            parent = self.server.sim.engine.get(task_id)
+            # The parent's own reroll button; the engine refuses it as the press would be.
+            custom_id = f"MJ::JOB::reroll::0::{parent.hash if parent else 'none'}::SOLO"
+            path, mode = "/mj/submit/action", named[1].upper()
+            body = {"taskId": task_id, "customId": custom_id}
         sim = self.server.sim
         engine = sim.engine
 

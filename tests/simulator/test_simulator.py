@@ -453,3 +453,28 @@ def test_remix_waits_in_modal_until_confirmed(api: httpx.Client, clock: FakeCloc
     assert child["prompt"] == "red fox in snow at night" and child["action"] == "VARIATION"
     again = api.post("/mj/submit/modal", json={"taskId": child_id}).json()
     assert again["code"] == 4
+
+
+def test_the_model_pages_responses_form_is_answered_as_the_reroll_it_names(
+    api: httpx.Client, clock: FakeClock
+) -> None:
+    parent = finish(api, clock, imagine(api))
+    answer = api.post(
+        "/v1/responses", json={"model": "mj-fast-reroll", "input": {"task_id": parent["id"]}}
+    )
+    assert answer.status_code == 200 and answer.json()["code"] == 1
+    child = finish(api, clock, answer.json()["result"])
+    assert (child["action"], child["prompt"]) == ("REROLL", parent["prompt"])
+    # An upscale has no reroll button: refused as the press would be; an unknown task too.
+    up = finish(api, clock, press(api, parent, "U1").json()["result"])
+    refused = api.post(
+        "/v1/responses", json={"model": "mj_relax_reroll", "input": {"task_id": up["id"]}}
+    )
+    assert refused.json()["code"] == 4
+    missing = api.post("/v1/responses", json={"model": "mj-fast-reroll", "input": {"task_id": "0"}})
+    assert missing.json()["code"] == 3
+    for bad in (
+        {"model": "gpt-4o", "input": {"task_id": parent["id"]}},
+        {"model": "mj-fast-reroll"},
+    ):
+        assert api.post("/v1/responses", json=bad).status_code == 400
