@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         "--duration", type=float, default=6.0, help="seconds from submit to SUCCESS in fast mode"
     )
     parser.add_argument("--api-key", default="", help="require this key (empty: no auth)")
+    parser.add_argument(
+        "--console-token",
+        default="",
+        help="serve CometAPI's console routes (/api/user/self, /api/task/self) to this token",
+    )
     parser.add_argument("--public-url", default=None, help="base of image links")
     parser.add_argument(
         "--faults",
@@ -54,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         duration=args.duration,
         api_key=args.api_key,
+        console_token=args.console_token,
         public_url=args.public_url,
         log_requests=not args.quiet,
         faults=faults,

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from simulator import faults, piapi
+from simulator import console, faults, piapi
 from simulator.engine import SubmitError
 
 if TYPE_CHECKING:
@@ -176,6 +176,12 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         sim.delay()  # the latency fault: every answer, before any work
         path = urlsplit(self.path).path  # query strings such as ?rand=37 never route
+        if console.handles(path):
+            status, payload = console.respond(
+                sim, method, path, urlsplit(self.path).query, self.headers.get("Authorization", "")
+            )
+            self._json(status, payload)
+            return
         if piapi.handles(path):
             status, payload, headers = sim.piapi.respond(method, path, self.headers, body)
             self._reply(status, payload, headers)

@@ -46,10 +46,15 @@ class SimulatorServer:
         log_requests: bool = False,
         engine: Engine | None = None,
         faults: Faults | None = None,
+        console_token: str = "",
+        console_quota: int = 100 * 500_000,
     ) -> None:
         self.host = host
         self.port = port
         self.api_key = api_key
+        # CometAPI's console routes (simulator.console): off without a token; $100 of quota.
+        self.console_token = console_token
+        self.console_quota = console_quota
         self.log_requests = log_requests
         self.engine = engine or Engine(duration=duration, clock=clock)
         # read on every request: assign a new value to change a running server's faults

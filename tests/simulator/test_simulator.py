@@ -15,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from simulator import images
+from simulator import console, images
 from simulator.engine import Engine, SubmitError, phase
 from simulator.server import SimulatorServer
 from tests.gallery.factories import FakeClock
@@ -478,3 +478,33 @@ def test_the_model_pages_responses_form_is_answered_as_the_reroll_it_names(
         {"model": "mj-fast-reroll"},
     ):
         assert api.post("/v1/responses", json=bad).status_code == 400
+
+
+def test_the_console_routes_give_the_balance_and_the_task_log(clock: FakeClock) -> None:
+    server = SimulatorServer(duration=DURATION, clock=clock, console_token="console-1")
+    with server, httpx.Client(base_url=server.base_url, timeout=5) as api:
+        parent = finish(api, clock, imagine(api))
+        reroll = press(api, parent, "🔄").json()["result"]
+        failed = imagine(api, prompt="a storm [sim:fail]")
+        clock.now += DURATION * 3 + 1
+        assert api.get("/api/user/self").status_code == 401
+        wrong = api.get("/api/user/self", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.json()["success"] is False
+        auth = {"Authorization": "Bearer console-1"}
+        me = api.get("/api/user/self", headers=auth).json()["data"]
+        # Two billed at fast's price; the failed one refunded.
+        assert me["used_quota"] == 2 * console.PRICES["FAST"]
+        assert me["quota"] == server.console_quota - me["used_quota"]
+        log = api.get("/api/task/self", params={"p": 1, "page_size": 2}, headers=auth).json()
+        assert log["data"]["total"] == 3 and len(log["data"]["items"]) == 2
+        one = api.get("/api/task/self", params={"task_id": reroll}, headers=auth).json()
+        (row,) = one["data"]["items"]
+        assert (row["action"], row["model_name"], row["status"]) == (
+            "REROLL",
+            "mj-fast-reroll",
+            "SUCCESS",
+        )
+        assert row["quota"] == 28_000 and row["finish_time"] >= row["submit_time"] > 0
+        gone = api.get("/api/task/self", params={"task_id": failed}, headers=auth).json()
+        assert gone["data"]["items"][0]["status"] == "FAILURE"
+        assert gone["data"]["items"][0]["quota"] == 0
