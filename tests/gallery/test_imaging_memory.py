@@ -72,7 +72,7 @@ def test_the_banded_resize_matches_pillows_resize(
     # transparent pixel is un-premultiplied. No seam between bands.
     diff = ImageChops.difference(resized, expected)
     assert max(high for _, high in diff.getextrema()) <= 4
-    changed = sum(1 for pixel in diff.convert("L").getdata() if pixel > 1)
+    changed = sum(diff.convert("L").histogram()[2:])  # pixels off by more than one level
     assert changed < out[0] * out[1] / 1000
 
 
