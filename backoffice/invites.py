@@ -8,7 +8,6 @@ from django.conf import settings
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 from django.utils.html import format_html
 
 from backoffice.site import AuditedAdmin
@@ -23,12 +22,9 @@ class StateFilter(admin.SimpleListFilter):
         return [("open", "Open"), ("used", "Used"), ("expired", "Expired")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Invite]) -> QuerySet[Invite]:
-        if self.value() == "open":
-            return queryset.usable()  # type: ignore[attr-defined]
-        if self.value() == "used":
-            return queryset.filter(used_at__isnull=False)
-        if self.value() == "expired":
-            return queryset.filter(used_at__isnull=True, expires_at__lte=timezone.now())
+        by_state = {"open": "usable", "used": "used", "expired": "expired"}
+        if (method := by_state.get(self.value() or "")) is not None:
+            return getattr(queryset, method)()
         return queryset
 
 
@@ -55,9 +51,9 @@ class InviteAdmin(AuditedAdmin):
     def state(self, invite: Invite) -> str:
         if invite.pk is None:
             return "-"
-        if invite.used_at is not None:
+        if invite.state == "used":
             return f"used {invite.used_at:%Y-%m-%d}"
-        return "expired" if invite.expires_at <= timezone.now() else "open"
+        return invite.state
 
     def save_model(self, request: HttpRequest, obj: Invite, form: Any, change: bool) -> None:
         if not change:

@@ -163,8 +163,8 @@ def _reduced(image: PILImage.Image, factor: int, band: int = REDUCE_BAND) -> PIL
     rows = max(1, band // (image.width * factor)) * factor
     out = PILImage.new(image.mode, (-(-image.width // factor), -(-image.height // factor)))
     for top in range(0, image.height, rows):
-        band = image.crop((0, top, image.width, min(top + rows, image.height)))
-        out.paste(band.reduce(factor), (0, top // factor))
+        strip = image.crop((0, top, image.width, min(top + rows, image.height)))
+        out.paste(strip.reduce(factor), (0, top // factor))
     return out
 
 
@@ -185,10 +185,10 @@ def _resized(
         last = min(first + rows, height)
         top = max(0, math.floor(first * scale - reach))
         bottom = min(image.height, math.ceil(last * scale + reach))
-        band = image.crop((0, top, image.width, bottom))
+        strip = image.crop((0, top, image.width, bottom))
         box = (0.0, first * scale - top, float(image.width), last * scale - top)
         out.paste(
-            band.resize((width, last - first), PILImage.Resampling.LANCZOS, box=box), (0, first)
+            strip.resize((width, last - first), PILImage.Resampling.LANCZOS, box=box), (0, first)
         )
     return out
 

@@ -14,7 +14,6 @@ from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -28,6 +27,7 @@ from gallery.lineage import tree as lineage_tree
 from gallery.models import Image, Job, lineage_size
 from gallery.pagination import CursorPage, paginate
 from mjweb import throttle
+from mjweb.views import own_url
 
 PAGE_SIZE = 24
 # Sent to the page whenever credits moved, so the header balance refreshes itself.
@@ -50,15 +50,6 @@ def _count_submit(request: HttpRequest) -> None:
     """A submit counts against the account's and the address's rates (mjweb.throttle)."""
     if limit := throttle.limited(request, "submit"):
         raise services.SubmitError(limit.message)
-
-
-def _own_url(request: HttpRequest, url: str | None) -> str | None:
-    """`url` if it stays on this site (a `next` field must never send anyone elsewhere)."""
-    if url and url_has_allowed_host_and_scheme(
-        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return url
-    return None
 
 
 def _jobs(request: HttpRequest) -> Any:
@@ -316,7 +307,7 @@ def favorite(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     job = _own_job(request, code)
     job.mark_favorite(request.POST.get("favorite") == "1")
     if not request.htmx:
-        return redirect(_own_url(request, request.POST.get("next")) or job.get_absolute_url())
+        return redirect(own_url(request, request.POST.get("next")) or job.get_absolute_url())
     return _card(request, job)
 
 

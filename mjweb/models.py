@@ -198,8 +198,16 @@ def _invite_expiry() -> Any:
 
 
 class InviteQuerySet(models.QuerySet["Invite"]):
+    """The invites in each `Invite.state`, as queries."""
+
     def usable(self) -> InviteQuerySet:
         return self.filter(used_at__isnull=True, expires_at__gt=timezone.now())
+
+    def used(self) -> InviteQuerySet:
+        return self.filter(used_at__isnull=False)
+
+    def expired(self) -> InviteQuerySet:
+        return self.filter(used_at__isnull=True, expires_at__lte=timezone.now())
 
 
 class Invite(models.Model):
@@ -248,11 +256,18 @@ class Invite(models.Model):
 
         return f"{reverse('signup')}?invite={self.code}"
 
+    @property
+    def state(self) -> str:
+        """One of used, expired or open (what InviteQuerySet.usable finds); used first."""
+        if self.used_at is not None:
+            return "used"
+        return "expired" if self.expires_at <= timezone.now() else "open"
+
     def refusal(self, email: str) -> str | None:
         """Why this invite cannot make an account for `email`, if it cannot."""
-        if self.used_at is not None:
+        if self.state == "used":
             return self.USED
-        if self.expires_at <= timezone.now():
+        if self.state == "expired":
             return "This invitation has expired: ask for a new one."
         if self.email and self.email.lower() != email.strip().lower():
             return f"This invitation is for {self.email}: sign up with that address."

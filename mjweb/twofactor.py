@@ -21,7 +21,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
@@ -30,6 +29,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from mjweb import throttle
 from mjweb.models import User
+from mjweb.views import own_url
 
 RECOVERY_CODES = 10
 # django-otp waits 1, 2, 4... seconds after each wrong code before it checks another.
@@ -73,11 +73,9 @@ def require_for_staff(get_response: Callable[[HttpRequest], HttpResponse]) -> Ca
 
 
 def _next(request: HttpRequest) -> str:
-    wanted = request.POST.get("next") or request.GET.get("next") or ""
-    safe = url_has_allowed_host_and_scheme(
-        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    )
-    return wanted if safe and wanted.startswith("/") else resolve_url("admin:index")
+    """Where to go once a code is passed: a page of this site, the admin by default."""
+    wanted = own_url(request, request.POST.get("next") or request.GET.get("next"))
+    return wanted if wanted and wanted.startswith("/") else resolve_url("admin:index")
 
 
 def _pending(user: User) -> TOTPDevice:
@@ -146,7 +144,8 @@ def _secret(device: TOTPDevice) -> str:
 @login_required
 def verify(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
-    if not enrolled(user):
+    authenticator = enrolled(user)
+    if authenticator is None:
         return redirect(f"{reverse('twofactor_setup')}?next={_next(request)}")
     error = ""
     if request.method == "POST":
@@ -154,11 +153,11 @@ def verify(request: HttpRequest) -> HttpResponse:
             return throttle.refused(request, limit)
         code = _code(request)
         # Six digits are the app's; anything else may be a recovery code (used up here).
-        devices = [enrolled(user)] if code.isdigit() else StaticDevice.objects.filter(user=user)
-        if not all(d.verify_is_allowed()[0] for d in devices if d is not None):
+        devices = [authenticator] if code.isdigit() else StaticDevice.objects.filter(user=user)
+        if not all(d.verify_is_allowed()[0] for d in devices):
             error, device = WAIT, None
         else:
-            device = next((d for d in devices if d is not None and d.verify_token(code)), None)
+            device = next((d for d in devices if d.verify_token(code)), None)
         if device is not None:
             otp_login(request, device)
             if isinstance(device, StaticDevice):

@@ -9,11 +9,21 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from mjweb import signups, throttle
 from mjweb.forms import InviteTaken, SignupForm
 from mjweb.models import Invite
+
+
+def own_url(request: HttpRequest, url: str | None) -> str | None:
+    """`url` if it stays on this site (a `next` field must never send anyone elsewhere)."""
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return None
 
 
 @require_http_methods(["GET", "POST"])
@@ -28,8 +38,9 @@ def signup(request: HttpRequest) -> HttpResponse:
     if settings.MJWEB_SIGNUP_MODE == "invite":
         code = (request.POST.get("invite") or request.GET.get("invite") or "").strip()
         invite = Invite.objects.filter(code=code[:32]).first() if code else None
-        if invite is None or invite.refusal(invite.email) is not None:
-            context = {"reason": invite.refusal(invite.email) if invite else None, "code": code}
+        reason = invite.refusal(invite.email) if invite else None
+        if invite is None or reason is not None:
+            context = {"reason": reason, "code": code}
             return render(request, "registration/signup_invite_only.html", context, status=403)
     form = SignupForm(request.POST or None, invite=invite)
     if request.method == "POST" and form.is_valid():
