@@ -622,7 +622,7 @@ def throughput_run(tag: str, *, webhooks: bool, args: argparse.Namespace) -> Col
             keep = Path(args.logs) / f"{connection.vendor}-{tag}"
             shutil.copytree(root, keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns("media"))
             column.notes.append(f"logs kept in {keep}")
-        capacity = dispatch.capacity()
+        capacity = dispatch.capacity(settings.MJ_PROVIDER)
 
     succeeded = [job for job in jobs if job.status == Job.Status.SUCCEEDED]
     ended = [job.finished_at.timestamp() for job in succeeded if job.finished_at]

@@ -18,8 +18,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from gallery import fitting, lifecycle, queue, sync, upstream
-from gallery.models import Job, PollLease, SuspectedDuplicate
+from gallery import fitting, lifecycle, queue, routing, sync, upstream
+from gallery.models import Job, PollLease, ProviderAccount, SuspectedDuplicate
 from gallery.providers import ProviderError
 from gallery.providers.base import Submission, TaskStatus, button_from_dict
 
@@ -78,6 +78,7 @@ def dispatch(job_id: int) -> None:
         moved = job.transition(
             status,
             provider_job_id=submission.provider_job_id,
+            **_billed(job),
             final_prompt=submission.final_prompt or job.final_prompt,
             submitted_at=now,
             deadline_at=job.deadline_from(now),
@@ -200,7 +201,7 @@ def _claim(job_id: int) -> bool:
 def _slots_for(job: Job, now: datetime) -> tuple[int, int]:
     """The account's free slots, and the jobs waiting to be sent that came before this one:
     it may be sent when fewer are ahead of it than there are free slots."""
-    free = capacity() - Job.objects.occupying(job.provider).count()
+    free = capacity(job.provider) - Job.objects.occupying(job.provider).count()
     ahead = (
         Job.objects.dispatchable(job.provider)
         .filter(created_at__lt=job.created_at)
@@ -236,6 +237,16 @@ def _failed(job: Job, exc: ProviderError) -> None:
     may wait (its mode's deadline from when it was made), with backoff capped at
     BUSY_BACKOFF_CAP; any other transient error MJ_DISPATCH_MAX_ATTEMPTS times."""
     now = timezone.now()
+    if routing.refused(job.provider, exc) and routing.reroute(job) is not None:
+        # Refused before the provider made anything: another account takes it, at once.
+        job.update_if_status(
+            dispatch_lease_until=None,
+            next_attempt_at=None,
+            submit_sent_at=None,
+            fail_note=f"Sent to account {job.provider}: {exc.message}"[:4000],
+        )
+        place(job)
+        return
     if exc.maybe_sent and not exc.permanent:
         job.update_if_status(
             dispatch_lease_until=None,
@@ -292,6 +303,7 @@ def adopt(provider: str, provider_job_id: str, state: Any) -> Job | None:
         Job.Status.SUBMITTED,
         expect={"provider_job_id": "", "submit_sent_at": sent},
         provider_job_id=provider_job_id,
+        **_billed(job),
         submitted_at=sent,
         deadline_at=job.deadline_from(sent),
         submit_sent_at=None,
@@ -309,9 +321,14 @@ def adopt(provider: str, provider_job_id: str, state: Any) -> Job | None:
     return job
 
 
-def capacity() -> int:
-    """Slots of the provider account: tasks it runs at once plus tasks it queues."""
-    return settings.MJ_PROVIDER_RUNNING + settings.MJ_PROVIDER_QUEUED
+def _billed(job: Job) -> dict[str, Any]:
+    """What the job's account bills for the task it just took (its model id and price)."""
+    return ProviderAccount.objects.named(job.provider).charge_for(job.action, job.mode)
+
+
+def capacity(provider: str) -> int:
+    """Slots of provider account `provider`: tasks it runs at once plus tasks it queues."""
+    return ProviderAccount.objects.named(provider).connection().capacity
 
 
 def redispatch_due(provider: str, now: datetime) -> None:
@@ -352,7 +369,7 @@ def fill_slots(provider: str, now: datetime) -> int:
     if not line:
         return 0
     taken = Job.objects.occupying(provider).count() + in_line.filter(sent).count()
-    free = max(0, capacity() - taken)
+    free = max(0, capacity(provider) - taken)
     for place, job in enumerate(line):
         if place < free:
             if job.update_if_status(dispatch_queued_at=now):

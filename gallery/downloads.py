@@ -150,11 +150,15 @@ class Policy:
 
     @classmethod
     def build(
-        cls, allowed_hosts: Iterable[str], deadline: float, resolver: Resolver | None = None
+        cls,
+        allowed_hosts: Iterable[str],
+        deadline: float,
+        resolver: Resolver | None = None,
+        private_hosts: Iterable[str] | None = None,
     ) -> Policy:
         return cls(
             allowed_hosts=frozenset(normalize_host(h) for h in allowed_hosts if h),
-            private_hosts=frozenset(private_hosts_allowed()),
+            private_hosts=_private(private_hosts),
             deadline=deadline,
             resolver=resolver or system_resolver,
         )
@@ -393,7 +397,16 @@ class Target:
     port: int
 
 
-def check_url(url: str, allowed_hosts: Iterable[str]) -> Target:
+def _private(hosts: Iterable[str] | None) -> frozenset[str]:
+    """The hosts that may be private: those given (the job's account), else the settings'."""
+    if hosts is None:
+        return frozenset(private_hosts_allowed())
+    return frozenset(normalize_host(host) for host in hosts if host)
+
+
+def check_url(
+    url: str, allowed_hosts: Iterable[str], private_hosts: Iterable[str] | None = None
+) -> Target:
     """Scheme, user info, host and port of an image URL, as httpx will read it."""
     try:
         parsed = httpx.URL(url)
@@ -408,7 +421,7 @@ def check_url(url: str, allowed_hosts: Iterable[str]) -> Target:
     host = parsed.raw_host.decode("ascii")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     allowed = frozenset(normalize_host(h) for h in allowed_hosts if h)
-    name = check_host(host, port, allowed, frozenset(private_hosts_allowed()))
+    name = check_host(host, port, allowed, _private(private_hosts))
     return Target(parsed.scheme, name, port)
 
 
@@ -431,19 +444,23 @@ def download(
     timeout: float | None = None,
     transport: httpx.BaseTransport | None = None,
     resolver: Resolver | None = None,
+    private_hosts: Iterable[str] | None = None,
 ) -> bytes:
     """The body of `url`, if it is a PNG, JPEG or WebP within the byte cap and the deadline.
 
     `transport` replaces the pinned transport (tests with httpx.MockTransport only: no
-    address is checked then); `resolver` replaces getaddrinfo.
+    address is checked then); `resolver` replaces getaddrinfo. `private_hosts` are the hosts
+    that may resolve to private addresses (the job's account; the settings' when None).
     """
     max_bytes = max_bytes or settings.MJ_INGEST_MAX_BYTES
     total = timeout or settings.MJ_INGEST_TIMEOUT
     deadline = time.monotonic() + total
     allowed = list(allowed_hosts)
-    target = check_url(url, allowed)
+    target = check_url(url, allowed, private_hosts)
     if transport is None:
-        policy = Policy.build(allowed, deadline=deadline, resolver=resolver)
+        policy = Policy.build(
+            allowed, deadline=deadline, resolver=resolver, private_hosts=private_hosts
+        )
         # Refused here before any connection; PinnedBackend checks again when it connects.
         policy.addresses(target.host, target.port)
         transport = PinnedTransport(policy)

@@ -13,7 +13,6 @@ from django.views.decorators.http import require_POST
 
 from gallery import dispatch, fitting, sync, webhooks
 from gallery.models import Job, WebhookEvent
-from gallery.providers import current_name
 from gallery.providers.base import TaskStatus, loads
 
 
@@ -38,13 +37,18 @@ def _hinted(job: Job | None, *, final: bool) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
-def _job(provider_job_id: str) -> Job | None:
-    return Job.objects.filter(provider=current_name(), provider_job_id=provider_job_id).first()
+def _account(account: str) -> str:
+    """The provider account a hook URL names; the environment's where it names none."""
+    return account or settings.MJ_PROVIDER
+
+
+def _job(account: str, provider_job_id: str) -> Job | None:
+    return Job.objects.filter(provider=account, provider_job_id=provider_job_id).first()
 
 
 @csrf_exempt
 @require_POST
-def cometapi(request: HttpRequest, token: str) -> HttpResponse:
+def cometapi(request: HttpRequest, token: str, account: str = "") -> HttpResponse:
     """midjourney-proxy notifyHook: the full task object, unsigned; the path token is the key."""
     if not hmac.compare_digest(token.encode(), webhooks.path_token().encode()):
         return HttpResponse(status=404)
@@ -59,13 +63,14 @@ def cometapi(request: HttpRequest, token: str) -> HttpResponse:
     final = str(data.get("status") or "").upper() in _FINAL_STATUSES
     # An id we do not know may be the task of a submit whose answer was lost: its `state`
     # names the job.
-    job = _job(task_id) or dispatch.adopt(current_name(), task_id, data.get("state"))
+    account = _account(account)
+    job = _job(account, task_id) or dispatch.adopt(account, task_id, data.get("state"))
     return _hinted(job, final=final)
 
 
 @csrf_exempt
 @require_POST
-def piapi(request: HttpRequest, token: str) -> HttpResponse:
+def piapi(request: HttpRequest, token: str, account: str = "") -> HttpResponse:
     """PiAPI webhook: x-webhook-secret must match; `timestamp` spots retried deliveries."""
     from gallery.providers.piapi import parse_status, parse_webhook
 
@@ -87,9 +92,9 @@ def piapi(request: HttpRequest, token: str) -> HttpResponse:
             # Its own savepoint: a duplicate must not break an enclosing transaction.
             with transaction.atomic():
                 key = f"{task_id}:{status}:{timestamp}"
-                WebhookEvent.objects.create(provider="piapi", key=key)
+                WebhookEvent.objects.create(provider=_account(account), key=key)
         except IntegrityError:
             return _ignored("duplicate delivery")
     # Deliveries are de-duplicated above; an end costs a read, progress only wakes the poll.
     final = parse_status(status) in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
-    return _hinted(_job(task_id), final=final)
+    return _hinted(_job(_account(account), task_id), final=final)

@@ -55,10 +55,8 @@ def ingest(job_id: int) -> None:
         # Stored by an earlier run that did not get to end the job (crash, redelivery).
         _succeed(job)
         return
-    allowed = set(settings.MJ_IMAGE_HOSTS)
-    with upstream.connect(job.provider, audited=False) as provider:
-        allowed |= provider.image_hosts()
-    picture, error = _fetch_picture(job.result_url, allowed)
+    allowed, private = upstream.image_hosts(job.provider)
+    picture, error = _fetch_picture(job.result_url, allowed, private)
     if picture is None:
         lifecycle.fail(
             job,
@@ -88,7 +86,7 @@ def _ingest_budget() -> float:
 
 
 def _fetch_picture(
-    url: str, allowed: set[str]
+    url: str, allowed: set[str], private: set[str]
 ) -> tuple[imaging.Picture | None, downloads.ImageFetchError | None]:
     """Download and validate, retrying transient errors within the ingest's time budget."""
     budget_ends = time.monotonic() + _ingest_budget()
@@ -101,6 +99,7 @@ def _fetch_picture(
             data = downloads.download(
                 url,
                 allowed_hosts=allowed,
+                private_hosts=private,
                 timeout=min(float(settings.MJ_INGEST_TIMEOUT), remaining),
             )
             return imaging.decode(data), None

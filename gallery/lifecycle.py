@@ -10,6 +10,8 @@ transaction of the entry it mirrors.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 
 from billing import ledger
@@ -51,11 +53,26 @@ def release(job: Job, *, memo: str = "") -> None:
         _mirror(job, ledger.release(reference(job), memo=memo))
 
 
-def fail(job: Job, *, kind: str, reason: str = "", note: str = "", memo: str = "") -> bool:
+def provider_refund(job: Job) -> dict[str, Any]:
+    """The fields of a job whose task the provider failed: it refunds a failed task (new-api
+    does for Midjourney), so the job costs us nothing."""
+    return {"provider_cost": 0} if job.provider_cost is not None else {}
+
+
+def fail(
+    job: Job,
+    *,
+    kind: str,
+    reason: str = "",
+    note: str = "",
+    memo: str = "",
+    provider_refunds: bool = False,
+) -> bool:
     """End a job as failed and release its hold, together and once.
 
     `reason` is the provider's own words, verbatim (the card quotes them); `note` is ours,
-    for the operator. Returns False if another actor ended it first (its outcome stands).
+    for the operator; `provider_refunds` when the provider itself failed the task (it does
+    not bill it). Returns False if another actor ended it first (its outcome stands).
     """
     if job.status == Job.Status.FAILED:
         return False
@@ -68,6 +85,7 @@ def fail(job: Job, *, kind: str, reason: str = "", note: str = "", memo: str = "
             dispatch_lease_until=None,
             next_attempt_at=None,
             slot_position=None,
+            **(provider_refund(job) if provider_refunds else {}),
         )
         if moved:
             release(job, memo=memo)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import zlib
 
-from django.conf import settings
 from django.core.files.base import ContentFile
 
 from gallery import downloads, imaging, upstream
@@ -35,12 +34,14 @@ def fetch(job_id: int) -> None:
     if job is None or not wanted(job):
         return
     url = job.preview_url
-    allowed = set(settings.MJ_IMAGE_HOSTS)
-    with upstream.connect(job.provider, audited=False) as provider:
-        allowed |= provider.image_hosts()
+    allowed, private = upstream.image_hosts(job.provider)
     try:
         data = downloads.download(
-            url, allowed_hosts=allowed, max_bytes=PREVIEW_MAX_BYTES, timeout=PREVIEW_TIMEOUT
+            url,
+            allowed_hosts=allowed,
+            private_hosts=private,
+            max_bytes=PREVIEW_MAX_BYTES,
+            timeout=PREVIEW_TIMEOUT,
         )
         picture = imaging.thumbnail(imaging.decode(data), PREVIEW_WIDTH, PREVIEW_QUALITY)
     except downloads.ImageFetchError as exc:

@@ -15,9 +15,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import ledger, prices
-from gallery import dispatch, lifecycle, limits, queue, upstream
-from gallery.models import Job
-from gallery.providers import ProviderError, current_name, remix_asks_first
+from gallery import dispatch, lifecycle, limits, queue, routing, upstream
+from gallery.models import Job, ProviderAccount
+from gallery.providers import ProviderError, remix_asks_first
 from gallery.providers.base import TaskStatus
 from mjweb import catalogue
 
@@ -67,6 +67,10 @@ def press(
         raise SubmitError("Buttons work once the job has finished.")
     if parent.button(action, index, variant) is None:
         raise SubmitError("The provider did not offer this button on this job.")
+    try:
+        routing.account_for_follow_up(parent)
+    except routing.NoAccount as exc:
+        raise SubmitError(str(exc)) from None
     remix = bool(getattr(owner, "remix_mode", False)) and action in catalogue.REMIX_ACTIONS
     prompt = parent.final_prompt or parent.prompt
     fields: dict[str, Any] = {
@@ -80,7 +84,9 @@ def press(
         "provider": parent.provider,
         "remix": remix,
     }
-    if remix and remix_asks_first(parent.provider):
+    if remix and remix_asks_first(
+        ProviderAccount.objects.named(parent.provider).connection().adapter
+    ):
         # The provider takes the prompt with the press: ask for it first, locally; the
         # job is held and dispatched once the user answers.
         fields.update(status=Job.Status.MODAL, final_prompt=prompt)
@@ -100,19 +106,12 @@ def import_task(*, owner: Any, provider_job_id: str) -> Job:
     task_id = provider_job_id.strip()
     if not _TASK_ID.match(task_id):
         raise SubmitError("Paste the task id the provider gave you (letters, digits, - or _).")
-    provider = current_name()
-    existing = Job.objects.filter(provider=provider, provider_job_id=task_id).first()
+    existing = Job.objects.filter(provider_job_id=task_id).first()
     if existing is not None:
         if existing.owner_id == owner.pk:
             raise SubmitError("This task is already in your gallery.")
         raise SubmitError("This task already belongs to another account here.")
-    try:
-        with upstream.connect(provider) as api:
-            snapshot = api.fetch(task_id)
-    except ProviderError as exc:
-        raise SubmitError(f"The provider could not be asked about it: {exc.message}") from exc
-    if snapshot is None:
-        raise SubmitError("The provider does not know this task id in our account.")
+    provider, snapshot = _find_task(task_id)
     if snapshot.status is TaskStatus.FAILED:
         raise SubmitError("That task failed at the provider: there is no image to import.")
     if snapshot.status is TaskStatus.MODAL:
@@ -142,6 +141,25 @@ def import_task(*, owner: Any, provider_job_id: str) -> Job:
     except IntegrityError:
         raise SubmitError("This task was just imported.") from None
     return job
+
+
+def _find_task(task_id: str) -> tuple[str, Any]:
+    """The account that knows `task_id` and its task: each account that takes new jobs is
+    asked in turn (a task id belongs to one account)."""
+    ProviderAccount.objects.environment()
+    error: ProviderError | None = None
+    for account in ProviderAccount.objects.for_new_jobs():
+        try:
+            with upstream.connect(account.name, account=account) as api:
+                snapshot = api.fetch(task_id)
+        except ProviderError as exc:
+            error = exc
+            continue
+        if snapshot is not None:
+            return account.name, snapshot
+    if error is not None:
+        raise SubmitError(f"The provider could not be asked about it: {error.message}")
+    raise SubmitError("The provider does not know this task id in our account.")
 
 
 def answer_modal(*, job: Job, prompt: str) -> Job:
@@ -176,7 +194,11 @@ def answer_modal(*, job: Job, prompt: str) -> Job:
 def _create(*, owner: Any, submit_key: uuid.UUID | None, fields: dict[str, Any]) -> Job:
     """Check the limits, price the job, create it, hold its price and enqueue its dispatch:
     all in one transaction, under the user's account lock, or nothing at all."""
-    fields.setdefault("provider", current_name())
+    if "provider" not in fields:
+        try:
+            fields["provider"] = routing.account_for_new_job(fields["mode"]).name
+        except routing.NoAccount as exc:
+            raise SubmitError(str(exc)) from None
     with transaction.atomic():
         # Concurrent submits of one user queue here, so the counts and the balance they
         # check cannot change under them.

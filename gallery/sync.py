@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gallery import dispatch, fitting, ingest, lifecycle, previews, queue, upstream
+from gallery import dispatch, fitting, ingest, lifecycle, previews, queue, routing, upstream
 from gallery.models import Job, PollLease
 from gallery.providers import ProviderError
 from gallery.providers.base import TaskSnapshot, TaskStatus, classify_failure
@@ -50,7 +50,9 @@ def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
     if status is TaskStatus.FAILED:
         words = snapshot.fail_reason
         note = "" if words else "The provider reported a failure without a reason."
-        lifecycle.fail(job, kind=classify_failure(words), reason=words, note=note)
+        lifecycle.fail(
+            job, kind=classify_failure(words), reason=words, note=note, provider_refunds=True
+        )
         return
     if status is TaskStatus.MODAL:
         if job.echoes_our_modal(timezone.now()):
@@ -85,7 +87,10 @@ def _apply_after_failure(job: Job, snapshot: TaskSnapshot) -> None:
     if snapshot.status is TaskStatus.SUCCEEDED and snapshot.image_url:
         record_result(job, snapshot)
     elif snapshot.status is TaskStatus.FAILED:
-        Job.objects.filter(pk=job.pk, **Job.LATE_SUCCESS).update(deadline_at=None)
+        # The provider failed it too, and refunds a failed task: it costs us nothing.
+        Job.objects.filter(pk=job.pk, **Job.LATE_SUCCESS).update(
+            deadline_at=None, **lifecycle.provider_refund(job)
+        )
 
 
 def record_result(job: Job, snapshot: TaskSnapshot) -> bool:
@@ -183,6 +188,7 @@ def _read(job_id: int, *, store: bool) -> None:
             snapshot = api.fetch(job.provider_job_id)
     except ProviderError as exc:
         logger.info("read of %s failed: %r; the poll will catch up", job.code, exc)
+        routing.refused(job.provider, exc)
         return
     if snapshot is None:
         return
@@ -332,6 +338,7 @@ def _read_omitted(
                 snapshot = client.fetch(job.provider_job_id)
         except ProviderError as exc:
             logger.info("single read of %s failed: %r", job.code, exc)
+            routing.refused(provider, exc)
             continue
         if snapshot is not None:
             yield job.provider_job_id, snapshot
@@ -363,6 +370,7 @@ def tick(provider: str) -> bool:
                 apply(client.fetch_each(by_id))
         except ProviderError as exc:
             logger.warning("batched fetch for %s failed: %r", provider, exc)
+            routing.refused(provider, exc)
         else:
             apply(_read_omitted(provider, jobs, seen, now))
     for job in jobs:

@@ -78,6 +78,10 @@ urlpatterns = [
     path("hooks/cometapi/<str:token>/", hooks.cometapi, name="hook_cometapi"),
     path("hooks/piapi/<str:token>/", hooks.piapi, name="hook_piapi"),
     path(
+        "hooks/cometapi/<str:token>/<slug:account>/", hooks.cometapi, name="hook_cometapi_account"
+    ),
+    path("hooks/piapi/<str:token>/<slug:account>/", hooks.piapi, name="hook_piapi_account"),
+    path(
         "jobs/<uuid:code>/images/<kind:kind>/<int:index>/<size:size>/",
         views.image_file,
         name="image",

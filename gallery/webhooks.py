@@ -29,16 +29,24 @@ def piapi_secret() -> str:
     return salted_hmac("mjweb.webhooks.piapi", "v1", algorithm="sha256").hexdigest()[:40]
 
 
-def url(protocol: str) -> str:
-    """Our webhook URL for a provider protocol ("cometapi" or "piapi"), or "" when disabled."""
+def url(protocol: str, account: str = "") -> str:
+    """Our webhook URL for a provider protocol ("cometapi" or "piapi") and account, or ""
+    when disabled. A provider's task ids belong to one account, so each account's hooks name
+    it; the environment's account keeps the URL it had before accounts existed."""
     if not settings.MJ_WEBHOOKS:
         return ""
-    return settings.SITE_URL + reverse(f"gallery:hook_{protocol}", args=[path_token()])
+    if not account or account == settings.MJ_PROVIDER:
+        path = reverse(f"gallery:hook_{protocol}", args=[path_token()])
+    else:
+        path = reverse(f"gallery:hook_{protocol}_account", args=[path_token(), account])
+    return settings.SITE_URL + path
 
 
-def hooks() -> providers.Hooks:
-    """Our webhook URLs as the adapters take them."""
-    piapi = url("piapi")
+def hooks(account: str = "") -> providers.Hooks:
+    """Our webhook URLs for one account as the adapters take them."""
+    piapi = url("piapi", account)
     return providers.Hooks(
-        cometapi=url("cometapi"), piapi=piapi, piapi_secret=piapi_secret() if piapi else ""
+        cometapi=url("cometapi", account),
+        piapi=piapi,
+        piapi_secret=piapi_secret() if piapi else "",
     )

@@ -292,6 +292,8 @@ MJWEB_THROTTLE = env_bool("MJWEB_THROTTLE", True)
 # Staff pass an authenticator code after their password (mjweb.twofactor).
 MJWEB_STAFF_2FA = env_bool("MJWEB_STAFF_2FA", not DEBUG)
 OTP_TOTP_ISSUER = "mjweb"
+# Fernet keys sealing the provider accounts' keys and tokens (mjweb.vault); the first seals.
+MJWEB_ENCRYPTION_KEYS = env_list("MJWEB_ENCRYPTION_KEYS", [])
 
 
 def _rate(name: str, default: str) -> str:

@@ -3,6 +3,14 @@
 See gallery.models.jobs for the invariants of a job's life.
 """
 
+from gallery.models.accounts import (
+    Connection,
+    Finding,
+    Protocol,
+    ProviderAccount,
+    ProviderCost,
+    ProviderTask,
+)
 from gallery.models.images import Image, ImageKind, image_path
 from gallery.models.jobs import (
     Job,
@@ -16,6 +24,8 @@ from gallery.models.queries import JobQuerySet, lineage_size, newer_than, older_
 from gallery.models.records import PollLease, ProviderCall, SuspectedDuplicate, WebhookEvent
 
 __all__ = [
+    "Connection",
+    "Finding",
     "Image",
     "ImageKind",
     "Job",
@@ -26,7 +36,11 @@ __all__ = [
     "JobQuerySet",
     "JobStatus",
     "PollLease",
+    "Protocol",
+    "ProviderAccount",
     "ProviderCall",
+    "ProviderCost",
+    "ProviderTask",
     "SuspectedDuplicate",
     "WebhookEvent",
     "image_path",

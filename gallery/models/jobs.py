@@ -141,8 +141,14 @@ class Job(models.Model):
     final_prompt = models.TextField(blank=True)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.FAST)
 
+    # The provider account (gallery.models.accounts.ProviderAccount.name) it was sent to.
     provider = models.CharField(max_length=20)
     provider_job_id = models.CharField(max_length=64, blank=True)
+    # What that account's provider bills for it, set when it took the submit: its model id
+    # (`mj-fast-reroll`) and price in dollars; 0 once the provider reports it failed (the
+    # provider refunds a failed task); None where nothing was billed (an import).
+    provider_model = models.CharField(max_length=64, blank=True)
+    provider_cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     # What the provider offers next: normalized buttons (see providers.base.Button.as_dict).
     buttons = models.JSONField(default=list, blank=True)
     # The provider's last task object, verbatim, for audit and debugging.

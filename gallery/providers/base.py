@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -80,6 +81,15 @@ class TaskSnapshot:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+# How the providers say the account has run out of money: new-api's `quota_not_enough` (code 4
+# or 403), "insufficient credits/quota/balance", and the Chinese 余额不足 / 额度不足.
+_OUT_OF_BALANCE = re.compile(
+    r"quota_not_enough|quota is not enough|insufficient[ _](credit|quota|balance|fund)"
+    r"|not enough (credit|quota|balance)|余额不足|额度不足",
+    re.IGNORECASE,
+)
+
+
 class ProviderError(Exception):
     """Anything that went wrong talking to a provider.
 
@@ -116,6 +126,18 @@ class ProviderError(Exception):
         self.fail_kind = fail_kind
         self.status_code = status_code
         self.code = code
+
+    @property
+    def refused_account(self) -> bool:
+        """The provider refused the account itself (its key), not this one request."""
+        return self.status_code in (401, 403) and not self.out_of_balance
+
+    @property
+    def out_of_balance(self) -> bool:
+        """The account has no money left at the provider (new-api's `quota_not_enough`,
+        HTTP 402, or the words for it)."""
+        text = f"{self.words} {self.message}"
+        return self.status_code == 402 or bool(_OUT_OF_BALANCE.search(text))
 
     def __repr__(self) -> str:
         kind = "permanent" if self.permanent else "transient"
@@ -330,8 +352,10 @@ class HTTPProvider(Provider):
         hooks: Hooks,
         transport: httpx.BaseTransport | None,
         recorder: Recorder | None,
+        overrides: dict[str, Any] | None = None,
     ) -> Provider:
-        """An adapter for one account, its protocol options read from settings now."""
+        """An adapter for one account, its protocol options read from settings now, save
+        those the account sets itself (`overrides`)."""
         return cls(  # type: ignore[call-arg]
             name=name,
             base_url=base_url,
@@ -339,7 +363,7 @@ class HTTPProvider(Provider):
             timeout=settings.MJ_HTTP_TIMEOUT,
             transport=transport,
             recorder=recorder,
-            **cls.options(hooks),
+            **{**cls.options(hooks), **(overrides or {})},
         )
 
     @classmethod

@@ -82,17 +82,26 @@ def remix_asks_first(name: str) -> bool:
 def get_provider(
     name: str | None = None,
     *,
+    protocol: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    options: dict[str, Any] | None = None,
     hooks: Hooks | None = None,
     transport: httpx.BaseTransport | None = None,
     recorder: Recorder | None = None,
 ) -> Provider:
+    """An adapter for account `name`. Its `protocol` (a key of PROVIDERS) decides the
+    adapter, and the connection given overrides that protocol's environment variables; with
+    neither, `name` is one of PROVIDERS configured by the environment alone. `options`
+    override the protocol's own settings (PiAPI's dialect)."""
     name = name or current_name()
-    entry = _entry(name)
+    entry = _entry(protocol or name)
     seams: dict[str, Any] = {"transport": transport, "recorder": recorder}
     return entry.adapter().from_settings(
         name=name,
-        base_url=entry.base_url(),
-        api_key=entry.api_key(),
+        base_url=base_url or entry.base_url(),
+        api_key=entry.api_key() if api_key is None else api_key,
         hooks=hooks or Hooks(),
+        overrides=options or {},
         **seams,
     )
