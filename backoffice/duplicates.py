@@ -5,14 +5,14 @@ from __future__ import annotations
 from django.contrib import admin
 
 from backoffice.jobs import job_link
-from backoffice.site import PROVIDERS, ReadOnlyAdmin, choice_filter, created
+from backoffice.site import AccountFilter, ReadOnlyAdmin, created
 from gallery.models import SuspectedDuplicate
 
 
 @admin.register(SuspectedDuplicate)
 class SuspectedDuplicateAdmin(ReadOnlyAdmin):
     list_display = [created, "job_column", "provider", "provider_job_id", "reason"]
-    list_filter = [choice_filter("provider", "provider", PROVIDERS)]
+    list_filter = [AccountFilter]
     search_fields = ["job__code", "job__provider_job_id", "provider_job_id"]
     list_select_related = ["job"]
     fields = ["created_at", "job_column", "provider", "provider_job_id", "reason"]

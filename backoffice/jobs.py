@@ -22,7 +22,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from backoffice.site import (
-    PROVIDERS,
+    AccountFilter,
     EstimatedCountPaginator,
     ReadOnlyAdmin,
     ReasonForm,
@@ -101,7 +101,7 @@ class JobAdmin(ReadOnlyAdmin):
         "status",
         "action",
         "mode",
-        choice_filter("provider", "provider", PROVIDERS),
+        AccountFilter,
         "fail_kind",
         "charge",
         ("created_at", admin.DateFieldListFilter),
@@ -137,6 +137,8 @@ class JobAdmin(ReadOnlyAdmin):
                 "fields": [
                     "provider",
                     "provider_job_id",
+                    "provider_model",
+                    "provider_cost",
                     "fail_kind",
                     "fail_reason",
                     "fail_note",
@@ -374,7 +376,7 @@ class ProviderCallAdmin(ReadOnlyAdmin):
         "job_column",
     ]
     list_filter = [
-        choice_filter("provider", "provider", PROVIDERS),
+        AccountFilter,
         choice_filter("method", "method", [("GET", "GET"), ("POST", "POST")]),
         q_filter(
             "outcome",

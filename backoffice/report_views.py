@@ -53,6 +53,7 @@ def usage(request: HttpRequest) -> HttpResponse:
 def _exports(request: HttpRequest, query: str) -> list[tuple[str, str]]:
     links = [
         ("Usage by user, action and mode", "admin:reports_usage_csv"),
+        ("Provider cost and margin", "admin:reports_costs_csv"),
         ("Provider endpoints", "admin:reports_endpoints_csv"),
     ]
     if request.user.has_perm("billing.view_ledgerentry"):
@@ -85,6 +86,11 @@ def _csv(
 @require_GET
 def usage_csv(request: HttpRequest) -> HttpResponse:
     return _csv(request, "usage", reports.usage_csv)
+
+
+@require_GET
+def costs_csv(request: HttpRequest) -> HttpResponse:
+    return _csv(request, "costs", reports.costs_csv)
 
 
 @require_GET

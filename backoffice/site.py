@@ -25,12 +25,24 @@ from django.urls import URLPattern, URLResolver, path
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from gallery import providers
+from gallery.models import ProviderAccount
 from mjweb import audit, throttle
 from mjweb.models import AuditEntry
 
-# Known providers (gallery.providers' registry): a filter over them needs no DISTINCT scan.
-PROVIDERS = [(name, entry.label) for name, entry in providers.PROVIDERS.items()]
+
+class AccountFilter(admin.SimpleListFilter):
+    """Rows by provider account, listed from the accounts' own small table (a filter over
+    the recorded names would scan the whole table for them)."""
+
+    title = "provider account"
+    parameter_name = "provider"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Sequence[tuple[str, str]]:
+        return [(a.name, str(a)) for a in ProviderAccount.objects.only("name", "label")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(provider=value) if value else queryset
 
 
 class MjwebAdminSite(admin.AdminSite):
@@ -55,6 +67,7 @@ class MjwebAdminSite(admin.AdminSite):
             path("reports/usage/", view(report_views.usage), name="reports_usage"),
             path("reports/signups/", view(report_views.signups), name="reports_signups"),
             path("reports/usage.csv", view(report_views.usage_csv), name="reports_usage_csv"),
+            path("reports/costs.csv", view(report_views.costs_csv), name="reports_costs_csv"),
             path(
                 "reports/endpoints.csv",
                 view(report_views.endpoints_csv),
@@ -68,6 +81,10 @@ class MjwebAdminSite(admin.AdminSite):
     def each_context(self, request: HttpRequest) -> dict[str, Any]:
         context = super().each_context(request)
         context["can_view_reports"] = request.user.has_perm("mjweb.view_reports")
+        if request.user.is_staff:
+            # A small table: the accounts the operators must hear about on every page.
+            context["disabled_accounts"] = list(ProviderAccount.objects.disabled())
+            context["low_accounts"] = list(ProviderAccount.objects.low_on_balance())
         return context
 
 

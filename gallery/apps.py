@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+from django.conf import settings
 from django.db.models.signals import post_migrate
 
 
@@ -24,6 +25,16 @@ def upsert_schedules(**kwargs: Any) -> None:
     Schedule.objects.update_or_create(
         name="gallery.prune",
         defaults={"func": "gallery.tasks.prune", "schedule_type": Schedule.DAILY, "repeats": -1},
+    )
+    # The provider accounts' own bills, imported for reconciliation (gallery.reconcile).
+    Schedule.objects.update_or_create(
+        name="gallery.reconcile",
+        defaults={
+            "func": "gallery.tasks.reconcile_accounts",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": settings.MJ_RECONCILE_MINUTES,
+            "repeats": -1,
+        },
     )
 
 

@@ -80,20 +80,28 @@ def refused(name: str, exc: ProviderError) -> bool:
     if exc.out_of_balance:
         reason = f"The provider says the account is out of balance: {exc.message}"
     elif exc.refused_account:
-        reason = f"The provider refused the account's key (HTTP {exc.status_code}): {exc.message}"
+        reason = exc.message
     else:
         return False
     account = ProviderAccount.objects.filter(name=name).first()
-    if account is None or not account.disable(reason):
-        return account is not None
-    logger.error("provider account %s disabled: %s", name, reason)
+    if account is None:
+        return False
+    disable(account, reason)
+    return True
+
+
+def disable(account: ProviderAccount, reason: str) -> None:
+    """Take the account out of routing, and tell the operators (the log, mail to ADMINS,
+    and the admin's notice) the first time."""
+    if not account.disable(reason):
+        return
+    logger.error("provider account %s disabled: %s", account.name, reason)
     mail_admins(
-        f"Provider account {name} disabled",
+        f"Provider account {account.name} disabled",
         f"{reason}\n\nNew jobs go to the other accounts. Switch it on again in the admin "
         "(Provider accounts) once it is fixed.",
         fail_silently=True,
     )
-    return True
 
 
 def reroute(job: Job) -> ProviderAccount | None:

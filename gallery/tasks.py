@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from gallery import dispatch as dispatching
 from gallery import ingest as ingesting
-from gallery import previews, retention, sync
+from gallery import previews, reconcile, retention, sync
 from gallery import sweep as sweeping
 
 
@@ -60,3 +60,8 @@ def purge_images(job_id: int) -> None:
 
 def prune() -> None:
     retention.prune()
+
+
+def reconcile_accounts() -> None:
+    for outcome in reconcile.reconcile_all():
+        reconcile.logger.info("reconciled %s", outcome)

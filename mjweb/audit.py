@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
 import uuid
 from typing import Any
 
@@ -55,12 +56,19 @@ def record(
 
 def snapshot(obj: models.Model, *, exclude: frozenset[str] = SECRET_FIELDS) -> dict[str, Any]:
     """The object's stored values: concrete fields by name (relations by primary key),
-    many-to-many fields as the sorted names of what they point at."""
+    many-to-many fields as the sorted names of what they point at. A sealed secret
+    (a `*_sealed` field, mjweb.vault) is shown only as a fingerprint of its sealed text, so
+    the log says it changed without holding it."""
     data: dict[str, Any] = {}
     for field in obj._meta.concrete_fields:
         if field.name in exclude:
             continue
-        data[field.name] = _plain(field.value_from_object(obj))
+        value = field.value_from_object(obj)
+        if field.name.endswith("_sealed"):
+            digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
+            data[field.name] = f"[sealed {digest}]" if value else ""
+            continue
+        data[field.name] = _plain(value)
     if obj.pk is not None:
         for field in obj._meta.many_to_many:
             if field.name in exclude:

@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -207,6 +208,9 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "mjweb <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Who is mailed the operators' alerts (a provider account disabled or low on balance).
+ADMINS = [(address, address) for address in env_list("MJWEB_ALERT_EMAILS", [])]
 
 # --- Internationalisation -------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -294,6 +298,22 @@ MJWEB_STAFF_2FA = env_bool("MJWEB_STAFF_2FA", not DEBUG)
 OTP_TOTP_ISSUER = "mjweb"
 # Fernet keys sealing the provider accounts' keys and tokens (mjweb.vault); the first seals.
 MJWEB_ENCRYPTION_KEYS = env_list("MJWEB_ENCRYPTION_KEYS", [])
+
+
+def _check_fernet_keys(keys: list[str]) -> None:
+    from cryptography.fernet import Fernet
+
+    for key in keys:
+        try:
+            Fernet(key.encode())
+        except ValueError:
+            raise ImproperlyConfigured(
+                "MJWEB_ENCRYPTION_KEYS holds a key that is not a Fernet key (32 url-safe "
+                "base64-encoded bytes; make one with `manage.py provider_account newkey`)."
+            ) from None
+
+
+_check_fernet_keys(MJWEB_ENCRYPTION_KEYS)
 
 
 def _rate(name: str, default: str) -> str:
@@ -401,6 +421,23 @@ MJ_SUBMIT_GRACE = env_int("MJ_SUBMIT_GRACE", 300, minimum=0)
 # The provider answers GET /mj/task/list with its tasks and their `state` (a self-hosted
 # midjourney-proxy): a lost submit is looked for there before it is sent again.
 MJ_TASK_LIST = env_bool("MJ_TASK_LIST", False)
+# How often the provider accounts with a console token have their bill imported
+# (gallery.reconcile), in minutes.
+MJ_RECONCILE_MINUTES = env_int("MJ_RECONCILE_MINUTES", 15, minimum=1)
+
+
+# What one credit is worth in dollars, for the usage report's margin against provider cost.
+def _dollars(name: str, default: str) -> Decimal:
+    try:
+        value = Decimal(env_str(name, default))
+    except InvalidOperation:
+        value = Decimal(-1)
+    if not value.is_finite() or value < 0:
+        raise ImproperlyConfigured(f"{name} must be an amount of dollars like 0.001")
+    return value
+
+
+MJWEB_CREDIT_USD = _dollars("MJWEB_CREDIT_USD", "0.001")
 # An unanswered Remix question is cancelled, and its credits released, after this long.
 MJ_REMIX_EXPIRY = env_int("MJ_REMIX_EXPIRY", 86400, minimum=60)
 # PiAPI has no batch read: this many reads of one tick run at once.

@@ -49,7 +49,12 @@ def unseal(sealed: str) -> str:
 
 def reseal(sealed: str) -> str:
     """The same secret sealed with the first key (after a rotation)."""
-    return MultiFernet(_keys()).rotate(sealed.encode()).decode() if sealed else ""
+    if not sealed:
+        return ""
+    try:
+        return MultiFernet(_keys()).rotate(sealed.encode()).decode()
+    except InvalidToken:
+        raise Unreadable("A stored secret cannot be decrypted with any configured key.") from None
 
 
 def hint(plain: str) -> str:

@@ -19,6 +19,7 @@ Everything public is re-exported here. To change a module-level setting such as
 
 from backoffice.reports.calls import Endpoint, endpoint, endpoints
 from backoffice.reports.charts import Bar, Chart, Series, daily
+from backoffice.reports.costs import COST_HEADER, CostLine, cost_rows, costs, costs_csv
 from backoffice.reports.exports import (
     ENDPOINT_HEADER,
     FLUSH_BYTES,
@@ -68,6 +69,7 @@ from backoffice.reports.usage import (
 __all__ = [
     "ACTIONS",
     "CHUNK",
+    "COST_HEADER",
     "CREDIT_FIELDS",
     "CREDIT_SUMS",
     "ENDPOINT_HEADER",
@@ -84,6 +86,7 @@ __all__ = [
     "USAGE_HEADER",
     "Bar",
     "Chart",
+    "CostLine",
     "Endpoint",
     "Line",
     "Period",
@@ -94,6 +97,9 @@ __all__ = [
     "by_mode",
     "by_user",
     "calls_in",
+    "cost_rows",
+    "costs",
+    "costs_csv",
     "credits_outside_jobs",
     "csv_lines",
     "daily",

@@ -6,6 +6,7 @@ from typing import Any
 
 from backoffice.reports.calls import endpoints
 from backoffice.reports.charts import daily
+from backoffice.reports.costs import costs
 from backoffice.reports.period import Period
 from backoffice.reports.usage import (
     by_action_and_mode,
@@ -34,4 +35,5 @@ def figures(period: Period, user: Any = None) -> dict[str, Any]:
         "ledger": ledger_by_kind(period, user),
         "endpoints": endpoints(period, user),
         "chart": daily(period, user),
+        **costs(period, user),
     }

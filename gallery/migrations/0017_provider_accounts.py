@@ -243,7 +243,6 @@ class Migration(migrations.Migration):
                             ("matched", "Matched to a job"),
                             ("orphan", "No job here"),
                             ("refunded_here", "Billed, but refunded here"),
-                            ("not_billed", "Not billed"),
                         ],
                         max_length=20,
                     ),

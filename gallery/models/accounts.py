@@ -318,7 +318,6 @@ class Finding(models.TextChoices):
     MATCHED = "matched", "Matched to a job"
     ORPHAN = "orphan", "No job here"
     REFUNDED_HERE = "refunded_here", "Billed, but refunded here"
-    NOT_BILLED = "not_billed", "Not billed"
 
 
 class ProviderTaskQuerySet(models.QuerySet["ProviderTask"]):

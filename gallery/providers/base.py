@@ -313,10 +313,11 @@ def shared_client(base_url: str, headers: dict[str, str], timeout: float) -> htt
         return client
 
 
-class HTTPProvider(Provider):
-    """The HTTP plumbing every adapter shares: one httpx.Client (no redirects, explicit
-    timeouts, a `transport=` seam for tests), each exchange timed and recorded, transport
-    failures and the HTTP statuses every provider means the same way mapped to ProviderError.
+class HTTPClient:
+    """The HTTP plumbing every adapter (and the console client) shares: one httpx.Client
+    (no redirects, explicit timeouts, a `transport=` seam for tests), each exchange timed and
+    recorded, transport failures and the HTTP statuses every provider means the same way
+    mapped to ProviderError.
     """
 
     def __init__(
@@ -342,38 +343,15 @@ class HTTPProvider(Provider):
         else:
             self.client = shared_client(self.base_url, headers, timeout)
 
-    @classmethod
-    def from_settings(
-        cls,
-        *,
-        name: str,
-        base_url: str,
-        api_key: str,
-        hooks: Hooks,
-        transport: httpx.BaseTransport | None,
-        recorder: Recorder | None,
-        overrides: dict[str, Any] | None = None,
-    ) -> Provider:
-        """An adapter for one account, its protocol options read from settings now, save
-        those the account sets itself (`overrides`)."""
-        return cls(  # type: ignore[call-arg]
-            name=name,
-            base_url=base_url,
-            api_key=api_key,
-            timeout=settings.MJ_HTTP_TIMEOUT,
-            transport=transport,
-            recorder=recorder,
-            **{**cls.options(hooks), **(overrides or {})},
-        )
-
-    @classmethod
-    def options(cls, hooks: Hooks) -> dict[str, Any]:
-        """The protocol's own constructor arguments, from settings and our hooks."""
-        return {}
-
     def close(self) -> None:
         if self._own_client:
             self.client.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _exchange(self, method: str, path: str, body: Any) -> httpx.Response:
         started = time.monotonic()
@@ -432,6 +410,39 @@ class HTTPProvider(Provider):
                 permanent=False,
                 status_code=response.status_code,
             ) from exc
+
+
+class HTTPProvider(HTTPClient, Provider):
+    """A provider adapter spoken over HTTP."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        name: str,
+        base_url: str,
+        api_key: str,
+        hooks: Hooks,
+        transport: httpx.BaseTransport | None,
+        recorder: Recorder | None,
+        overrides: dict[str, Any] | None = None,
+    ) -> Provider:
+        """An adapter for one account, its protocol options read from settings now, save
+        those the account sets itself (`overrides`)."""
+        return cls(  # type: ignore[call-arg]
+            name=name,
+            base_url=base_url,
+            api_key=api_key,
+            timeout=settings.MJ_HTTP_TIMEOUT,
+            transport=transport,
+            recorder=recorder,
+            **{**cls.options(hooks), **(overrides or {})},
+        )
+
+    @classmethod
+    def options(cls, hooks: Hooks) -> dict[str, Any]:
+        """The protocol's own constructor arguments, from settings and our hooks."""
+        return {}
 
 
 def error_text(response: httpx.Response, words: Callable[[dict[str, Any]], Iterable[Any]]) -> str:
