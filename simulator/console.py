@@ -46,7 +46,7 @@ def respond(
     now = sim.engine.clock()
     rows = [_row(task, now) for task in reversed(sim.engine.tasks())]
     if path == "/api/user/self":
-        used = sum(row["quota"] for row in rows)
+        used = sim.console_quota - quota_left(sim)
         data = {
             "id": 1,
             "username": "simulator",
@@ -66,6 +66,18 @@ def respond(
     items = rows[(page - 1) * size : page * size]
     data = {"page": page, "page_size": size, "total": len(rows), "items": items}
     return 200, {"success": True, "message": "", "data": data}
+
+
+def quota_left(sim: SimulatorServer) -> int:
+    """The account's quota after every task billed so far (a failed one is refunded)."""
+    now = sim.engine.clock()
+    return sim.console_quota - sum(_row(task, now)["quota"] for task in sim.engine.tasks())
+
+
+def affords(sim: SimulatorServer, mode: str) -> bool:
+    """new-api checks the quota before it relays a submit (`quota_not_enough`, code 4);
+    only an account with a console token keeps a balance here."""
+    return not sim.console_token or quota_left(sim) >= PRICES.get(mode, PRICES["FAST"])
 
 
 def _row(task: Task, now: float) -> dict[str, Any]:

@@ -287,6 +287,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         if self._refused_by_faults(path, text):
             return
+        if path.startswith("/mj/submit/") and not console.affords(sim, mode):
+            self._json(200, _submit_answer(4, "quota_not_enough"))
+            return
         try:
             if path == "/mj/submit/imagine":
                 with sim.admission() as full:  # the count and the create, atomically

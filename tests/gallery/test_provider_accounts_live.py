@@ -330,3 +330,23 @@ def test_a_wrong_console_token_is_kept_as_the_error(
     account_b.refresh_from_db()
     assert outcome.error and account_b.reconcile_error == outcome.error
     assert account_b.enabled  # the console token is not the API key: jobs still go there
+
+
+def test_a_submit_refused_for_want_of_balance_disables_the_account_and_moves_the_job(
+    servers: tuple[SimulatorServer, SimulatorServer],
+    account_b: ProviderAccount,
+    clock: FakeClock,
+    alice: Any,
+) -> None:
+    a, b = servers
+    b.console_quota = 10_000  # less than one fast task (28,000): new-api says quota_not_enough
+    ProviderAccount.objects.filter(name="sim-b").update(weight=5)
+    job = services.submit(owner=alice, prompt="a lighthouse on credit")
+    assert job.provider == "sim-b"
+    tasks.dispatch(job.pk)
+    account_b.refresh_from_db()
+    assert not account_b.enabled and "out of balance" in account_b.disabled_reason
+    assert "quota_not_enough" in account_b.disabled_reason
+    job = finish([Job.objects.get(pk=job.pk)], clock)[0]
+    assert job.provider == "simulator" and job.status == Job.Status.SUCCEEDED
+    assert job.provider_job_id in ids(a) and not ids(b)
