@@ -12,7 +12,6 @@ from gallery.providers.registry import (
     PROVIDERS,
     current_name,
     get_provider,
-    label,
     remix_asks_first,
 )
 
@@ -23,6 +22,5 @@ __all__ = [
     "ProviderError",
     "current_name",
     "get_provider",
-    "label",
     "remix_asks_first",
 ]

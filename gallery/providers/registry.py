@@ -59,11 +59,6 @@ def current_name() -> str:
     return settings.MJ_PROVIDER
 
 
-def label(name: str) -> str:
-    entry = PROVIDERS.get(name)
-    return entry.label if entry else name
-
-
 def _entry(name: str) -> Entry:
     entry = PROVIDERS.get(name)
     if entry is None:
