@@ -42,6 +42,11 @@ def dispatch(job_id: int) -> None:
         return  # already dispatched, leased by another run, ended, not due, or no free slot
     job = Job.objects.select_related("parent").get(pk=job_id)
     now = timezone.now()
+    # Its account was switched off while it waited: an imagine goes elsewhere.
+    switched_off = not ProviderAccount.objects.named(job.provider).enabled
+    why = f"Account {job.provider} was disabled while this job waited."
+    if switched_off and job.submit_sent_at is None and _moved(job, why):
+        return
     if job.submit_sent_at is not None:
         looked = _look_for_task(job)
         if looked is None:
@@ -136,6 +141,22 @@ def _fitted(job: Job, submission: Submission) -> Submission | None:
         lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, note=problem)
         return None
     return fitted
+
+
+def _moved(job: Job, why: str) -> bool:
+    """Move a new imagine its account cannot take to another account (gallery.routing) and
+    queue it there; False when it cannot move."""
+    old = job.provider
+    if routing.reroute(job) is None:
+        return False
+    job.update_if_status(
+        dispatch_lease_until=None,
+        next_attempt_at=None,
+        submit_sent_at=None,
+        fail_note=f"Moved from account {old} to {job.provider}: {why}"[:4000],
+    )
+    place(job)
+    return True
 
 
 def _give_up(job: Job, exc: ProviderError) -> None:
@@ -237,15 +258,8 @@ def _failed(job: Job, exc: ProviderError) -> None:
     may wait (its mode's deadline from when it was made), with backoff capped at
     BUSY_BACKOFF_CAP; any other transient error MJ_DISPATCH_MAX_ATTEMPTS times."""
     now = timezone.now()
-    if routing.refused(job.provider, exc) and routing.reroute(job) is not None:
-        # Refused before the provider made anything: another account takes it, at once.
-        job.update_if_status(
-            dispatch_lease_until=None,
-            next_attempt_at=None,
-            submit_sent_at=None,
-            fail_note=f"Sent to account {job.provider}: {exc.message}"[:4000],
-        )
-        place(job)
+    # Refused before the provider made anything: another account takes an imagine at once.
+    if routing.refused(job.provider, exc) and _moved(job, exc.message):
         return
     if exc.maybe_sent and not exc.permanent:
         job.update_if_status(

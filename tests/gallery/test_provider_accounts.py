@@ -341,3 +341,30 @@ def test_a_provider_cost_is_editable_and_recorded_on_the_job(
     tasks.dispatch(job.pk)
     job.refresh_from_db()
     assert (job.provider_model, job.provider_cost) == ("mj-relax-imagine-v7", Decimal("0.0123"))
+
+
+def test_a_waiting_imagine_of_an_account_switched_off_goes_elsewhere(
+    fake: FakeProvider, alice: Any
+) -> None:
+    fake.routes["/mj/submit/imagine"] = json_answer(load("cometapi/submit_success.json"))
+    paused = add_account("paused", weight=9)
+    add_account("spare")
+    ProviderAccount.objects.filter(name="simulator").update(enabled=False)
+    job = services.submit(owner=alice, prompt="a lighthouse")
+    child_parent = make_finished_job(alice, provider="paused")
+    child = services.press(owner=alice, parent=child_parent, action=Job.Action.REROLL)
+    assert job.provider == "paused" and child.provider == "paused"
+    paused.disable("Paused by an operator.")
+    tasks.dispatch(job.pk)
+    job.refresh_from_db()
+    assert job.provider == "spare" and job.status == Job.Status.QUEUED
+    assert "Moved from account paused to spare" in job.fail_note
+    assert not fake.requests  # nothing was sent to the paused account
+    tasks.dispatch(job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUBMITTED and job.provider == "spare"
+    # A follow-up cannot move: its parent's task is on the paused account.
+    fake.routes["/mj/submit/action"] = json_answer(load("cometapi/submit_success.json"))
+    tasks.dispatch(child.pk)
+    child.refresh_from_db()
+    assert child.provider == "paused"
