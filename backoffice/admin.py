@@ -1,3 +1,3 @@
 """Registers every ModelAdmin with the admin site (Django's autodiscover imports this)."""
 
-from backoffice import accounts, credits, duplicates, invites, jobs, users  # noqa: F401
+from backoffice import accounts, credits, duplicates, invites, jobs, purchases, users  # noqa: F401

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
-from billing import ledger
+from billing import ledger, payments
 
 
 def credits(request: HttpRequest) -> dict[str, Any]:
@@ -16,4 +16,5 @@ def credits(request: HttpRequest) -> dict[str, Any]:
     return {
         "credit_account": SimpleLazyObject(lambda: ledger.account_for(user)),
         "welcome_credits": settings.MJ_WELCOME_CREDITS,
+        "can_buy_credits": payments.enabled(),
     }

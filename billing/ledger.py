@@ -134,6 +134,27 @@ def adjust(user: Any, amount: int, *, actor: User, reason: str, key: str) -> Led
         )
 
 
+def take_back(user: Any, amount: int, *, key: str, memo: str) -> tuple[LedgerEntry | None, int]:
+    """Take back up to `amount` credits a payment gave (a refund, a dispute): an adjustment
+    of what is available, since credits held by jobs or already spent cannot be. Returns the
+    entry (None when nothing could be taken) and the shortfall."""
+    if amount <= 0:
+        raise LedgerError("Take back a positive number of credits.")
+    with transaction.atomic():
+        account = lock(user)
+        existing = _existing(key)
+        if existing is not None:
+            return existing, amount + existing.amount
+        taken = min(amount, max(0, account.available))
+        if taken == 0:
+            return None, amount
+        memo = memo if taken == amount else f"{memo} ({amount - taken} already spent)"
+        entry = _write(
+            account, EntryKind.ADJUSTMENT, -taken, balance_delta=-taken, key=key, memo=memo
+        )
+        return entry, amount - taken
+
+
 def welcome(user: Any) -> LedgerEntry | None:
     """The configured grant a new account starts with, once per user."""
     amount = settings.MJ_WELCOME_CREDITS

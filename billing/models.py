@@ -216,3 +216,103 @@ class Quota(models.Model):
         if unknown:
             raise ValidationError({"allowed_modes": f"Unknown mode(s): {', '.join(unknown)}."})
         self.allowed_modes = ",".join(m for m in MODES if m in modes)
+
+
+class CreditPack(models.Model):
+    """Credits sold together at one price through Stripe Checkout (billing.payments)."""
+
+    name = models.CharField(max_length=80, help_text="What the buyer sees, e.g. Starter.")
+    credits = models.PositiveIntegerField()
+    # In the currency's smallest unit, as Stripe takes it (cents: 500 is $5.00).
+    amount = models.PositiveIntegerField(help_text="In the currency's smallest unit: 500 = $5.00.")
+    currency = models.CharField(max_length=3, default="usd", help_text="ISO code, lower case.")
+    active = models.BooleanField(default=True, help_text="Offered on the Buy credits page.")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "amount", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(credits__gt=0), name="pack_credits_positive"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="pack_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.credits:,} credits for {self.price}"
+
+    @property
+    def price(self) -> str:
+        return money(self.amount, self.currency)
+
+    def clean(self) -> None:
+        self.currency = self.currency.lower()
+        if not (len(self.currency) == 3 and self.currency.isalpha()):
+            raise ValidationError({"currency": "A three-letter currency code, like usd or eur."})
+
+
+# Currencies whose smallest unit is the unit itself (Stripe's zero-decimal currencies).
+ZERO_DECIMAL = frozenset(
+    (
+        "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga",
+        "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf",
+    )
+)  # fmt: skip
+
+
+def money(amount: int, currency: str) -> str:
+    """An amount in the currency's smallest unit, written for people: "5.00 USD"."""
+    code = currency.upper()
+    if currency.lower() in ZERO_DECIMAL:
+        return f"{amount:,} {code}"
+    return f"{amount / 100:,.2f} {code}"
+
+
+class PurchaseStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for payment"
+    PAID = "paid", "Paid"
+    EXPIRED = "expired", "Not paid"
+    FAILED = "failed", "Payment failed"
+    REFUNDED = "refunded", "Refunded"
+    PARTLY_REFUNDED = "partly_refunded", "Partly refunded"
+    DISPUTED = "disputed", "Disputed"
+
+
+class Purchase(models.Model):
+    """One Checkout session for one pack: its credits are granted once, when Stripe's signed
+    webhook says it was paid, and taken back by its refunds and disputes."""
+
+    Status = PurchaseStatus
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="purchases"
+    )
+    pack = models.ForeignKey(CreditPack, null=True, on_delete=models.SET_NULL, related_name="+")
+    # What was sold, copied from the pack when the session was made (a pack may change).
+    credits = models.PositiveIntegerField()
+    amount = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3)
+    session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    payment_intent = models.CharField(max_length=255, blank=True, db_index=True)
+    status = models.CharField(
+        max_length=20, choices=PurchaseStatus.choices, default=PurchaseStatus.PENDING
+    )
+    # Credits taken back so far by refunds and disputes (and given back by won disputes).
+    credits_taken_back = models.PositiveIntegerField(default=0)
+    amount_refunded = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="purchase_user_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.credits:,} credits for {self.price} ({self.get_status_display()})"
+
+    @property
+    def price(self) -> str:
+        return money(self.amount, self.currency)
+
+    @property
+    def grant_key(self) -> str:
+        """The ledger key of its credits: a second grant for one purchase is impossible."""
+        return f"purchase:{self.pk}"

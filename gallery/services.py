@@ -25,7 +25,12 @@ MAX_PROMPT_LENGTH = 2000
 
 
 class SubmitError(Exception):
-    """A submit we refuse; the message is shown to the user as it is."""
+    """A submit we refuse; the message is shown to the user as it is. `needs_credits`: the
+    user cannot pay for it (the page offers the credit packs)."""
+
+    def __init__(self, message: str, *, needs_credits: bool = False) -> None:
+        super().__init__(message)
+        self.needs_credits = needs_credits
 
 
 def submit(
@@ -218,7 +223,7 @@ def _create(*, owner: Any, submit_key: uuid.UUID | None, fields: dict[str, Any])
         try:
             lifecycle.hold(job)
         except ledger.InsufficientCredits as exc:
-            raise SubmitError(str(exc)) from None
+            raise SubmitError(str(exc), needs_credits=True) from None
         if job.status == Job.Status.QUEUED:
             dispatch.place(job)
     return job

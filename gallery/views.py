@@ -110,6 +110,7 @@ def imagine(request: HttpRequest) -> HttpResponse:
             job = services.submit(owner=request.user, **form.cleaned_data)
         except services.SubmitError as exc:
             form.add_error(None, str(exc))
+            form.needs_credits = exc.needs_credits
         else:
             if not request.htmx:
                 return redirect("gallery:home")
@@ -354,9 +355,11 @@ def press(
     except services.SubmitError as exc:
         if request.htmx:
             # The refusal shows on the card whose button was pressed.
-            response = _card(request, parent, error=str(exc))
+            response = _card(request, parent, error=str(exc), needs_credits=exc.needs_credits)
             return reswap(retarget(response, f"#job-{parent.code}"), "outerHTML")
-        return _job_page(request, parent, error=str(exc), status=422)
+        return _job_page(
+            request, parent, error=str(exc), needs_credits=exc.needs_credits, status=422
+        )
     if not request.htmx:
         return redirect(child)
     response = render(request, "gallery/_job_created.html", {"job": child})

@@ -135,8 +135,13 @@ class AuditEntry(models.Model):
 
     Verb = AuditVerb
 
+    # None: the system itself, on a provider's or a payment service's word (a Stripe refund).
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="audit_entries"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="audit_entries",
+        null=True,
+        blank=True,
     )
     verb = models.CharField(max_length=20, choices=AuditVerb.choices)
     content_type = models.ForeignKey(

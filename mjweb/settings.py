@@ -438,6 +438,9 @@ def _dollars(name: str, default: str) -> Decimal:
 
 
 MJWEB_CREDIT_USD = _dollars("MJWEB_CREDIT_USD", "0.001")
+# Credits bought through Stripe Checkout (billing.payments); hidden unless both are set.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
 # An unanswered Remix question is cancelled, and its credits released, after this long.
 MJ_REMIX_EXPIRY = env_int("MJ_REMIX_EXPIRY", 86400, minimum=60)
 # PiAPI has no batch read: this many reads of one tick run at once.

@@ -8,6 +8,7 @@ from backoffice.reports.calls import endpoints
 from backoffice.reports.charts import daily
 from backoffice.reports.costs import costs
 from backoffice.reports.period import Period
+from backoffice.reports.purchases import purchases
 from backoffice.reports.usage import (
     by_action_and_mode,
     by_mode,
@@ -36,4 +37,5 @@ def figures(period: Period, user: Any = None) -> dict[str, Any]:
         "endpoints": endpoints(period, user),
         "chart": daily(period, user),
         **costs(period, user),
+        "purchases": purchases(period, user),
     }
