@@ -1,3 +1,12 @@
 """Registers every ModelAdmin with the admin site (Django's autodiscover imports this)."""
 
-from backoffice import accounts, credits, duplicates, invites, jobs, purchases, users  # noqa: F401
+from backoffice import (  # noqa: F401
+    accounts,
+    credits,
+    duplicates,
+    invites,
+    jobs,
+    purchases,
+    tokens,
+    users,
+)

@@ -43,6 +43,12 @@ class GalleryConfig(AppConfig):
     verbose_name = "Gallery"
 
     def ready(self) -> None:
-        from gallery import checks  # noqa: F401  (registers them)
+        from gallery import (
+            checks,  # noqa: F401  (registers them)
+            notify,
+        )
+        from gallery.models.jobs import status_changed
+
+        status_changed.connect(notify.changed, dispatch_uid="gallery.notify")
 
         post_migrate.connect(upsert_schedules, sender=self)

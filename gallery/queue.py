@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django_q.tasks import async_task
+from django_q.models import Schedule
+from django_q.tasks import async_task, schedule
 
 # The queue of each task (settings.TASK_QUEUES); the rest go to "jobs".
 QUEUE_OF = {
@@ -65,6 +66,32 @@ def renditions(job: Any) -> None:
 
 def purge_images(job: Any) -> None:
     _job_task("purge_images", job)
+
+
+def notify(job_id: int, status: str, attempt: int) -> None:
+    """A delivery of a job's change to its API caller's notifyHook (gallery.notify)."""
+    async_task(
+        "gallery.tasks.notify",
+        job_id,
+        status,
+        attempt,
+        task_name=f"notify-{job_id}-{status}-{attempt}",
+        cluster=queue_name("notify"),
+    )
+
+
+def notify_later(job_id: int, status: str, attempt: int, when: Any) -> None:
+    """The same delivery tried again at `when` (a one-off schedule, not a sleeping worker)."""
+    schedule(
+        "gallery.tasks.notify",
+        job_id,
+        status,
+        attempt,
+        name=f"notify-{job_id}-{status}-{attempt}",
+        schedule_type=Schedule.ONCE,
+        next_run=when,
+        cluster=queue_name("notify"),
+    )
 
 
 def poll(provider: str, token: str = "") -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from gallery import dispatch as dispatching
 from gallery import ingest as ingesting
+from gallery import notify as notifying
 from gallery import previews, reconcile, retention, sync
 from gallery import sweep as sweeping
 
@@ -60,6 +61,10 @@ def purge_images(job_id: int) -> None:
 
 def prune() -> None:
     retention.prune()
+
+
+def notify(job_id: int, status: str, attempt: int = 1) -> None:
+    notifying.deliver(job_id, status, attempt)
 
 
 def reconcile_accounts() -> None:

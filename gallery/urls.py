@@ -1,6 +1,6 @@
-from django.urls import URLPattern, path, register_converter
+from django.urls import URLPattern, path, re_path, register_converter
 
-from gallery import hooks, views
+from gallery import api, hooks, views
 from gallery.models import Image
 from mjweb import catalogue
 
@@ -54,6 +54,8 @@ def _press_path(action: catalogue.Action) -> URLPattern:
 
 
 app_name = "gallery"
+_MODE = r"(?:(?P<prefix>mj-fast|mj-relax|mj-turbo)/)?"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("imagine/", views.imagine, name="imagine"),
@@ -75,6 +77,14 @@ urlpatterns = [
         name="download",
     ),
     path("settings/remix-mode/", views.remix_mode, name="remix_mode"),
+    # The JSON API in midjourney-proxy's protocol (gallery.api); the speed mode as a prefix.
+    re_path(rf"^{_MODE}mj/submit/imagine$", api.imagine, name="api_imagine"),
+    re_path(rf"^{_MODE}mj/submit/action$", api.action, name="api_action"),
+    re_path(rf"^{_MODE}mj/submit/modal$", api.modal, name="api_modal"),
+    re_path(rf"^{_MODE}mj/task/(?P<task_id>[^/]+)/fetch$", api.fetch, name="api_fetch"),
+    re_path(rf"^{_MODE}mj/task/list-by-condition$", api.list_by_condition, name="api_list"),
+    path("api/images/<str:token>/", api.image, name="api_image"),
+    path("api/openapi.json", api.openapi, name="api_openapi"),
     path("hooks/cometapi/<str:token>/", hooks.cometapi, name="hook_cometapi"),
     path("hooks/piapi/<str:token>/", hooks.piapi, name="hook_piapi"),
     path(

@@ -53,3 +53,14 @@ class SignupForm(UserCreationForm):
         if User.objects.filter(email__iexact=email).exists():
             raise forms.ValidationError("An account with this email already exists.")
         return email
+
+
+class ApiTokenForm(forms.Form):
+    EXPIRY = [("", "Never"), ("30", "In 30 days"), ("90", "In 90 days"), ("365", "In a year")]
+
+    name = forms.CharField(
+        max_length=80, help_text="What it is for, e.g. “my script” or “the Discord bot”."
+    )
+    expires = forms.TypedChoiceField(
+        choices=EXPIRY, required=False, coerce=int, empty_value=None, label="Expires"
+    )

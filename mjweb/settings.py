@@ -338,6 +338,8 @@ MJWEB_RATES = {
         ("user", _rate("MJWEB_SUBMIT_RATE", "30/m")),
         ("ip", _rate("MJWEB_SUBMIT_RATE_IP", "60/m")),
     ],
+    # Every call of the JSON API, per personal token (jobs it submits count in "submit" too).
+    "api": [("mjweb.tokens.rate_key", _rate("MJWEB_API_RATE", "120/m"))],
 }
 RATELIMIT_IP_META_KEY = "mjweb.throttle.client_ip"
 # Django's own RedisCache increments atomically (INCR), though django-ratelimit lists only
@@ -438,6 +440,10 @@ def _dollars(name: str, default: str) -> Decimal:
 
 
 MJWEB_CREDIT_USD = _dollars("MJWEB_CREDIT_USD", "0.001")
+# The JSON API (gallery.api): how long an imageUrl link works, and how many times a
+# notifyHook delivery is tried.
+MJWEB_API_IMAGE_LINK_SECONDS = env_int("MJWEB_API_IMAGE_LINK_SECONDS", 86400, minimum=60)
+MJ_NOTIFY_ATTEMPTS = env_int("MJ_NOTIFY_ATTEMPTS", 4, minimum=1)
 # Credits bought through Stripe Checkout (billing.payments); hidden unless both are set.
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")

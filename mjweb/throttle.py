@@ -22,7 +22,12 @@ from django_ratelimit.core import get_usage
 log = logging.getLogger(__name__)
 
 # What a spent rate's key counts, in the words of the refusal.
-_WHOSE = {"ip": "from your address", "user": "from your account", "post:email": "for this email"}
+_WHOSE = {
+    "ip": "from your address",
+    "user": "from your account",
+    "post:email": "for this email",
+    "mjweb.tokens.rate_key": "with this token",
+}
 _WHAT = {
     "signup": "sign-ups",
     "login": "login attempts",
@@ -30,6 +35,7 @@ _WHAT = {
     "submit": "jobs submitted",
     "verify": "verification emails",
     "otp": "codes tried",
+    "api": "API calls",
 }
 
 

@@ -11,6 +11,8 @@ urlpatterns = [
     path("accounts/verify/<str:token>/", views.verify_email, name="verify_email"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/tokens/", views.api_tokens, name="api_tokens"),
+    path("accounts/tokens/<int:pk>/revoke/", views.revoke_api_token, name="revoke_api_token"),
     path("accounts/2fa/", twofactor.verify, name="twofactor_verify"),
     path("accounts/2fa/setup/", twofactor.setup, name="twofactor_setup"),
     path(

@@ -10,10 +10,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from mjweb import signups, throttle
-from mjweb.forms import InviteTaken, SignupForm
+from mjweb import signups, throttle, tokens
+from mjweb.forms import ApiTokenForm, InviteTaken, SignupForm
 from mjweb.models import Invite
 
 
@@ -100,3 +101,36 @@ class PasswordResetView(auth_views.PasswordResetView):
         if limit := throttle.limited(request, "password_reset"):
             return throttle.refused(request, limit)
         return super().post(request, *args, **kwargs)
+
+
+# Tokens a user may hold at once (revoked and expired ones do not count).
+MAX_TOKENS = 20
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@never_cache
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    """The user's API tokens: a new one is shown once, here, and never again."""
+    form = ApiTokenForm(request.POST or None)
+    created = ""
+    if request.method == "POST" and form.is_valid():
+        if request.user.api_tokens.usable().count() >= MAX_TOKENS:
+            form.add_error(None, f"You have {MAX_TOKENS} tokens already; revoke one first.")
+        else:
+            _, created = tokens.create(
+                request.user, form.cleaned_data["name"], days=form.cleaned_data["expires"]
+            )
+            form = ApiTokenForm()
+    context = {"form": form, "created": created, "tokens": request.user.api_tokens.all()[:100]}
+    return render(request, "registration/api_tokens.html", context, status=200)
+
+
+@require_POST
+@login_required
+def revoke_api_token(request: HttpRequest, pk: int) -> HttpResponse:
+    token = request.user.api_tokens.filter(pk=pk).first()
+    if token is not None:
+        tokens.revoke(token)
+        messages.success(request, f"“{token.name}” is revoked: calls with it are refused.")
+    return redirect("api_tokens")

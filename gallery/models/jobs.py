@@ -26,6 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.dispatch import Signal
 from django.urls import reverse
 from django.utils import timezone
 
@@ -76,6 +77,10 @@ class JobFailKind(models.TextChoices):
 def preview_path(instance: Job, filename: str) -> str:
     code = instance.code.hex
     return f"previews/{code[:2]}/{code}/{filename}"
+
+
+# Sent by Job.transition after each change of status it made (gallery.notify listens).
+status_changed = Signal()
 
 
 class Job(models.Model):
@@ -148,6 +153,10 @@ class Job(models.Model):
     # (`mj-fast-reroll`) and price in dollars; 0 once the provider reports it failed (the
     # provider refunds a failed task); None where nothing was billed (an import).
     provider_model = models.CharField(max_length=64, blank=True)
+    # Made through our API (gallery.api): the caller's `state`, echoed, and its notifyHook,
+    # called on every change of status (gallery.notify).
+    api_state = models.CharField(max_length=500, blank=True)
+    notify_hook = models.URLField(max_length=1000, blank=True)
     provider_cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     # What the provider offers next: normalized buttons (see providers.base.Button.as_dict).
     buttons = models.JSONField(default=list, blank=True)
@@ -551,6 +560,7 @@ class Job(models.Model):
         self.status = to
         for field, value in changes.items():
             setattr(self, field, value)
+        status_changed.send(sender=Job, job=self)
         return True
 
     def update_if_status(self, **changes: Any) -> bool:

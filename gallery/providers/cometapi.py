@@ -56,7 +56,8 @@ _STATUS = {
     "CANCEL": TaskStatus.FAILED,
 }
 
-_PAN = re.compile(r"^pan_(left|right|up|down)$")
+_PAN_WAYS = ("left", "right", "up", "down")
+_PAN = re.compile(rf"^pan_({'|'.join(_PAN_WAYS)})$")
 
 
 def parse_custom_id(custom_id: str) -> tuple[str, int | None, str] | None:
@@ -90,6 +91,28 @@ def parse_custom_id(custom_id: str) -> tuple[str, int | None, str] | None:
     if pan:
         return ("pan", None, pan.group(1))
     return None
+
+
+# The customId midjourney-proxy gives each button, by (action, variant): the inverse of
+# parse_custom_id, for answering in that protocol ourselves (gallery.api).
+_CUSTOM_IDS = {
+    ("upscale", ""): "MJ::JOB::upsample::{index}::{hash}",
+    ("variation", ""): "MJ::JOB::variation::{index}::{hash}",
+    ("reroll", ""): "MJ::JOB::reroll::0::{hash}::SOLO",
+    ("vary_subtle", ""): "MJ::JOB::low_variation::1::{hash}::SOLO",
+    ("vary_strong", ""): "MJ::JOB::high_variation::1::{hash}::SOLO",
+    ("upscale_subtle", ""): "MJ::JOB::upsample_v6_2x_subtle::1::{hash}::SOLO",
+    ("upscale_creative", ""): "MJ::JOB::upsample_v6_2x_creative::1::{hash}::SOLO",
+    ("zoom_out", "2x"): "MJ::Outpaint::50::1::{hash}::SOLO",
+    ("zoom_out", "1.5x"): "MJ::Outpaint::75::1::{hash}::SOLO",
+    **{("pan", way): f"MJ::JOB::pan_{way}::1::{{hash}}::SOLO" for way in _PAN_WAYS},
+}
+
+
+def custom_id(action: str, index: int | None, variant: str, task_hash: str) -> str | None:
+    """The customId of a button in midjourney-proxy's grammar; None for one it has none for."""
+    pattern = _CUSTOM_IDS.get((action, variant if action in ("zoom_out", "pan") else ""))
+    return pattern.format(index=index or 1, hash=task_hash) if pattern else None
 
 
 def parse_buttons(raw: Any) -> tuple[Button, ...]:
