@@ -25,10 +25,10 @@ import httpx
 from django.conf import settings
 from django.db.transaction import on_commit
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 
 from gallery import downloads
 from gallery.models import Job
+from mjweb import tokens
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,6 @@ TIMEOUT = 10.0
 
 # Tests hand a transport in (httpx.MockTransport); None: the pinned transport.
 TRANSPORT: httpx.BaseTransport | None = None
-
-
-def secret_for(user: Any) -> str:
-    """The key a user's notifyHook deliveries are signed with."""
-    return salted_hmac("mjweb.api.notify", str(user.pk), algorithm="sha256").hexdigest()
 
 
 def sign(secret: str, body: bytes, at: int) -> str:
@@ -92,7 +87,7 @@ def deliver(job_id: int, status: str, attempt: int) -> None:
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "mjweb-notify/1",
-        "X-Mjweb-Signature": sign(secret_for(job.owner), body, int(time.time())),
+        "X-Mjweb-Signature": sign(tokens.notify_secret(job.owner), body, int(time.time())),
     }
     error = _post(job.notify_hook, body, headers)
     if error is None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from mjweb.models import ApiToken
 
@@ -58,6 +59,11 @@ def authenticate(request: HttpRequest) -> ApiToken | None:
         token.last_used_at = now
     request.api_token = token  # type: ignore[attr-defined]
     return token
+
+
+def notify_secret(user: Any) -> str:
+    """The key the API's notifyHook deliveries to this user's hooks are signed with."""
+    return salted_hmac("mjweb.api.notify", str(user.pk), algorithm="sha256").hexdigest()
 
 
 def revoke(token: ApiToken) -> None:

@@ -122,7 +122,12 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
                 request.user, form.cleaned_data["name"], days=form.cleaned_data["expires"]
             )
             form = ApiTokenForm()
-    context = {"form": form, "created": created, "tokens": request.user.api_tokens.all()[:100]}
+    context = {
+        "form": form,
+        "created": created,
+        "tokens": request.user.api_tokens.all()[:100],
+        "notify_secret": tokens.notify_secret(request.user),
+    }
     return render(request, "registration/api_tokens.html", context, status=200)
 
 

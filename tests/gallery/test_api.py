@@ -185,7 +185,7 @@ def test_imagine_reroll_u2_and_a_remix_action_through_the_api(
     headers, body = hooks.received[0]
     stamp, mac = headers["x-mjweb-signature"].split(",")
     raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    secret = notify.secret_for(alice)
+    secret = tokens.notify_secret(alice)
     expected = hmac.new(secret.encode(), stamp[2:].encode() + b"." + raw, hashlib.sha256)
     assert mac == f"v1={expected.hexdigest()}"
 
