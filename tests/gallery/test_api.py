@@ -318,3 +318,73 @@ def test_the_openapi_description_lists_every_route(client: Client) -> None:
         "/mj/task/{id}/fetch",
         "/mj/task/list-by-condition",
     }
+
+
+def through(client: Client) -> httpx.MockTransport:
+    """An httpx transport into this site (the test client), for a client library."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = client.generic(
+            request.method,
+            request.url.raw_path.decode(),
+            request.content,
+            content_type=request.headers.get("content-type", "application/json"),
+            HTTP_AUTHORIZATION=request.headers.get("authorization", ""),
+        )
+        return httpx.Response(
+            answer.status_code,
+            content=answer.content,
+            headers={"content-type": answer.get("Content-Type", "application/json")},
+        )
+
+    return httpx.MockTransport(handler)
+
+
+def test_a_midjourney_proxy_client_reads_our_answers(
+    stack: tuple[SimulatorServer, FakeClock, Hooks], alice: Any, settings: Any
+) -> None:
+    """Our own CometAPI adapter, written from midjourney-proxy's documents, as the client."""
+    from gallery.providers.base import TaskStatus, button_from_dict
+    from gallery.providers.cometapi import CometAPI
+
+    _, clock, _ = stack
+    _, plain = tokens.create(alice, "a client")
+    client = CometAPI(
+        name="mjweb",
+        base_url="http://testserver",
+        api_key=plain,
+        mode_prefixes={"fast": "/mj-fast", "relax": "/mj-relax", "turbo": "/mj-turbo"},
+        transport=through(Client()),
+    )
+    with client:
+        submitted = client.imagine(prompt="a lighthouse in fog", mode="turbo", state="s1")
+        job = Job.objects.get(code=submitted.provider_job_id)
+        assert job.mode == "turbo" and job.api_state == "s1"
+        waiting = client.fetch(submitted.provider_job_id)
+        assert waiting is not None and waiting.status is TaskStatus.PENDING
+        run(submitted.provider_job_id, clock)
+        done = client.fetch(submitted.provider_job_id)
+        assert done is not None and done.status is TaskStatus.SUCCEEDED and done.progress == 100
+        assert done.image_url.startswith("https://studio.example.com/api/images/")
+        assert {(b.action, b.index) for b in done.buttons if b.index} == {
+            (action, n) for action in ("upscale", "variation") for n in (1, 2, 3, 4)
+        }
+        reroll = next(b for b in done.buttons if b.action == "reroll")
+        again = client.action(
+            parent_job_id=submitted.provider_job_id,
+            button=button_from_dict(reroll.as_dict()),
+            mode="turbo",
+            state="s2",
+            remix=False,
+            prompt="",
+        )
+        child = Job.objects.get(code=again.provider_job_id)
+        assert child.parent_id == job.pk and child.action == "reroll"
+        # A failure reads as one, with the provider's words.
+        failing = client.imagine(prompt="a storm [sim:fail]", mode="fast", state="")
+        run(failing.provider_job_id, clock)
+        failed = client.fetch(failing.provider_job_id)
+        assert failed is not None and failed.status is TaskStatus.FAILED
+        assert failed.fail_reason  # the provider's own words, passed on
+        both = client.fetch_many([submitted.provider_job_id, failing.provider_job_id])
+        assert set(both) == {submitted.provider_job_id, failing.provider_job_id}
