@@ -12,7 +12,9 @@ web UIs can use mjweb as their backend with per-user credits.
 Submits answer {code, description, result, properties}: 1 submitted, 22 waiting in line
 (properties.numberOfQueues), 21 waiting for the Remix prompt (continue with /submit/modal),
 3 the parent task is unknown, 4 refused (the reason in `description`; `quota_not_enough`
-first when credits are short), 24 a banned prompt. Task ids are our job codes; imageUrl
+first when credits are short), 23 too many submits. A banned prompt is not refused with 24
+(we have no word list to check before the provider does): the task ends in FAILURE with
+the provider's words, as trueai's proxy does. Task ids are our job codes; imageUrl
 is a signed link to our own copy that expires (MJWEB_API_IMAGE_LINK_SECONDS). Credits,
 quotas, capacity and the audit are the studio's: the same gallery.services calls.
 """
@@ -166,7 +168,7 @@ def imagine(request: HttpRequest, prefix: str = "") -> HttpResponse:
         return _answer(23, limit.message)
     try:
         job = services.submit(
-            owner=request.user, prompt=prompt, mode=MODE_PREFIXES.get(prefix, "fast")
+            owner=request.user, prompt=prompt, mode=MODE_PREFIXES.get(prefix or "", "fast")
         )
     except services.SubmitError as exc:
         return _refused(exc)

@@ -10,11 +10,13 @@ _SUBMIT_ANSWER: dict[str, Any] = {
     "properties": {
         "code": {
             "type": "integer",
-            "enum": [1, 3, 4, 21, 22, 23, 24],
+            "enum": [1, 3, 4, 21, 22, 23],
             "description": "1 submitted; 22 waiting in line (properties.numberOfQueues); 21 "
             "waiting for the Remix prompt (continue with /mj/submit/modal); 3 unknown task; "
             "4 refused (description says why, `quota_not_enough:` first for credits); 23 too "
-            "many submits; 24 banned prompt",
+            "many submits. A banned prompt is not refused here (there is no word list to "
+            "check it against before the provider): the task ends in FAILURE with the "
+            "provider's words, as trueai's proxy does",
         },
         "description": {"type": "string"},
         "result": {"type": ["string", "null"], "description": "The new task's id"},

@@ -1,4 +1,6 @@
-from django.urls import URLPattern, path, re_path, register_converter
+from typing import Any
+
+from django.urls import URLPattern, path, register_converter
 
 from gallery import api, hooks, views
 from gallery.models import Image
@@ -53,8 +55,18 @@ def _press_path(action: catalogue.Action) -> URLPattern:
     return path(route, views.press, {"action": action.name}, name=action.url_name)
 
 
+register_converter(choice_converter(tuple(api.MODE_PREFIXES)), "api_mode")
+
+
+def _api_paths(route: str, view: Any, name: str) -> list[URLPattern]:
+    """An API route as midjourney-proxy serves it: bare, and under a speed-mode prefix."""
+    return [
+        path(route, view, name=name),
+        path(f"<api_mode:prefix>/{route}", view, name=f"{name}_mode"),
+    ]
+
+
 app_name = "gallery"
-_MODE = r"(?:(?P<prefix>mj-fast|mj-relax|mj-turbo)/)?"
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -78,11 +90,11 @@ urlpatterns = [
     ),
     path("settings/remix-mode/", views.remix_mode, name="remix_mode"),
     # The JSON API in midjourney-proxy's protocol (gallery.api); the speed mode as a prefix.
-    re_path(rf"^{_MODE}mj/submit/imagine$", api.imagine, name="api_imagine"),
-    re_path(rf"^{_MODE}mj/submit/action$", api.action, name="api_action"),
-    re_path(rf"^{_MODE}mj/submit/modal$", api.modal, name="api_modal"),
-    re_path(rf"^{_MODE}mj/task/(?P<task_id>[^/]+)/fetch$", api.fetch, name="api_fetch"),
-    re_path(rf"^{_MODE}mj/task/list-by-condition$", api.list_by_condition, name="api_list"),
+    *_api_paths("mj/submit/imagine", api.imagine, "api_imagine"),
+    *_api_paths("mj/submit/action", api.action, "api_action"),
+    *_api_paths("mj/submit/modal", api.modal, "api_modal"),
+    *_api_paths("mj/task/<str:task_id>/fetch", api.fetch, "api_fetch"),
+    *_api_paths("mj/task/list-by-condition", api.list_by_condition, "api_list"),
     path("api/images/<str:token>/", api.image, name="api_image"),
     path("api/openapi.json", api.openapi, name="api_openapi"),
     path("hooks/cometapi/<str:token>/", hooks.cometapi, name="hook_cometapi"),

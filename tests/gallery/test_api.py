@@ -388,3 +388,35 @@ def test_a_midjourney_proxy_client_reads_our_answers(
         assert failed.fail_reason  # the provider's own words, passed on
         both = client.fetch_many([submitted.provider_job_id, failing.provider_job_id])
         assert set(both) == {submitted.provider_job_id, failing.provider_job_id}
+
+
+def test_hostile_bodies_get_clear_answers_never_a_500(alice: Any) -> None:
+    from tests.test_fuzz import POSTS
+
+    _, plain = tokens.create(alice, "fuzz")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {plain}", raise_request_exception=False)
+    paths = [
+        "/mj/submit/imagine",
+        "/mj-turbo/mj/submit/imagine",
+        "/mj/submit/action",
+        "/mj/submit/modal",
+        "/mj/task/list-by-condition",
+    ]
+    broken = []
+    for path in paths:
+        for label, post in POSTS:
+            answer = client.post(path, **post)
+            if answer.status_code >= 500:
+                broken.append(f"{path} {label}: {answer.status_code}")
+        fields = {
+            "taskId": ["x"],
+            "customId": {"a": 1},
+            "prompt": 5,
+            "notifyHook": ["h"],
+            "ids": [[1], None, {}],
+        }
+        answer = client.post(path, json.dumps(fields), content_type="application/json")
+        if answer.status_code >= 500:
+            broken.append(f"{path} odd fields: {answer.status_code}")
+    assert client.get("/mj/task/%00/fetch").status_code < 500
+    assert not broken, broken
