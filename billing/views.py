@@ -71,9 +71,10 @@ def buy(request: HttpRequest) -> HttpResponse:
 def bought(request: HttpRequest) -> HttpResponse:
     """Back from Checkout: the purchase as the webhook has left it (the credits arrive with
     Stripe's confirmation, often before the buyer is back)."""
-    purchase = get_object_or_404(
-        Purchase, user=request.user, session_id=request.GET.get("session") or None
-    )
+    session = request.GET.get("session", "")
+    if not session:
+        raise Http404("No purchase was named.")
+    purchase = get_object_or_404(Purchase, user=request.user, session_id=session)
     return render(request, "billing/bought.html", {"purchase": purchase})
 
 

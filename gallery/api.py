@@ -132,8 +132,11 @@ def _own(request: HttpRequest, task_id: Any) -> Job | None:
     return Job.objects.visible_to(request.user).select_related("parent").filter(code=code).first()
 
 
-def _submitted(request: HttpRequest, job: Job, data: dict[str, Any], hook: str) -> JsonResponse:
-    Job.objects.filter(pk=job.pk).update(api_state=_text(data, "state", 500), notify_hook=hook)
+def _caller(data: dict[str, Any], hook: str) -> dict[str, str]:
+    return {"api_state": _text(data, "state", 500), "notify_hook": hook}
+
+
+def _submitted(job: Job) -> JsonResponse:
     job.refresh_from_db()
     code = str(job.code)
     if job.status == Job.Status.MODAL:
@@ -168,11 +171,14 @@ def imagine(request: HttpRequest, prefix: str = "") -> HttpResponse:
         return _answer(23, limit.message)
     try:
         job = services.submit(
-            owner=request.user, prompt=prompt, mode=MODE_PREFIXES.get(prefix or "", "fast")
+            owner=request.user,
+            prompt=prompt,
+            mode=MODE_PREFIXES.get(prefix or "", "fast"),
+            caller=_caller(data, hook),
         )
     except services.SubmitError as exc:
         return _refused(exc)
-    return _submitted(request, job, data, hook)
+    return _submitted(job)
 
 
 @require_POST
@@ -195,11 +201,16 @@ def action(request: HttpRequest, prefix: str = "") -> HttpResponse:
     act, index, variant = parsed
     try:
         job = services.press(
-            owner=request.user, parent=parent, action=act, index=index, variant=variant
+            owner=request.user,
+            parent=parent,
+            action=act,
+            index=index,
+            variant=variant,
+            caller=_caller(data, hook),
         )
     except services.SubmitError as exc:
         return _refused(exc)
-    return _submitted(request, job, data, hook)
+    return _submitted(job)
 
 
 @require_POST

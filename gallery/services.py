@@ -39,9 +39,11 @@ def submit(
     prompt: str,
     mode: str = Job.Mode.FAST,
     submit_key: uuid.UUID | None = None,
+    caller: dict[str, str] | None = None,
 ) -> Job:
     """A new imagine: limits checked, price held, job created and dispatched, or a
-    SubmitError that says why and leaves nothing behind."""
+    SubmitError that says why and leaves nothing behind. `caller`: an API caller's
+    `api_state` and `notify_hook`, set with the job so no change goes unreported."""
     prompt = " ".join(prompt.split())
     if not prompt:
         raise SubmitError("Type a prompt first.")
@@ -52,7 +54,7 @@ def submit(
     return _create(
         owner=owner,
         submit_key=submit_key,
-        fields={"action": Job.Action.IMAGINE, "prompt": prompt, "mode": mode},
+        fields={"action": Job.Action.IMAGINE, "prompt": prompt, "mode": mode, **(caller or {})},
     )
 
 
@@ -64,8 +66,10 @@ def press(
     index: int | None = None,
     variant: str = "",
     submit_key: uuid.UUID | None = None,
+    caller: dict[str, str] | None = None,
 ) -> Job:
-    """Press one of the provider's buttons on a finished job: a new job, child of `parent`."""
+    """Press one of the provider's buttons on a finished job: a new job, child of `parent`
+    (`caller` as for `submit`)."""
     if parent.owner_id != owner.pk:
         raise SubmitError("This job is not yours.")
     if parent.status != Job.Status.SUCCEEDED:
@@ -88,6 +92,7 @@ def press(
         "root_id": parent.root_id or parent.pk,
         "provider": parent.provider,
         "remix": remix,
+        **(caller or {}),
     }
     if remix and remix_asks_first(
         ProviderAccount.objects.named(parent.provider).connection().adapter
