@@ -26,4 +26,26 @@
   });
   document.addEventListener("DOMContentLoaded", all);
   document.addEventListener("htmx:afterSettle", all);
+
+  // Enter in the prompt generates, Shift+Enter starts a new line; never while an input
+  // method is composing (Chinese, Japanese: Enter there picks the characters).
+  document.addEventListener("keydown", function (event) {
+    var box = event.target;
+    if (event.key !== "Enter" || event.shiftKey || event.altKey || event.ctrlKey ||
+        event.metaKey || event.isComposing || event.keyCode === 229) return;
+    if (!box.matches || !box.matches("#imagine-form textarea[name=prompt]")) return;
+    event.preventDefault();
+    var form = box.form;
+    if (form && form.requestSubmit) form.requestSubmit();
+  });
+
+  // Escape closes a full-size view (a :target lightbox) as its Close link does.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var open = document.querySelector(".lightbox:target .lightbox-close");
+    if (open) {
+      event.preventDefault();
+      open.click();
+    }
+  });
 })();

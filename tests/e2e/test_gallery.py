@@ -113,3 +113,31 @@ def test_gallery_lineage_filters_favorite_and_download(stack: Stack, browser_pag
     expect(page.locator("article.card")).to_have_count(4)  # three teapots, one lighthouse
     page.screenshot(path=str(ARTIFACTS / "gallery.png"), full_page=True)
     assert not [e for e in page.errors if "Content Security Policy" in e], page.errors
+
+
+def test_the_composer_keys_the_import_box_and_escape(stack: Stack, browser_page: Any) -> None:
+    page = browser_page
+    sign_up(page, stack)
+    prompt = page.get_by_label("Prompt", exact=True)
+    prompt.fill("a green teapot")
+    prompt.press("Shift+Enter")  # a new line, not a submit
+    prompt.press_sequentially("on a table")
+    assert prompt.input_value() == "a green teapot\non a table"
+    assert page.locator("article.card").count() == 0
+    prompt.press("Enter")  # generates
+    card = newest_card(page, 1)
+
+    # With the import box open, its button is its own: pressing it imports (here: refuses
+    # a malformed id), and leaves Remix mode as it was.
+    page.locator("details.import summary").click()
+    page.get_by_label("Provider task id").fill("not a task!")
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.locator("#import-form .form-error")).to_be_visible()
+    expect(page.locator("#remix-toggle button")).to_have_text("Remix mode: off")
+
+    wait_for_result(page, card)
+    card.get_by_role("link", name="Open").click()
+    page.locator("a[href^='#view-']").first.click()
+    expect(page.locator(".lightbox:target")).to_have_count(1)
+    page.keyboard.press("Escape")
+    expect(page.locator(".lightbox:target")).to_have_count(0)
