@@ -1,5 +1,5 @@
 """The seeded simulation of a job's whole life (tests/gallery/simulation.py), one test per
-seed. SIM_SEEDS=N runs seeds 0..N-1 (CI: 200); SIM_SEED=K runs seed K alone; SIM_STRICT=1
+seed. SIM_SEEDS=N runs seeds 0..N-1 (CI: 120); SIM_SEED=K runs seed K alone; SIM_STRICT=1
 also fails on `simulation.findings`; `make soak SEEDS=10000` runs many and prints the worst
 case seen. Two more tests hold the harness itself to its word: a seed replays the same run,
 and a task queued by a transaction that rolled back is never delivered."""
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 if os.environ.get("SIM_SEED"):
     SEEDS = [int(os.environ["SIM_SEED"])]
 else:
-    SEEDS = list(range(int(os.environ.get("SIM_SEEDS", "200"))))
+    SEEDS = list(range(int(os.environ.get("SIM_SEEDS", "120"))))
 
 # SIM_STRICT=1: what went wrong without breaking a promise (simulation.findings) fails too.
 STRICT = os.environ.get("SIM_STRICT") == "1"
