@@ -35,7 +35,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from gallery import services
+from gallery import notify, services
 from gallery.models import Image, Job
 from gallery.providers.base import loads
 from gallery.providers.cometapi import custom_id, parse_custom_id
@@ -114,14 +114,7 @@ def _text(data: dict[str, Any], name: str, limit: int) -> str:
 def _hook(data: dict[str, Any]) -> str | None:
     """The caller's notifyHook if it is a plain http(s) URL ("" for none; None: refused)."""
     hook = _text(data, "notifyHook", 1000)
-    if not hook:
-        return ""
-    try:
-        from gallery.notify import acceptable
-
-        return hook if acceptable(hook) else None
-    except ValueError:
-        return None
+    return hook if not hook or notify.acceptable(hook) else None
 
 
 def _own(request: HttpRequest, task_id: Any) -> Job | None:
@@ -132,11 +125,20 @@ def _own(request: HttpRequest, task_id: Any) -> Job | None:
     return Job.objects.visible_to(request.user).select_related("parent").filter(code=code).first()
 
 
-def _caller(data: dict[str, Any], hook: str) -> dict[str, str]:
-    return {"api_state": _text(data, "state", 500), "notify_hook": hook}
-
-
-def _submitted(job: Job) -> JsonResponse:
+def _submit(
+    request: HttpRequest, data: dict[str, Any], make: Callable[[dict[str, str]], Job]
+) -> JsonResponse:
+    """The submit both imagine and action end with: the hook checked, the submit rate
+    counted, the job made by `make(caller)` (gallery.services), and the protocol's answer."""
+    hook = _hook(data)
+    if hook is None:
+        return _answer(4, "notifyHook must be a public http(s) URL.")
+    if limit := throttle.limited(request, "submit"):
+        return _answer(23, limit.message)
+    try:
+        job = make({"api_state": _text(data, "state", 500), "notify_hook": hook})
+    except services.SubmitError as exc:
+        return _refused(exc)
     job.refresh_from_db()
     code = str(job.code)
     if job.status == Job.Status.MODAL:
@@ -164,21 +166,12 @@ def imagine(request: HttpRequest, prefix: str = "") -> HttpResponse:
         return _answer(4, "prompt is required")
     if data.get("base64Array"):
         return _answer(4, "Image prompts (base64Array) are not supported here yet.")
-    hook = _hook(data)
-    if hook is None:
-        return _answer(4, "notifyHook must be a public http(s) URL.")
-    if limit := throttle.limited(request, "submit"):
-        return _answer(23, limit.message)
-    try:
-        job = services.submit(
-            owner=request.user,
-            prompt=prompt,
-            mode=MODE_PREFIXES.get(prefix or "", "fast"),
-            caller=_caller(data, hook),
-        )
-    except services.SubmitError as exc:
-        return _refused(exc)
-    return _submitted(job)
+    mode = MODE_PREFIXES.get(prefix or "", "fast")
+    return _submit(
+        request,
+        data,
+        lambda caller: services.submit(owner=request.user, prompt=prompt, mode=mode, caller=caller),
+    )
 
 
 @require_POST
@@ -193,24 +186,19 @@ def action(request: HttpRequest, prefix: str = "") -> HttpResponse:
     parsed = parse_custom_id(_text(data, "customId", 300))
     if parsed is None:
         return _answer(4, "customId is not one of this task's buttons.")
-    hook = _hook(data)
-    if hook is None:
-        return _answer(4, "notifyHook must be a public http(s) URL.")
-    if limit := throttle.limited(request, "submit"):
-        return _answer(23, limit.message)
     act, index, variant = parsed
-    try:
-        job = services.press(
+    return _submit(
+        request,
+        data,
+        lambda caller: services.press(
             owner=request.user,
             parent=parent,
             action=act,
             index=index,
             variant=variant,
-            caller=_caller(data, hook),
-        )
-    except services.SubmitError as exc:
-        return _refused(exc)
-    return _submitted(job)
+            caller=caller,
+        ),
+    )
 
 
 @require_POST
@@ -238,7 +226,7 @@ def fetch(request: HttpRequest, task_id: str, prefix: str = "") -> HttpResponse:
         return JsonResponse(
             {"code": 4, "description": "task_no_found", "type": "mjweb_error"}, status=400
         )
-    return JsonResponse(task(request, job))
+    return JsonResponse(task(job))
 
 
 @require_POST
@@ -262,7 +250,7 @@ def list_by_condition(request: HttpRequest, prefix: str = "") -> HttpResponse:
         .select_related("parent")
         .prefetch_related("images")
     )
-    return JsonResponse([task(request, job) for job in jobs], safe=False)
+    return JsonResponse([task(job) for job in jobs], safe=False)
 
 
 # --- the task object -----------------------------------------------------------------------
@@ -318,7 +306,7 @@ def buttons(job: Job) -> list[dict[str, Any]]:
     return found
 
 
-def task(request: HttpRequest | None, job: Job) -> dict[str, Any]:
+def task(job: Job) -> dict[str, Any]:
     """A job as midjourney-proxy's task object (fetch, list-by-condition, notifyHook)."""
     picture = _picture(job) if job.status == Job.Status.SUCCEEDED else None
     failure = ""

@@ -425,6 +425,24 @@ def check_url(
     return Target(parsed.scheme, name, port)
 
 
+def pinned_transport(
+    target: Target,
+    allowed_hosts: Iterable[str],
+    *,
+    deadline: float,
+    resolver: Resolver | None = None,
+    private_hosts: Iterable[str] | None = None,
+) -> PinnedTransport:
+    """A transport that may reach only `target`'s checked addresses until `deadline`. A host
+    that resolves where it may not is refused here, before any connection (ImageFetchError);
+    PinnedBackend checks again when it connects."""
+    policy = Policy.build(
+        allowed_hosts, deadline=deadline, resolver=resolver, private_hosts=private_hosts
+    )
+    policy.addresses(target.host, target.port)
+    return PinnedTransport(policy)
+
+
 def sniff_format(head: bytes) -> str | None:
     """The format the first bytes announce (not what the Content-Type claims)."""
     if head.startswith(_PNG_MAGIC):
@@ -458,12 +476,9 @@ def download(
     allowed = list(allowed_hosts)
     target = check_url(url, allowed, private_hosts)
     if transport is None:
-        policy = Policy.build(
-            allowed, deadline=deadline, resolver=resolver, private_hosts=private_hosts
+        transport = pinned_transport(
+            target, allowed, deadline=deadline, resolver=resolver, private_hosts=private_hosts
         )
-        # Refused here before any connection; PinnedBackend checks again when it connects.
-        policy.addresses(target.host, target.port)
-        transport = PinnedTransport(policy)
     chunks: list[bytes] = []
     received = 0
     try:

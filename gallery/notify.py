@@ -82,7 +82,7 @@ def deliver(job_id: int, status: str, attempt: int) -> None:
     if job is None or not job.notify_hook:
         return
     # The task as it is now: a delivery that comes after a later change says the latest.
-    payload = api.task(None, job)
+    payload = api.task(job)
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
@@ -102,20 +102,17 @@ def deliver(job_id: int, status: str, attempt: int) -> None:
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> str | None:
     """None when the hook answered 2xx; else what went wrong ("refused: ..." is final)."""
+    transport = TRANSPORT
     try:
-        target = downloads.check_url(url, [httpx.URL(url).host], private_hosts=())
+        host = [httpx.URL(url).host]
+        target = downloads.check_url(url, host, private_hosts=())
+        if transport is None:
+            deadline = time.monotonic() + TIMEOUT
+            transport = downloads.pinned_transport(
+                target, host, deadline=deadline, private_hosts=()
+            )
     except downloads.ImageFetchError as exc:
         return f"refused: {exc}"
-    transport = TRANSPORT
-    if transport is None:
-        policy = downloads.Policy.build(
-            [target.host], deadline=time.monotonic() + TIMEOUT, private_hosts=()
-        )
-        try:
-            policy.addresses(target.host, target.port)
-        except downloads.ImageFetchError as exc:
-            return f"refused: {exc}"
-        transport = downloads.PinnedTransport(policy)
     try:
         with httpx.Client(
             transport=transport, follow_redirects=False, trust_env=False, timeout=TIMEOUT
