@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 
 from billing import ledger
-from billing.models import CreditPack, Purchase, PurchaseStatus, money
+from billing.models import CreditPack, EntryKind, Purchase, PurchaseStatus, money
 from mjweb import audit
 from mjweb.models import AuditEntry
 
@@ -180,12 +180,9 @@ def _paid(session: dict[str, Any]) -> Outcome:
             locked.credits,
             key=locked.grant_key,
             memo=f"Bought {locked.credits:,} credits for {locked.price}",
-            kind="purchase",
+            kind=EntryKind.PURCHASE,
         )
-        if locked.status == PurchaseStatus.PENDING or locked.status in (
-            PurchaseStatus.EXPIRED,
-            PurchaseStatus.FAILED,
-        ):
+        if locked.status in (PurchaseStatus.PENDING, PurchaseStatus.EXPIRED, PurchaseStatus.FAILED):
             locked.status = PurchaseStatus.PAID
             locked.paid_at = locked.paid_at or entry.created_at
         locked.session_id = locked.session_id or str(session.get("id") or "") or None
@@ -221,9 +218,8 @@ def _refunded(charge: dict[str, Any]) -> Outcome:
         locked = Purchase.objects.select_for_update().get(pk=purchase.pk)
         if refunded <= locked.amount_refunded:
             return Outcome(200, "ignored: no new refund")
-        share = min(refunded, locked.amount) / locked.amount
-        due = round(locked.credits * share) - locked.credits_taken_back
         locked.amount_refunded = refunded
+        due = _refunded_credits(locked) - locked.credits_taken_back
         locked.status = (
             PurchaseStatus.REFUNDED if refunded >= locked.amount else PurchaseStatus.PARTLY_REFUNDED
         )
@@ -231,7 +227,7 @@ def _refunded(charge: dict[str, Any]) -> Outcome:
             locked,
             due,
             key=f"purchase:{locked.pk}:refund:{refunded}",
-            why=f"Refund of {_money(refunded, locked)} of {locked.price}",
+            why=f"Refund of {money(refunded, locked.currency)} of {locked.price}",
         )
         locked.credits_taken_back += taken
         locked.save(update_fields=["amount_refunded", "status", "credits_taken_back"])
@@ -273,7 +269,7 @@ def _dispute_closed(dispute: dict[str, Any]) -> Outcome:
             return Outcome(200, "ignored: not disputed")
         back = locked.credits_taken_back - _refunded_credits(locked)
         locked.status = (
-            PurchaseStatus.PAID if not locked.amount_refunded else (PurchaseStatus.PARTLY_REFUNDED)
+            PurchaseStatus.PARTLY_REFUNDED if locked.amount_refunded else PurchaseStatus.PAID
         )
         if back > 0:
             entry = ledger.grant(
@@ -281,7 +277,7 @@ def _dispute_closed(dispute: dict[str, Any]) -> Outcome:
                 back,
                 key=f"purchase:{locked.pk}:dispute-won:{dispute_id}",
                 memo=f"Dispute won: the credits of {locked.price} are yours again",
-                kind="purchase",
+                kind=EntryKind.PURCHASE,
             )
             _audit(locked, entry.amount, f"Dispute {dispute_id} won: credits given back.")
             locked.credits_taken_back -= back
@@ -290,6 +286,7 @@ def _dispute_closed(dispute: dict[str, Any]) -> Outcome:
 
 
 def _refunded_credits(purchase: Purchase) -> int:
+    """The credits its refunds so far stand for (their share of what was paid)."""
     return round(
         purchase.credits * min(purchase.amount_refunded, purchase.amount) / purchase.amount
     )
@@ -317,10 +314,6 @@ def _audit(purchase: Purchase, credits: int, reason: str) -> None:
         after={"credits": credits, "status": purchase.status},
         reason=reason,
     )
-
-
-def _money(amount: int, purchase: Purchase) -> str:
-    return money(amount, purchase.currency)
 
 
 HANDLERS = {
