@@ -42,10 +42,11 @@ def dispatch(job_id: int) -> None:
         return  # already dispatched, leased by another run, ended, not due, or no free slot
     job = Job.objects.select_related("parent").get(pk=job_id)
     now = timezone.now()
+    # One read of its account serves the check here and the bill below.
+    account = ProviderAccount.objects.named(job.provider)
     # Its account was switched off while it waited: an imagine goes elsewhere.
-    switched_off = not ProviderAccount.objects.named(job.provider).enabled
     why = f"Account {job.provider} was disabled while this job waited."
-    if switched_off and job.submit_sent_at is None and _moved(job, why):
+    if not account.enabled and job.submit_sent_at is None and _moved(job, why):
         return
     if job.submit_sent_at is not None:
         looked = _look_for_task(job)
@@ -83,7 +84,7 @@ def dispatch(job_id: int) -> None:
         moved = job.transition(
             status,
             provider_job_id=submission.provider_job_id,
-            **_billed(job),
+            **account.charge_for(job.action, job.mode),
             final_prompt=submission.final_prompt or job.final_prompt,
             submitted_at=now,
             deadline_at=job.deadline_from(now),
