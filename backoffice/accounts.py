@@ -123,19 +123,17 @@ class ProviderAccountAdmin(AuditedAdmin):
     actions = ["enable_accounts", "disable_accounts", "reconcile_now"]
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[Any]:
-        connection = ["protocol", "base_url", "api_key"]
-        if obj is not None:
-            connection.append("key_hint")
-        console = ["console_token", "clear_console_token"] if obj is not None else ["console_token"]
-        if obj is not None:
-            console.append("console_hint")
-        if obj is not None and obj.from_environment:
-            connection = ["environment_note", "protocol", "base_url", "key_hint"]
-        state = ["enabled", "disabled_reason", "disabled_at"] if obj is not None else ["enabled"]
-        balance = ["low_balance_below"]
-        if obj is not None:
-            balance = ["balance", "balance_checked_at", "low_balance_below", "reconciled_at"]
-            balance.append("reconcile_error")
+        if obj is None:  # a new account: nothing stored yet to show
+            connection = ["protocol", "base_url", "api_key"]
+            state = ["enabled"]
+            bill = ["console_token", "low_balance_below"]
+        else:
+            connection = ["protocol", "base_url", "api_key", "key_hint"]
+            if obj.from_environment:
+                connection = ["environment_note", "protocol", "base_url", "key_hint"]
+            state = ["enabled", "disabled_reason", "disabled_at"]
+            bill = ["console_token", "clear_console_token", "console_hint", "balance"]
+            bill += ["balance_checked_at", "low_balance_below", "reconciled_at", "reconcile_error"]
         return [
             (None, {"fields": ["name", "label"]}),
             ("How it is reached", {"fields": connection}),
@@ -144,7 +142,7 @@ class ProviderAccountAdmin(AuditedAdmin):
                 {"fields": ["modes", "running", "queued", "weight", "private_network"]},
             ),
             ("State", {"fields": state}),
-            ("Bill and balance", {"fields": [*console, *balance]}),
+            ("Bill and balance", {"fields": bill}),
         ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:

@@ -11,37 +11,23 @@ def environment_accounts(apps, schema_editor):  # type: ignore[no-untyped-def]
     (an install that changed MJ_PROVIDER): each reached through the environment, as before."""
     from django.conf import settings
 
-    from gallery.models.accounts import default_cost, default_model_id, environment_protocol
-    from gallery.providers import PROVIDERS
-    from mjweb import catalogue
+    from gallery.models.accounts import environment_label, environment_protocol, seed_costs
 
     account_model = apps.get_model("gallery", "ProviderAccount")
     cost_model = apps.get_model("gallery", "ProviderCost")
     job_model = apps.get_model("gallery", "Job")
     names = {settings.MJ_PROVIDER, *job_model.objects.values_list("provider", flat=True).distinct()}
     for name in sorted(names):
-        entry = PROVIDERS.get(name)
         account, created = account_model.objects.get_or_create(
             name=name,
             defaults={
                 "from_environment": True,
                 "protocol": environment_protocol(name),
-                "label": f"{entry.label} (environment)" if entry else name,
+                "label": environment_label(name),
             },
         )
-        if not created:
-            continue
-        for action in catalogue.PRICED_ACTIONS:
-            for mode in catalogue.MODE_NAMES:
-                price = default_cost(action, mode)
-                if price is not None:
-                    cost_model.objects.create(
-                        account=account,
-                        action=action,
-                        mode=mode,
-                        model_id=default_model_id(action, mode),
-                        price=price,
-                    )
+        if created:
+            seed_costs(account, cost_model)
 
 
 class Migration(migrations.Migration):

@@ -53,6 +53,25 @@ def default_cost(action: str, mode: str) -> Decimal | None:
     return None if credits is None else Decimal(credits) / 1000
 
 
+def seed_costs(account: Any, model: Any) -> int:
+    """Give `account` the default cost of every priced (action, mode) it has none for, in
+    `model` (ProviderCost, or its historical model in a migration); returns how many."""
+    made = 0
+    for action in catalogue.PRICED_ACTIONS:
+        for mode in catalogue.MODE_NAMES:
+            price = default_cost(action, mode)
+            if price is None:
+                continue
+            _, created = model.objects.get_or_create(
+                account=account,
+                action=action,
+                mode=mode,
+                defaults={"model_id": default_model_id(action, mode), "price": price},
+            )
+            made += created
+    return made
+
+
 @dataclass(frozen=True)
 class Connection:
     """How one account is reached and what it holds at once."""
@@ -113,9 +132,7 @@ class ProviderAccountQuerySet(models.QuerySet["ProviderAccount"]):
             defaults={
                 "from_environment": True,
                 "protocol": environment_protocol(settings.MJ_PROVIDER),
-                "label": f"{PROVIDERS[settings.MJ_PROVIDER].label} (environment)"
-                if settings.MJ_PROVIDER in PROVIDERS
-                else settings.MJ_PROVIDER,
+                "label": environment_label(settings.MJ_PROVIDER),
             },
         )
         return account
@@ -128,6 +145,11 @@ class ProviderAccountQuerySet(models.QuerySet["ProviderAccount"]):
         if found is None:
             raise ProviderAccount.DoesNotExist(f"There is no provider account named {name!r}.")
         return found
+
+
+def environment_label(name: str) -> str:
+    entry = PROVIDERS.get(name)
+    return f"{entry.label} (environment)" if entry else name
 
 
 def environment_protocol(name: str) -> str:
@@ -241,20 +263,7 @@ class ProviderAccount(models.Model):
 
     def seed_costs(self) -> int:
         """The default provider cost of every priced (action, mode) it has none for."""
-        made = 0
-        for action in catalogue.PRICED_ACTIONS:
-            for mode in catalogue.MODE_NAMES:
-                price = default_cost(action, mode)
-                if price is None:
-                    continue
-                _, created = ProviderCost.objects.get_or_create(
-                    account=self,
-                    action=action,
-                    mode=mode,
-                    defaults={"model_id": default_model_id(action, mode), "price": price},
-                )
-                made += created
-        return made
+        return seed_costs(self, ProviderCost)
 
     def charge_for(self, action: str, mode: str) -> dict[str, Any]:
         """The Job fields a submit this account took sets: the provider's model id and what
