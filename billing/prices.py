@@ -21,9 +21,13 @@ def default_prices() -> dict[tuple[str, str], int]:
 
 
 def seed_defaults(model: Any = Price) -> int:
-    """Create the default price of every (action, mode) that has none; returns how many."""
+    """Create the default price of every (action, mode) that has none; returns how many.
+    Only actions `model` knows (a migration's historical model knows those of its time)."""
     created = 0
+    known = {value for value, _ in model._meta.get_field("action").choices}
     for (action, mode), credits in default_prices().items():
+        if action not in known:
+            continue
         _, made = model.objects.get_or_create(
             action=action, mode=mode, defaults={"credits": credits}
         )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 GRID = "grid"
 SINGLE = "single"
+# Describe: four prompts written from a picture, which the job shows beside them.
+PROMPTS = "prompts"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ class Action:
     result: str = GRID
     # The default price: times the mode's generation price; None: free (an import).
     price_factor: float | None = 1.0
+    # What the user gives before the press is sent: "region" (a mask and a prompt, drawn on
+    # the job's page), "zoom" (a factor and a prompt); "" for a plain press.
+    asks: str = ""
+    # Made from the user's own pictures rather than from a job: how many it takes.
+    inputs: tuple[int, int] = (0, 0)
 
     @property
     def is_button(self) -> bool:
@@ -172,6 +179,31 @@ ACTIONS: tuple[Action, ...] = (
         result=SINGLE,
         price_factor=2.0,
     ),
+    Action(
+        "vary_region",
+        "Vary (Region)",
+        title="Repaint a region you mark",
+        group="vary",
+        asks="region",
+    ),
+    Action(
+        "custom_zoom",
+        "Custom Zoom",
+        "Custom Zoom {variant}x",
+        title="Zoom out by a factor you choose, with a new prompt",
+        group="zoom",
+        glyphs={"": "🔍"},
+        asks="zoom",
+    ),
+    Action("blend", "Blend", title="Blend 2 to 5 of your pictures", inputs=(2, 5)),
+    Action(
+        "describe",
+        "Describe",
+        title="Four prompts written from your picture",
+        result=PROMPTS,
+        price_factor=0.5,
+        inputs=(1, 1),
+    ),
     Action("import", "Import", price_factor=None),
 )
 BY_NAME: dict[str, Action] = {action.name: action for action in ACTIONS}
@@ -180,8 +212,27 @@ PRICED_ACTIONS: tuple[str, ...] = tuple(a.name for a in ACTIONS if a.price_facto
 REMIX_ACTIONS: frozenset[str] = frozenset(a.name for a in ACTIONS if a.remix)
 # Offered on a finished upscale (one picture) rather than on a grid.
 AFTER_UPSCALE: frozenset[str] = frozenset(
-    ("vary_subtle", "vary_strong", "zoom_out", "pan", "upscale_subtle", "upscale_creative")
+    (
+        "vary_subtle",
+        "vary_strong",
+        "vary_region",
+        "zoom_out",
+        "custom_zoom",
+        "pan",
+        "upscale_subtle",
+        "upscale_creative",
+    )
 )
+# Asked for something before the press is sent (`Action.asks`): never a one-click button.
+ASKING_ACTIONS: frozenset[str] = frozenset(a.name for a in ACTIONS if a.asks)
+# Blend 2-5 dimensions, as Midjourney's /blend offers them: (our word, its shape).
+BLEND_DIMENSIONS: tuple[tuple[str, str], ...] = (
+    ("square", "1:1"),
+    ("portrait", "2:3"),
+    ("landscape", "3:2"),
+)
+# Custom Zoom's factor, as Midjourney takes it in `--zoom`.
+ZOOM_RANGE: tuple[float, float] = (1.0, 2.0)
 
 
 def action(name: str) -> Action:

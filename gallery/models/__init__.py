@@ -21,6 +21,7 @@ from gallery.models.jobs import (
     JobStatus,
 )
 from gallery.models.queries import JobQuerySet, lineage_size, newer_than, older_than
+from gallery.models.references import JobInput, Reference, reference_path
 from gallery.models.records import PollLease, ProviderCall, SuspectedDuplicate, WebhookEvent
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "JobAction",
     "JobCharge",
     "JobFailKind",
+    "JobInput",
     "JobMode",
     "JobQuerySet",
     "JobStatus",
@@ -41,10 +43,12 @@ __all__ = [
     "ProviderCall",
     "ProviderCost",
     "ProviderTask",
+    "Reference",
     "SuspectedDuplicate",
     "WebhookEvent",
     "image_path",
     "lineage_size",
     "newer_than",
     "older_than",
+    "reference_path",
 ]

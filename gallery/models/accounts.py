@@ -57,7 +57,11 @@ def seed_costs(account: Any, model: Any) -> int:
     """Give `account` the default cost of every priced (action, mode) it has none for, in
     `model` (ProviderCost, or its historical model in a migration); returns how many."""
     made = 0
+    # Only the actions `model` knows: a migration's historical model knows those of its time.
+    known = {value for value, _ in model._meta.get_field("action").choices}
     for action in catalogue.PRICED_ACTIONS:
+        if action not in known:
+            continue
         for mode in catalogue.MODE_NAMES:
             price = default_cost(action, mode)
             if price is None:

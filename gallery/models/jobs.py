@@ -74,6 +74,11 @@ class JobFailKind(models.TextChoices):
     IMAGE_UNAVAILABLE = "image_unavailable", "Image unavailable"
 
 
+def mask_path(instance: Job, filename: str) -> str:
+    code = instance.code.hex
+    return f"jobs/{code[:2]}/{code}/mask.png"
+
+
 def preview_path(instance: Job, filename: str) -> str:
     code = instance.code.hex
     return f"previews/{code[:2]}/{code}/{filename}"
@@ -216,6 +221,12 @@ class Job(models.Model):
     # When we sent the remix prompt: a gateway may go on reporting MODAL for a cycle after it.
     modal_answered_at = models.DateTimeField(null=True, blank=True)
 
+    # Vary (Region): the region to repaint, as the user drew it on the parent's picture (a
+    # PNG of its size, white = repaint, black = keep), sent with the prompt.
+    mask = models.FileField(upload_to=mask_path, max_length=300, blank=True)
+    # Describe: the four prompts the provider wrote from the picture.
+    described = models.JSONField(default=list, blank=True)
+
     # Credits held at submit (the price then) and charged on success; see billing.ledger.
     cost = models.PositiveIntegerField(default=0)
     # Where this job's credits stand; written by billing.ledger with its ledger entries.
@@ -226,6 +237,10 @@ class Job(models.Model):
     # The user's own marks: a heart, and a soft delete (hidden at once; files removed later).
     favorite = models.BooleanField(default=False)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # A public link to this job's picture and prompt (`share`), off until the owner makes
+    # one; a new link replaces the old, and stopping sharing ends it.
+    share_code = models.UUIDField(null=True, blank=True, unique=True, default=None)
+    shared_at = models.DateTimeField(null=True, blank=True)
 
     objects = JobQuerySet.as_manager()
 
