@@ -6,7 +6,7 @@ web UIs can use mjweb as their backend with per-user credits.
   (MJWEB_RATES["api"]) and, for submits, like the studio's submits.
 - `POST [/mj-fast|/mj-relax|/mj-turbo]/mj/submit/imagine` {prompt, state?, notifyHook?}
 - `POST /mj/submit/action` {taskId, customId, state?, notifyHook?} with a customId from
-  the task's `buttons` (a follow-up keeps its parent's speed mode);
+  the task's `buttons` (under a speed prefix in that speed, else in its parent's);
 - `POST /mj/submit/modal` {taskId, prompt} for a task waiting in MODAL (Remix);
 - `GET /mj/task/{id}/fetch`, `POST /mj/task/list-by-condition` {ids}.
 Submits answer {code, description, result, properties}: 1 submitted, 22 waiting in line
@@ -196,6 +196,7 @@ def action(request: HttpRequest, prefix: str = "") -> HttpResponse:
             action=act,
             index=index,
             variant=variant,
+            mode=MODE_PREFIXES.get(prefix or ""),
             caller=caller,
         ),
     )

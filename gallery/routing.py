@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 
 from django.core.mail import mail_admins
+from django.utils.translation import gettext as _
 
 from gallery.models import Job, ProviderAccount
 from gallery.providers import ProviderError
@@ -63,13 +64,21 @@ def account_for_new_job(mode: str, *, besides: str = "") -> ProviderAccount:
     )
 
 
-def account_for_follow_up(parent: Job) -> ProviderAccount:
-    """The parent's account, which alone knows the parent's task; refused if it is disabled."""
+def account_for_follow_up(parent: Job, mode: str | None = None) -> ProviderAccount:
+    """The parent's account, which alone knows the parent's task; refused if it is disabled
+    or does not take `mode` (the parent's own mode when None)."""
     account = ProviderAccount.objects.named(parent.provider)
     if not account.enabled:
         raise NoAccount(
-            "The provider account that made this picture is switched off, so its buttons "
-            "cannot be pressed until the operators switch it on again."
+            _(
+                "The provider account that made this picture is switched off, so its buttons "
+                "cannot be pressed until the operators switch it on again."
+            )
+        )
+    if mode is not None and mode != parent.mode and not account.offers(mode):
+        raise NoAccount(
+            _("The provider account that made this picture does not take %(mode)s jobs.")
+            % {"mode": mode}
         )
     return account
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from billing import ledger, prices
 from gallery import dispatch, lifecycle, limits, queue, routing, upstream
@@ -65,19 +66,23 @@ def press(
     action: str,
     index: int | None = None,
     variant: str = "",
+    mode: str | None = None,
     submit_key: uuid.UUID | None = None,
     caller: dict[str, str] | None = None,
 ) -> Job:
     """Press one of the provider's buttons on a finished job: a new job, child of `parent`
-    (`caller` as for `submit`)."""
+    (`caller` as for `submit`), in speed `mode` (the parent's when None): a relax grid may be
+    upscaled in fast."""
     if parent.owner_id != owner.pk:
         raise SubmitError("This job is not yours.")
     if parent.status != Job.Status.SUCCEEDED:
         raise SubmitError("Buttons work once the job has finished.")
     if parent.button(action, index, variant) is None:
         raise SubmitError("The provider did not offer this button on this job.")
+    if mode is not None and mode not in Job.Mode.values:
+        raise SubmitError(_("Choose fast, relax or turbo."))
     try:
-        routing.account_for_follow_up(parent)
+        routing.account_for_follow_up(parent, mode)
     except routing.NoAccount as exc:
         raise SubmitError(str(exc)) from None
     remix = bool(getattr(owner, "remix_mode", False)) and action in catalogue.REMIX_ACTIONS
@@ -87,7 +92,7 @@ def press(
         "index": index,
         "variant": variant,
         "prompt": prompt,
-        "mode": parent.mode,
+        "mode": mode or parent.mode,
         "parent": parent,
         "root_id": parent.root_id or parent.pk,
         "provider": parent.provider,

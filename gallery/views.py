@@ -350,6 +350,7 @@ def press(
             action=action,
             index=index,
             variant=variant,
+            mode=request.POST.get("mode") or None,
             submit_key=_submit_key(request),
         )
     except services.SubmitError as exc:

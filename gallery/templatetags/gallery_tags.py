@@ -7,7 +7,7 @@ from typing import Any
 from django import template
 from django.urls import reverse
 
-from billing import prices
+from billing import prices, quotas
 from gallery import push
 from gallery.models import Image, Job
 from mjweb import catalogue
@@ -23,6 +23,9 @@ class OfferedButton:
     group: str
     # Credits one press costs (None: no price set, the press would be refused).
     price: int | None = None
+    # What it costs in each speed mode the user may press it in, "mode:credits" words for
+    # the page's script, which shows the price of the speed chosen on the card.
+    prices: str = ""
 
     @property
     def name(self) -> str:
@@ -76,13 +79,37 @@ def offered_buttons(context: template.Context, job: Job) -> list[OfferedButton]:
     if job.status != Job.Status.SUCCEEDED:
         return []
     table = price_table(context)
+    modes = press_modes(context, job)
     offered = []
     for button in job.buttons:
         route = _route(job, button)
         if route is not None:
             price = table.get((button["action"], job.mode))
-            offered.append(OfferedButton(*route, price=price))
+            each = " ".join(
+                f"{mode}:{_credits(table.get((button['action'], mode)))}" for mode, _ in modes
+            )
+            offered.append(OfferedButton(*route, price=price, prices=each))
     return offered
+
+
+def _credits(price: int | None) -> str:
+    return "" if price is None else str(price)
+
+
+@register.simple_tag(takes_context=True)
+def press_modes(context: template.Context, job: Job) -> list[tuple[str, str]]:
+    """The speeds a press on `job` may be sent in: the user's allowed modes, the job's own
+    first (a relax grid may be upscaled in fast)."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    allowed = getattr(request, "_mjweb_modes", None)
+    if allowed is None:
+        allowed = quotas.allowed_modes(user) if user is not None and user.is_authenticated else []
+        if request is not None:
+            request._mjweb_modes = allowed  # type: ignore[attr-defined]
+    labels = dict(Job.Mode.choices)
+    ordered = [job.mode, *(mode for mode in allowed if mode != job.mode)]
+    return [(mode, str(labels[mode])) for mode in ordered if mode in labels]
 
 
 @register.simple_tag(takes_context=True)

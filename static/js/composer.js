@@ -48,4 +48,20 @@
       open.click();
     }
   });
+
+  // The speed chosen on a card's buttons: each button shows what a press costs in it
+  // (its `data-prices`, "mode:credits" words; an empty price: none is set).
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (!select.matches || !select.matches(".actions .press-mode select")) return;
+    select.form.querySelectorAll("button[data-prices]").forEach(function (button) {
+      var credits = null;
+      button.getAttribute("data-prices").split(" ").forEach(function (word) {
+        var parts = word.split(":");
+        if (parts[0] === select.value) credits = parts[1];
+      });
+      var price = button.querySelector(".price");
+      if (price && credits !== null) price.textContent = credits === "" ? "–" : credits;
+    });
+  });
 })();

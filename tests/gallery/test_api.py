@@ -420,3 +420,16 @@ def test_hostile_bodies_get_clear_answers_never_a_500(alice: Any) -> None:
             broken.append(f"{path} odd fields: {answer.status_code}")
     assert client.get("/mj/task/%00/fetch").status_code < 500
     assert not broken, broken
+
+
+def test_an_action_under_a_speed_prefix_is_sent_in_that_speed(api: Client, alice: Any) -> None:
+    from tests.gallery.factories import make_finished_job
+
+    parent = make_finished_job(alice, mode=Job.Mode.RELAX)
+    body = {"taskId": str(parent.code), "customId": "MJ::JOB::upsample::1::h"}
+    assert post(api, "/mj-fast/mj/submit/action", body)["code"] == 1
+    assert (
+        post(api, "/mj/submit/action", body | {"customId": "MJ::JOB::upsample::2::h"})["code"] == 1
+    )
+    kids = dict(Job.objects.filter(parent=parent).values_list("index", "mode"))
+    assert kids == {1: "fast", 2: "relax"}

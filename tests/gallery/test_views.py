@@ -11,7 +11,8 @@ from django.test import Client
 from django.urls import reverse
 from django_q.models import OrmQ
 
-from gallery.models import Job
+from billing import prices
+from gallery.models import Job, ProviderAccount
 from tests.gallery.factories import make_finished_job, make_job
 
 pytestmark = pytest.mark.django_db
@@ -313,3 +314,59 @@ def test_the_prompt_box_cuts_nothing_and_carries_its_counter(alice_client: Clien
     assert "maxlength" not in box.group(0)
     assert 'data-limit="2000"' in box.group(0) and 'data-counter="prompt-count"' in box.group(0)
     assert 'id="prompt-count"' in page and "js/composer" in page
+
+
+def test_a_press_may_be_sent_in_another_speed(alice_client: Client, alice: Any) -> None:
+    parent = make_finished_job(alice, mode=Job.Mode.RELAX)
+    alice_client.post(
+        reverse("gallery:upscale", args=[parent.code, 1]),
+        {"submit_key": str(uuid.uuid4()), "mode": "fast"},
+        **HX,
+    )
+    alice_client.post(reverse("gallery:upscale", args=[parent.code, 2]), **HX)
+    kids = dict(Job.objects.filter(parent=parent).values_list("index", "mode"))
+    assert kids == {1: "fast", 2: "relax"}
+    fast = Job.objects.get(parent=parent, index=1)
+    assert fast.cost == prices.price_of("upscale", "fast") != prices.price_of("upscale", "relax")
+
+
+def test_a_press_in_a_speed_the_user_may_not_use_is_refused(
+    alice_client: Client, alice: Any, settings: Any
+) -> None:
+    settings.MJ_ALLOWED_MODES = ["relax"]
+    parent = make_finished_job(alice, mode=Job.Mode.RELAX)
+    response = alice_client.post(
+        reverse("gallery:upscale", args=[parent.code, 1]), {"mode": "turbo"}, **HX
+    )
+    assert "cannot use turbo mode" in response.content.decode()
+    response = alice_client.post(
+        reverse("gallery:upscale", args=[parent.code, 1]), {"mode": "warp"}, **HX
+    )
+    assert "Choose fast, relax or turbo" in response.content.decode()
+    assert not Job.objects.filter(parent=parent).exists()
+
+
+def test_a_press_in_a_speed_its_account_does_not_take_is_refused(
+    alice_client: Client, alice: Any
+) -> None:
+    parent = make_finished_job(alice, mode=Job.Mode.RELAX)
+    ProviderAccount.objects.named(parent.provider)
+    ProviderAccount.objects.filter(name=parent.provider).update(modes=["relax"])
+    response = alice_client.post(
+        reverse("gallery:upscale", args=[parent.code, 1]), {"mode": "fast"}, **HX
+    )
+    assert "does not take fast jobs" in response.content.decode()
+    assert not Job.objects.filter(parent=parent).exists()
+
+
+def test_the_card_offers_the_users_speeds_with_each_buttons_prices(
+    alice_client: Client, alice: Any
+) -> None:
+    parent = make_finished_job(alice, mode=Job.Mode.RELAX)
+    body = alice_client.get(reverse("gallery:card", args=[parent.code]), **HX).content.decode()
+    assert '<select name="mode">' in body
+    assert '<option value="relax" selected>' in body
+    fast, relax = prices.price_of("upscale", "fast"), prices.price_of("upscale", "relax")
+    assert f'data-prices="relax:{relax} fast:{fast}' in body
+    # Each button carries its own key: a second press is a second job, not a replay.
+    assert body.count('name="submit_key"') == len(parent.buttons)
