@@ -27,6 +27,10 @@ def redact(value: Any) -> Any:
     if isinstance(value, list):
         return [redact(item) for item in value]
     if isinstance(value, str):
+        if value.startswith("data:") and len(value) > 200:
+            # A picture sent inline (image prompts, a blend, a mask): its size, not its bytes.
+            kind = value[5:].partition(",")[0][:60]
+            return f"data:{kind},[{len(value)} characters]"
         return _HOOK_TOKEN.sub(rf"\g<1>{REDACTED}", value)
     return value
 

@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from gallery import fitting, lifecycle, queue, routing, sync, upstream
+from gallery import fitting, lifecycle, queue, references, routing, sync, upstream
 from gallery.models import Job, PollLease, ProviderAccount, SuspectedDuplicate
 from gallery.providers import ProviderError
 from gallery.providers.base import Submission, TaskStatus, button_from_dict
@@ -168,8 +168,19 @@ def _give_up(job: Job, exc: ProviderError) -> None:
 def _submit(job: Job) -> Submission | None:
     """The provider's answer to the job's submit; None when its parent's button is gone."""
     with upstream.connect(job.provider, job) as provider:
+        state = str(job.code)
         if job.action == Job.Action.IMAGINE:
-            return provider.imagine(prompt=job.prompt, mode=job.mode, state=str(job.code))
+            pictures = references.inputs(job)
+            extra = {"images": pictures} if pictures else {}
+            return provider.imagine(prompt=job.prompt, mode=job.mode, state=state, **extra)
+        if job.action == Job.Action.BLEND:
+            pictures = references.inputs(job)
+            return provider.blend(
+                images=pictures, dimensions=job.variant or "square", mode=job.mode, state=state
+            )
+        if job.action == Job.Action.DESCRIBE:
+            (picture,) = references.inputs(job)
+            return provider.describe(image=picture, mode=job.mode, state=state)
         parent = job.parent
         button = parent.button(job.action, job.index, job.variant) if parent else None
         if parent is None or button is None or not parent.provider_job_id:

@@ -71,6 +71,7 @@ def snapshot(report: TaskSnapshot) -> tuple[TaskSnapshot, list[str]]:
         fail_reason=text(report.fail_reason, FAIL_REASON_MAX),
         final_prompt=text(report.final_prompt, PROMPT_MAX),
         raw=raw(report.raw),
+        prompts=tuple(text(prompt, PROMPT_MAX) for prompt in report.prompts[:4]),
     )
     return fitted, [image_problem] if image_problem else []
 

@@ -4,9 +4,15 @@ import uuid
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
+from gallery import prompts
 from gallery.models import Job
-from gallery.services import MAX_PROMPT_LENGTH
+from gallery.services import MAX_IMAGE_PROMPTS, MAX_PROMPT_LENGTH
+from mjweb import catalogue
 
 
 class ImportForm(forms.Form):
@@ -16,6 +22,52 @@ class ImportForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "1773314942177684", "autocomplete": "off"}),
         error_messages={"required": "Paste a task id first."},
     )
+
+
+class PicturesInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class PicturesField(forms.FileField):
+    """Up to `most` of the user's pictures (PNG, JPEG or WebP), as a list of uploads; what
+    they hold is checked when they are taken in (gallery.references.take)."""
+
+    widget = PicturesInput
+
+    def __init__(self, *, most: int, fewest: int = 0, **kwargs: Any) -> None:
+        self.most, self.fewest = most, fewest
+        kwargs.setdefault("required", fewest > 0)
+        super().__init__(**kwargs)
+        self.widget.attrs.update(
+            {"accept": "image/png,image/jpeg,image/webp", "multiple": most > 1}
+        )
+
+    @property
+    def limit_mb(self) -> int:
+        """The largest picture taken, in MB (MJWEB_UPLOAD_MAX_BYTES)."""
+        return max(1, settings.MJWEB_UPLOAD_MAX_BYTES // 2**20)
+
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
+        uploads = [item for item in (data if isinstance(data, list | tuple) else [data]) if item]
+        if len(uploads) < self.fewest:
+            raise forms.ValidationError(
+                ngettext(
+                    "Choose at least %(count)d picture.",
+                    "Choose at least %(count)d pictures.",
+                    self.fewest,
+                )
+                % {"count": self.fewest}
+            )
+        if len(uploads) > self.most:
+            raise forms.ValidationError(
+                ngettext(
+                    "Choose at most %(count)d picture.",
+                    "Choose at most %(count)d pictures.",
+                    self.most,
+                )
+                % {"count": self.most}
+            )
+        return [super(PicturesField, self).clean(item, initial) for item in uploads]
 
 
 class ImagineForm(forms.Form):
@@ -28,7 +80,7 @@ class ImagineForm(forms.Form):
                 "autocomplete": "off",
                 "data-limit": str(MAX_PROMPT_LENGTH),
                 "data-counter": "prompt-count",
-                "aria-describedby": "prompt-count",
+                "aria-describedby": "prompt-count prompt-problems",
             }
         ),
         error_messages={
@@ -40,6 +92,8 @@ class ImagineForm(forms.Form):
     mode = forms.ChoiceField(
         choices=Job.Mode.choices, initial=Job.Mode.FAST, widget=forms.RadioSelect
     )
+    # Image prompts: pictures Midjourney takes as references beside the words.
+    images = PicturesField(label=_("Image prompts"), most=MAX_IMAGE_PROMPTS, required=False)
     # A new key for every form shown: a double click or a resent POST makes one job.
     submit_key = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
 
@@ -54,6 +108,55 @@ class ImagineForm(forms.Form):
             field.choices = [(v, label) for v, label in Job.Mode.choices if v in modes]
             if field.initial not in modes and modes:
                 field.initial = modes[0]
+
+    def clean_prompt(self) -> str:
+        prompt: str = self.cleaned_data["prompt"]
+        if problems := prompts.parse(prompt).problems:
+            raise forms.ValidationError(problems)
+        return prompt
+
+    @property
+    def prompt_parameters(self) -> dict[str, Any]:
+        """The parameters' table, for the composer's chips and help (gallery.prompts)."""
+        return prompts.spec()
+
+    @property
+    def parameter_help(self) -> tuple[prompts.Parameter, ...]:
+        return prompts.PARAMETERS
+
+
+class _ModesForm(forms.Form):
+    """A form that makes a job: a speed among the user's modes, and a fresh submit key."""
+
+    mode = forms.ChoiceField(
+        label=_("Speed"), choices=Job.Mode.choices, initial=Job.Mode.FAST, widget=forms.RadioSelect
+    )
+    submit_key = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
+
+    def __init__(self, *args: Any, modes: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if modes is not None:
+            field = self.fields["mode"]
+            field.choices = [(v, label) for v, label in Job.Mode.choices if v in modes]
+            if field.initial not in modes and modes:
+                field.initial = modes[0]
+
+
+class BlendForm(_ModesForm):
+    images = PicturesField(label=_("Pictures to blend"), fewest=2, most=5)
+    dimensions = forms.ChoiceField(
+        label=_("Shape"),
+        choices=[
+            (name, format_lazy("{} ({})", _(label), shape))
+            for name, (label, shape) in catalogue.BLEND_DIMENSIONS.items()
+        ],
+        initial="square",
+        widget=forms.RadioSelect,
+    )
+
+
+class DescribeForm(_ModesForm):
+    images = PicturesField(label=_("Picture to describe"), fewest=1, most=1)
 
 
 class GalleryFilterForm(forms.Form):

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from gallery import downloads, imaging, lifecycle, previews, queue, upstream
+from gallery import downloads, imaging, lifecycle, previews, queue, references, upstream
 from gallery.models import Image, Job
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,11 @@ def ingest(job_id: int) -> None:
         # Stored by an earlier run that did not get to end the job (crash, redelivery).
         _succeed(job)
         return
-    allowed, private = upstream.image_hosts(job.provider)
-    picture, error = _fetch_picture(job.result_url, allowed, private)
+    if job.writes_prompts:
+        picture, error = _own_picture(job)
+    else:
+        allowed, private = upstream.image_hosts(job.provider)
+        picture, error = _fetch_picture(job.result_url, allowed, private)
     if picture is None:
         lifecycle.fail(
             job,
@@ -110,6 +113,20 @@ def _fetch_picture(
                 break
             time.sleep(min(8, 2**attempt))
     return None, error
+
+
+def _own_picture(
+    job: Job,
+) -> tuple[imaging.Picture | None, downloads.ImageFetchError | None]:
+    """The user's own picture a Describe was made from, from our storage: no download."""
+    kept = references.of(job)
+    if not kept:
+        return None, downloads.ImageFetchError("The described picture is gone.", permanent=True)
+    try:
+        with kept[0].file.open("rb") as stored:
+            return imaging.decode(stored.read()), None
+    except (OSError, downloads.ImageFetchError) as exc:
+        return None, downloads.ImageFetchError(f"The described picture: {exc}", permanent=True)
 
 
 def _store_with_retries(job: Job, picture: imaging.Picture) -> tuple[bool, str]:

@@ -16,13 +16,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing import ledger, prices
-from gallery import dispatch, lifecycle, limits, queue, routing, upstream
-from gallery.models import Job, ProviderAccount
+from gallery import dispatch, lifecycle, limits, queue, references, routing, upstream
+from gallery.models import Job, ProviderAccount, Reference
 from gallery.providers import ProviderError, remix_asks_first
 from gallery.providers.base import TaskStatus
 from mjweb import catalogue
 
 MAX_PROMPT_LENGTH = 2000
+# Midjourney takes up to five image prompts with a prompt.
+MAX_IMAGE_PROMPTS = 5
 
 
 class SubmitError(Exception):
@@ -41,10 +43,17 @@ def submit(
     mode: str = Job.Mode.FAST,
     submit_key: uuid.UUID | None = None,
     caller: dict[str, str] | None = None,
+    images: list[Reference] | None = None,
 ) -> Job:
     """A new imagine: limits checked, price held, job created and dispatched, or a
     SubmitError that says why and leaves nothing behind. `caller`: an API caller's
-    `api_state` and `notify_hook`, set with the job so no change goes unreported."""
+    `api_state` and `notify_hook`, set with the job so no change goes unreported; `images`:
+    image prompts, the user's pictures (gallery.references.take)."""
+    images = images or []
+    if len(images) > MAX_IMAGE_PROMPTS:
+        raise SubmitError(
+            _("Up to %(count)s image prompts go with one prompt.") % {"count": MAX_IMAGE_PROMPTS}
+        )
     prompt = " ".join(prompt.split())
     if not prompt:
         raise SubmitError("Type a prompt first.")
@@ -56,7 +65,52 @@ def submit(
         owner=owner,
         submit_key=submit_key,
         fields={"action": Job.Action.IMAGINE, "prompt": prompt, "mode": mode, **(caller or {})},
+        images=images,
     )
+
+
+def blend(
+    *,
+    owner: Any,
+    images: list[Reference],
+    dimensions: str = "square",
+    mode: str = Job.Mode.FAST,
+    submit_key: uuid.UUID | None = None,
+    caller: dict[str, str] | None = None,
+) -> Job:
+    """A grid blending 2-5 of the user's pictures, in a shape of catalogue.BLEND_DIMENSIONS."""
+    fewest, most = catalogue.action(Job.Action.BLEND).inputs
+    if not fewest <= len(images) <= most:
+        raise SubmitError(
+            _("Blend takes %(fewest)s to %(most)s pictures; you gave %(count)s.")
+            % {"fewest": fewest, "most": most, "count": len(images)}
+        )
+    if dimensions not in catalogue.BLEND_DIMENSIONS:
+        raise SubmitError(_("Choose square, portrait or landscape."))
+    _check_mode(mode)
+    fields = {"action": Job.Action.BLEND, "prompt": "", "variant": dimensions, "mode": mode}
+    return _create(
+        owner=owner, submit_key=submit_key, fields={**fields, **(caller or {})}, images=images
+    )
+
+
+def describe(
+    *,
+    owner: Any,
+    image: Reference,
+    mode: str = Job.Mode.FAST,
+    submit_key: uuid.UUID | None = None,
+    caller: dict[str, str] | None = None,
+) -> Job:
+    """Four prompts the provider writes from one of the user's pictures."""
+    _check_mode(mode)
+    fields = {"action": Job.Action.DESCRIBE, "prompt": "", "mode": mode, **(caller or {})}
+    return _create(owner=owner, submit_key=submit_key, fields=fields, images=[image])
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in Job.Mode.values:
+        raise SubmitError(_("Choose fast, relax or turbo."))
 
 
 def press(
@@ -206,9 +260,18 @@ def answer_modal(*, job: Job, prompt: str) -> Job:
     return job
 
 
-def _create(*, owner: Any, submit_key: uuid.UUID | None, fields: dict[str, Any]) -> Job:
-    """Check the limits, price the job, create it, hold its price and enqueue its dispatch:
-    all in one transaction, under the user's account lock, or nothing at all."""
+def _create(
+    *,
+    owner: Any,
+    submit_key: uuid.UUID | None,
+    fields: dict[str, Any],
+    images: list[Reference] | None = None,
+) -> Job:
+    """Check the limits, price the job, create it with the pictures it is made from, hold
+    its price and enqueue its dispatch: all in one transaction, under the user's account
+    lock, or nothing at all."""
+    if any(reference.owner_id != owner.pk for reference in images or ()):
+        raise SubmitError(_("These pictures are not yours."))
     if "provider" not in fields:
         try:
             fields["provider"] = routing.account_for_new_job(fields["mode"]).name
@@ -230,6 +293,8 @@ def _create(*, owner: Any, submit_key: uuid.UUID | None, fields: dict[str, Any])
         job = Job.objects.create(owner=owner, submit_key=submit_key, cost=cost, **fields)
         if job.root_id is None:
             job.make_root()
+        if images:
+            references.attach(job, images)
         try:
             lifecycle.hold(job)
         except ledger.InsufficientCredits as exc:

@@ -25,7 +25,17 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from gallery import dispatch, fitting, ingest, lifecycle, previews, queue, routing, upstream
+from gallery import (
+    dispatch,
+    fitting,
+    ingest,
+    lifecycle,
+    previews,
+    queue,
+    references,
+    routing,
+    upstream,
+)
 from gallery.models import Job, PollLease
 from gallery.providers import ProviderError
 from gallery.providers.base import TaskSnapshot, TaskStatus, classify_failure
@@ -72,6 +82,13 @@ def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
             if previews.wanted(job):
                 queue.preview(job)  # fetched once per step by the worker, never by a page
         return
+    if job.writes_prompts:
+        if not snapshot.prompts:
+            note = "The provider finished Describe without any prompts."
+            lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, note=note)
+            return
+        record_result(job, snapshot)
+        return
     if not snapshot.image_url:
         note = "; ".join(problems) or "Finished without an image."
         lifecycle.fail(job, kind=Job.FailKind.IMAGE_UNAVAILABLE, note=note)
@@ -84,7 +101,7 @@ def _apply_after_failure(job: Job, snapshot: TaskSnapshot) -> None:
     (`Job.accepts_late_success`); once the provider ends it too, we stop asking."""
     if not job.accepts_late_success:
         return
-    if snapshot.status is TaskStatus.SUCCEEDED and snapshot.image_url:
+    if snapshot.status is TaskStatus.SUCCEEDED and (snapshot.image_url or snapshot.prompts):
         record_result(job, snapshot)
     elif snapshot.status is TaskStatus.FAILED:
         # The provider failed it too, and refunds a failed task: it costs us nothing.
@@ -110,7 +127,8 @@ def record_result(job: Job, snapshot: TaskSnapshot) -> bool:
     changes["ingest_due_at"] = timezone.now() + ingest.due_after()
     with transaction.atomic():
         recorded = Job.objects.filter(pk=job.pk, result_url="", **still).update(
-            result_url=snapshot.image_url,
+            result_url=_result_url(job, snapshot),
+            described=list(snapshot.prompts),
             buttons=[button.as_dict() for button in snapshot.buttons],
             final_prompt=snapshot.final_prompt or job.final_prompt or job.prompt,
             provider_payload=snapshot.raw,
@@ -121,6 +139,15 @@ def record_result(job: Job, snapshot: TaskSnapshot) -> bool:
             if not _INGEST_HERE.get():
                 queue.ingest(job)
     return recorded == 1
+
+
+def _result_url(job: Job, snapshot: TaskSnapshot) -> str:
+    """Where the finished job's picture is: the provider's, or for Describe the user's own
+    picture, which the job keeps (a provider need not send it back)."""
+    if job.writes_prompts:
+        kept = references.of(job)
+        return references.link(kept[0]) if kept else snapshot.image_url
+    return snapshot.image_url
 
 
 # Set while the read a webhook asked for runs (`collect`): a result it records is stored by

@@ -15,16 +15,17 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, Stream
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget, trigger_client_event
 
 from billing import quotas
-from gallery import lifecycle, push, services, sync
-from gallery.forms import GalleryFilterForm, ImagineForm, ImportForm
+from gallery import lifecycle, push, references, services, sync
+from gallery.forms import BlendForm, DescribeForm, GalleryFilterForm, ImagineForm, ImportForm
 from gallery.lineage import tree as lineage_tree
-from gallery.models import Image, Job, lineage_size
+from gallery.models import Image, Job, Reference, lineage_size
 from gallery.pagination import CursorPage, paginate
 from mjweb import throttle
 from mjweb.views import own_url
@@ -79,9 +80,12 @@ def _gallery_page(request: HttpRequest, filters: GalleryFilterForm) -> CursorPag
 def _home_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
     filters = GalleryFilterForm(request.GET or None)
     page = _gallery_page(request, filters)
+    modes = quotas.allowed_modes(request.user)
     return {
         "form": _imagine_form(request),
         "import_form": ImportForm(),
+        "blend_form": BlendForm(modes=modes),
+        "describe_form": DescribeForm(modes=modes),
         "filters": filters,
         "page": page,
         "live": any(job.polls for job in page.items),
@@ -100,14 +104,33 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "gallery/home.html", context)
 
 
+def _pictures(request: HttpRequest, uploads: list[Any]) -> list[Reference]:
+    """The user's uploaded pictures, taken in (gallery.references.take), or a SubmitError
+    naming the one refused."""
+    taken = []
+    for upload in uploads:
+        if upload.size > settings.MJWEB_UPLOAD_MAX_BYTES:
+            limit = settings.MJWEB_UPLOAD_MAX_BYTES // 2**20
+            raise services.SubmitError(
+                _("%(name)s is larger than %(limit)s MB.") % {"name": upload.name, "limit": limit}
+            )
+        try:
+            taken.append(references.take(request.user, upload.read(), name=upload.name))
+        except references.Refused as exc:
+            raise services.SubmitError(str(exc)) from None
+    return taken
+
+
 @require_POST
 @login_required
 def imagine(request: HttpRequest) -> HttpResponse:
-    form = _imagine_form(request, request.POST)
+    form = _imagine_form(request, request.POST, files=request.FILES)
     if form.is_valid():
         try:
             _count_submit(request)
-            job = services.submit(owner=request.user, **form.cleaned_data)
+            data = dict(form.cleaned_data)
+            images = _pictures(request, data.pop("images", None) or [])
+            job = services.submit(owner=request.user, images=images, **data)
         except services.SubmitError as exc:
             form.add_error(None, str(exc))
             form.needs_credits = exc.needs_credits
@@ -120,6 +143,58 @@ def imagine(request: HttpRequest) -> HttpResponse:
         return render(request, "gallery/home.html", _home_context(request, form=form), status=422)
     response = render(request, "gallery/_imagine_form.html", {"form": form})
     return reswap(retarget(response, "#imagine-form"), "outerHTML")
+
+
+@require_POST
+@login_required
+def blend(request: HttpRequest) -> HttpResponse:
+    """A grid blending 2-5 of the user's pictures."""
+    return _from_pictures(request, BlendForm, "gallery/_blend_form.html", "blend_form")
+
+
+@require_POST
+@login_required
+def describe(request: HttpRequest) -> HttpResponse:
+    """Four prompts written from one of the user's pictures."""
+    return _from_pictures(request, DescribeForm, "gallery/_describe_form.html", "describe_form")
+
+
+def _from_pictures(
+    request: HttpRequest, form_class: type[Any], template: str, name: str
+) -> HttpResponse:
+    """A job made from the user's pictures (Blend, Describe): made, or the form again with
+    why not, the pictures to choose again (a browser never re-sends a file)."""
+    form = form_class(request.POST, request.FILES, modes=quotas.allowed_modes(request.user))
+    if form.is_valid():
+        try:
+            _count_submit(request)
+            pictures = _pictures(request, form.cleaned_data["images"])
+            common = {
+                "owner": request.user,
+                "mode": form.cleaned_data["mode"],
+                "submit_key": form.cleaned_data["submit_key"],
+            }
+            if form_class is BlendForm:
+                job = services.blend(
+                    images=pictures, dimensions=form.cleaned_data["dimensions"], **common
+                )
+            else:
+                job = services.describe(image=pictures[0], **common)
+        except services.SubmitError as exc:
+            form.add_error(None, str(exc))
+            form.needs_credits = exc.needs_credits
+        else:
+            if not request.htmx:
+                return redirect("gallery:home")
+            fresh = form_class(modes=quotas.allowed_modes(request.user))
+            response = render(request, "gallery/_job_created.html", {"job": job, name: fresh})
+            return _wake_live(_credits_moved(response), job.polls)
+    if not request.htmx:
+        return render(
+            request, "gallery/home.html", _home_context(request, **{name: form}), status=422
+        )
+    response = render(request, template, {name: form})
+    return reswap(retarget(response, f"#{name.replace('_', '-')}"), "outerHTML")
 
 
 @require_POST
@@ -173,6 +248,7 @@ def _job_page(request: HttpRequest, job: Job, *, status: int = 200, **extra: Any
         "nodes": nodes,
         "closing": closing,
         "lineage_count": sum(1 for node in lineage if node.deleted_at is None),
+        "inputs": references.of(job),
         "live": job.polls,
         **extra,
     }
@@ -473,6 +549,29 @@ def download_name(image: Image) -> str:
         image.content_type, "png"
     )
     return f"{words}-{slugify(part)}-{image.job.code.hex[:8]}.{suffix}"
+
+
+@require_GET
+@login_required
+def reference_image(request: HttpRequest, code: uuid.UUID) -> FileResponse:
+    """One of the user's own pictures (an image prompt, a blend's input), to its owner."""
+    reference = get_object_or_404(Reference, owner=request.user, code=code)
+    response = stored_file_response(reference.file.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+@require_GET
+def reference_link(request: HttpRequest, token: str) -> FileResponse:
+    """A picture of the user's behind an expiring signed link, for a provider that fetches
+    the pictures it is sent (PiAPI); no login, the signature is the permission."""
+    reference = references.from_link(token)
+    if reference is None:
+        raise Http404("This link is unknown or has expired.")
+    response = stored_file_response(reference.file.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @require_GET

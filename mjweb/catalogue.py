@@ -225,12 +225,12 @@ AFTER_UPSCALE: frozenset[str] = frozenset(
 )
 # Asked for something before the press is sent (`Action.asks`): never a one-click button.
 ASKING_ACTIONS: frozenset[str] = frozenset(a.name for a in ACTIONS if a.asks)
-# Blend 2-5 dimensions, as Midjourney's /blend offers them: (our word, its shape).
-BLEND_DIMENSIONS: tuple[tuple[str, str], ...] = (
-    ("square", "1:1"),
-    ("portrait", "2:3"),
-    ("landscape", "3:2"),
-)
+# Blend's shapes, as Midjourney's /blend offers them: our word -> (its name, its ratio).
+BLEND_DIMENSIONS: dict[str, tuple[str, str]] = {
+    "square": ("Square", "1:1"),
+    "portrait": ("Portrait", "2:3"),
+    "landscape": ("Landscape", "3:2"),
+}
 # Custom Zoom's factor, as Midjourney takes it in `--zoom`.
 ZOOM_RANGE: tuple[float, float] = (1.0, 2.0)
 

@@ -514,6 +514,10 @@ MJ_INGEST_TIMEOUT = env_float("MJ_INGEST_TIMEOUT", 60.0, minimum=1.0)
 # The largest picture Midjourney makes is a v5 Upscale (4x), 4096x4096 (16.8 MP); 24 MP
 # leaves room and keeps an ingest within 300 MB (a WebP gets half: gallery.imaging).
 MJ_IMAGE_MAX_PIXELS = env_int("MJ_IMAGE_MAX_PIXELS", 24_000_000, minimum=1_000_000)
+# The user's own pictures (image prompts, Blend, Describe): the largest file taken, and how
+# long the link a provider fetches one from (PiAPI takes links, not bytes) stays valid.
+MJWEB_UPLOAD_MAX_BYTES = env_int("MJWEB_UPLOAD_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+MJWEB_REFERENCE_LINK_SECONDS = env_int("MJWEB_REFERENCE_LINK_SECONDS", 86_400, minimum=60)
 
 # LOG_FORMAT=json: one JSON object per line (time, level, logger, message, and an exception's
 # traceback), for a log shipper; "plain" (the default) for people.

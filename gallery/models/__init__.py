@@ -21,8 +21,8 @@ from gallery.models.jobs import (
     JobStatus,
 )
 from gallery.models.queries import JobQuerySet, lineage_size, newer_than, older_than
-from gallery.models.references import JobInput, Reference, reference_path
 from gallery.models.records import PollLease, ProviderCall, SuspectedDuplicate, WebhookEvent
+from gallery.models.references import JobInput, Reference, reference_path
 
 __all__ = [
     "Connection",

@@ -334,11 +334,25 @@ class Job(models.Model):
 
     @property
     def is_single_image(self) -> bool:
-        """An upscale (one picture) rather than a 2x2 grid."""
+        """An upscale (one picture) rather than a 2x2 grid; Describe keeps the one picture it
+        was given."""
         if self.action == JobAction.IMPORT:
             # An imported task: the buttons it offers say what it is.
             return any(button.get("action") in catalogue.AFTER_UPSCALE for button in self.buttons)
-        return catalogue.action(self.action).result == catalogue.SINGLE
+        return catalogue.action(self.action).result != catalogue.GRID
+
+    @property
+    def writes_prompts(self) -> bool:
+        """Describe: its result is prompts written from the user's picture, not a picture."""
+        return catalogue.action(self.action).result == catalogue.PROMPTS
+
+    @property
+    def caption(self) -> str:
+        """What the job is, in words: its prompt, or what it was made from where it has none
+        (a blend, a describe)."""
+        if self.prompt:
+            return self.prompt
+        return catalogue.action(self.action).title
 
     # The fields `live_version` is made of. On PostgreSQL a change of any of them notifies
     # the owner's push streams (gallery.push; the trigger of migration 0016 names the same

@@ -8,6 +8,7 @@ was made from, in order (`JobInput`); a reference is kept while a job uses it.
 from __future__ import annotations
 
 import uuid
+from math import gcd
 
 from django.conf import settings
 from django.db import models
@@ -45,8 +46,6 @@ class Reference(models.Model):
     @property
     def shape(self) -> str:
         """Its aspect ratio in lowest terms, as `--ar` spells it ("3:2")."""
-        from math import gcd
-
         divisor = gcd(self.width, self.height) or 1
         return f"{self.width // divisor}:{self.height // divisor}"
 
@@ -63,3 +62,6 @@ class JobInput(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["job", "position"], name="job_input_position_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"picture {self.position + 1} of job {self.job_id}"

@@ -6,6 +6,7 @@ never look at provider JSON. Ids are strings everywhere.
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
 import os
@@ -68,6 +69,34 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class InputImage:
+    """One of the user's pictures sent with a submit (an image prompt, a blend's input, a
+    picture to describe): its bytes, for protocols that take them inline, and a link the
+    provider may fetch it from, for those that take URLs ("" where the site has none)."""
+
+    data: bytes
+    content_type: str = "image/png"
+    url: str = ""
+
+    @property
+    def data_url(self) -> str:
+        return f"data:{self.content_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+# Describe's four prompts, as Midjourney numbers them: "1️⃣ ...", or "1. ..." in some relays.
+_DESCRIBED = re.compile(r"[1-4]\ufe0f?\u20e3\s*|(?:^|\n)\s*[1-4][.)]\s+")
+
+
+def described_prompts(text: str) -> tuple[str, ...]:
+    """The prompts of a Describe result's text (up to four, in order; empty ones dropped)."""
+    if not text.strip():
+        return ()
+    parts = [part.strip() for part in _DESCRIBED.split(text)]
+    prompts = [" ".join(part.split()) for part in parts if part.strip()]
+    return tuple(prompts[:4])
+
+
+@dataclass(frozen=True)
 class TaskSnapshot:
     """One task as the provider reports it now."""
 
@@ -79,6 +108,8 @@ class TaskSnapshot:
     fail_reason: str = ""
     final_prompt: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    # Describe: the prompts the provider wrote from the picture.
+    prompts: tuple[str, ...] = ()
 
 
 # How the providers say the account has run out of money: new-api's `quota_not_enough` (code 4
@@ -164,7 +195,20 @@ class Provider(ABC):
     REMIX_ASKS_FIRST = False
 
     @abstractmethod
-    def imagine(self, *, prompt: str, mode: str, state: str) -> Submission: ...
+    def imagine(
+        self, *, prompt: str, mode: str, state: str, images: tuple[InputImage, ...] = ()
+    ) -> Submission:
+        """A new grid from the prompt; `images` are image prompts (reference pictures)."""
+
+    def blend(
+        self, *, images: tuple[InputImage, ...], dimensions: str, mode: str, state: str
+    ) -> Submission:
+        """A grid blending 2-5 pictures; `dimensions` "square", "portrait" or "landscape"."""
+        raise ProviderError("This provider does not offer Blend.", permanent=True)
+
+    def describe(self, *, image: InputImage, mode: str, state: str) -> Submission:
+        """Four prompts written from a picture (TaskSnapshot.prompts once it succeeds)."""
+        raise ProviderError("This provider does not offer Describe.", permanent=True)
 
     @abstractmethod
     def action(

@@ -1,7 +1,10 @@
 """CometAPI, which speaks the midjourney-proxy ("plus") protocol.
 
 Endpoint reference (docs/provider-protocols.md sections 1 and 2):
-- POST {prefix}/mj/submit/imagine   {"prompt", "botType", "notifyHook", "state"}
+- POST {prefix}/mj/submit/imagine   {"prompt", "botType", "notifyHook", "state",
+                                    "base64Array" (image prompts, data URLs)}
+- POST {prefix}/mj/submit/blend     {"base64Array" (2-5), "dimensions" PORTRAIT|SQUARE|LANDSCAPE}
+- POST {prefix}/mj/submit/describe  {"base64"}; the four prompts arrive in promptEn
 - POST {prefix}/mj/submit/action    {"taskId", "customId", "chooseSameChannel", "state"}
 - GET  /mj/task/{id}/fetch          -> task object; unknown: HTTP 400 "task_no_found "
 - POST /mj/task/list-by-condition   {"ids": [...]} -> [task object, ...]
@@ -33,11 +36,13 @@ from gallery.providers.base import (
     Button,
     Hooks,
     HTTPProvider,
+    InputImage,
     ProviderError,
     Recorder,
     Submission,
     TaskSnapshot,
     TaskStatus,
+    described_prompts,
     error_text,
     looks_banned,
 )
@@ -160,6 +165,10 @@ def parse_task(data: Any) -> TaskSnapshot:
         logger.warning("unknown midjourney-proxy status %r; treating as pending", raw_status)
         status = TaskStatus.PENDING
     properties = data.get("properties") if isinstance(data.get("properties"), dict) else {}
+    final_prompt = str(properties.get("finalPrompt") or data.get("promptEn") or "")
+    described: tuple[str, ...] = ()
+    if str(data.get("action") or "").upper() == "DESCRIBE" and status is TaskStatus.SUCCEEDED:
+        described = described_prompts(str(data.get("promptEn") or "") or final_prompt)
     return TaskSnapshot(
         provider_job_id=str(data["id"]),
         status=status,
@@ -167,8 +176,9 @@ def parse_task(data: Any) -> TaskSnapshot:
         image_url=str(data.get("imageUrl") or ""),
         buttons=parse_buttons(data.get("buttons")) if status is TaskStatus.SUCCEEDED else (),
         fail_reason=str(data.get("failReason") or ""),
-        final_prompt=str(properties.get("finalPrompt") or data.get("promptEn") or ""),
+        final_prompt="" if described else final_prompt,
         raw=data,
+        prompts=described,
     )
 
 
@@ -216,11 +226,31 @@ class CometAPI(HTTPProvider):
 
     # --- submits ----------------------------------------------------------------------
 
-    def imagine(self, *, prompt: str, mode: str, state: str) -> Submission:
-        body = {"prompt": prompt, "botType": "MID_JOURNEY", "state": state}
-        if self.notify_hook:
-            body["notifyHook"] = self.notify_hook
-        return self._submit(f"{self._prefix(mode)}/mj/submit/imagine", body)
+    def imagine(
+        self, *, prompt: str, mode: str, state: str, images: tuple[InputImage, ...] = ()
+    ) -> Submission:
+        body: dict[str, Any] = {"prompt": prompt, "botType": "MID_JOURNEY", "state": state}
+        if images:
+            body["base64Array"] = [image.data_url for image in images]
+        return self._submit(f"{self._prefix(mode)}/mj/submit/imagine", self._hooked(body))
+
+    def blend(
+        self, *, images: tuple[InputImage, ...], dimensions: str, mode: str, state: str
+    ) -> Submission:
+        body = {
+            "base64Array": [image.data_url for image in images],
+            "dimensions": dimensions.upper(),
+            "botType": "MID_JOURNEY",
+            "state": state,
+        }
+        return self._submit(f"{self._prefix(mode)}/mj/submit/blend", self._hooked(body))
+
+    def describe(self, *, image: InputImage, mode: str, state: str) -> Submission:
+        body = {"base64": image.data_url, "botType": "MID_JOURNEY", "state": state}
+        return self._submit(f"{self._prefix(mode)}/mj/submit/describe", self._hooked(body))
+
+    def _hooked(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "notifyHook": self.notify_hook} if self.notify_hook else body
 
     def action(
         self,

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -66,6 +67,7 @@ from gallery.providers.base import (
     Button,
     Hooks,
     HTTPProvider,
+    InputImage,
     ProviderError,
     Recorder,
     Submission,
@@ -114,6 +116,26 @@ _CHECKED_TASKS = ("reroll", "variation")  # document skip_prompt_check
 
 # All the reads of one tick together take at most this long (inside django-q's timeout).
 READ_BUDGET = 45.0
+
+
+_ASPECT = re.compile(r"--(?:ar|aspect)\s+(\d{1,3}:\d{1,3})\b", re.IGNORECASE)
+
+
+def _aspect_ratio(prompt: str) -> str:
+    """The shape the prompt asks for (its last --ar), "" for none."""
+    found = _ASPECT.findall(prompt)
+    return found[-1] if found else ""
+
+
+def _links(images: tuple[InputImage, ...]) -> list[str]:
+    """PiAPI fetches the user's pictures itself: each needs a link to this site."""
+    if not all(image.url for image in images):
+        raise ProviderError(
+            "PiAPI fetches your pictures from this site, which has no address for them: "
+            "set SITE_URL to the site's public address.",
+            permanent=True,
+        )
+    return [image.url for image in images]
 
 
 class PiAPI(HTTPProvider):
@@ -173,25 +195,47 @@ class PiAPI(HTTPProvider):
 
     # --- submits ----------------------------------------------------------------------
 
-    def imagine(self, *, prompt: str, mode: str, state: str) -> Submission:
+    def imagine(
+        self, *, prompt: str, mode: str, state: str, images: tuple[InputImage, ...] = ()
+    ) -> Submission:
         # PiAPI has no pass-through field like midjourney-proxy's `state`: our own id
-        # stays in our database only.
+        # stays in our database only. Image prompts go as Midjourney takes them, links at
+        # the start of the prompt; the shape is the prompt's own --ar (PiAPI's default 1:1).
+        if images:
+            prompt = " ".join([*_links(images), prompt])
+        shape = _aspect_ratio(prompt) or "1:1"
         if self.api == "legacy":
             body = {
                 "prompt": prompt,
                 "skip_prompt_check": False,
                 "process_mode": mode,
-                "aspect_ratio": "1:1",
+                "aspect_ratio": shape,
                 **self._legacy_hook(),
             }
             return self._submit_legacy("/mj/v2/imagine", body, prompt)
         fields = {
             "prompt": prompt,
-            "aspect_ratio": "1:1",
+            "aspect_ratio": shape,
             "process_mode": mode,
             "skip_prompt_check": False,
         }
         return self._submit_unified("imagine", fields)
+
+    def blend(
+        self, *, images: tuple[InputImage, ...], dimensions: str, mode: str, state: str
+    ) -> Submission:
+        # Blend's input fields are not in the stored documents (UNCONFIRMED): the links as
+        # `image_urls` and the shape as `dimension`, as the other task types name theirs.
+        fields = {"image_urls": _links(images), "dimension": dimensions, "process_mode": mode}
+        if self.api == "legacy":
+            return self._submit_legacy("/mj/v2/blend", {**fields, **self._legacy_hook()}, "")
+        return self._submit_unified("blend", fields)
+
+    def describe(self, *, image: InputImage, mode: str, state: str) -> Submission:
+        fields = {"image_url": _links((image,))[0], "process_mode": mode}
+        if self.api == "legacy":
+            return self._submit_legacy("/mj/v2/describe", {**fields, **self._legacy_hook()}, "")
+        return self._submit_unified("describe", fields)
 
     def action(
         self,

@@ -19,6 +19,7 @@ from gallery.providers.base import (
     ProviderError,
     TaskSnapshot,
     TaskStatus,
+    described_prompts,
     loads,
     looks_banned,
 )
@@ -228,6 +229,7 @@ def _snapshot(
     elif status is TaskStatus.RUNNING:
         image_url = _last_url(result.get("intermediate_image_urls"))  # the latest preview
     done = status is TaskStatus.SUCCEEDED
+    prompts = described(result) if done and task_type.lower() == "describe" else ()
     return TaskSnapshot(
         provider_job_id=task_id,
         status=status,
@@ -235,9 +237,26 @@ def _snapshot(
         image_url=image_url,
         buttons=parse_actions(result.get("actions"), task_type) if done else (),
         fail_reason=fail_reason if status is TaskStatus.FAILED else "",
-        final_prompt=final_prompt,
+        final_prompt="" if prompts else final_prompt,
         raw=raw,
+        prompts=prompts,
     )
+
+
+def described(result: dict[str, Any]) -> tuple[str, ...]:
+    """Describe's prompts from a finished task's output. Where PiAPI puts them is not in the
+    stored documents (UNCONFIRMED): a list in `prompts`, or the text Midjourney writes
+    ("1️⃣ ... 2️⃣ ...") in `description`, `prompt` or `content`, whichever is there."""
+    listed = result.get("prompts")
+    if isinstance(listed, list):
+        found = tuple(" ".join(_text(item).split()) for item in listed if _text(item).strip())
+        if found:
+            return found[:4]
+    for key in ("description", "prompt", "content"):
+        text = _text(result.get(key))
+        if text.strip():
+            return described_prompts(text)
+    return ()
 
 
 def parse_unified_task(data: Any) -> TaskSnapshot:

@@ -113,10 +113,10 @@ def press_modes(context: template.Context, job: Job) -> list[tuple[str, str]]:
 
 
 @register.simple_tag(takes_context=True)
-def mode_prices(context: template.Context) -> dict[str, int | None]:
-    """What an imagine costs in each speed mode, for the composer."""
+def mode_prices(context: template.Context, action: str = "imagine") -> dict[str, int | None]:
+    """What `action` costs in each speed mode, for a form that makes one."""
     table = price_table(context)
-    return {mode: table.get((Job.Action.IMAGINE, mode)) for mode in Job.Mode.values}
+    return {mode: table.get((action, mode)) for mode in Job.Mode.values}
 
 
 @register.filter
