@@ -4,7 +4,9 @@ web UIs can use mjweb as their backend with per-user credits.
 
 - `Authorization: Bearer <personal token>` (or `mj-api-secret`), counted per token
   (MJWEB_RATES["api"]) and, for submits, like the studio's submits.
-- `POST [/mj-fast|/mj-relax|/mj-turbo]/mj/submit/imagine` {prompt, state?, notifyHook?}
+- `POST [/mj-fast|/mj-relax|/mj-turbo]/mj/submit/imagine` {prompt, base64Array?, state?,
+  notifyHook?}, `/mj/submit/blend` {base64Array (2-5), dimensions?}, `/mj/submit/describe`
+  {base64} (a `link` is refused: fetching a caller's URL could point us anywhere);
 - `POST /mj/submit/action` {taskId, customId, state?, notifyHook?} with a customId from
   the task's `buttons` (under a speed prefix in that speed, else in its parent's);
 - `POST /mj/submit/modal` {taskId, prompt} for a task waiting in MODAL (Remix);
@@ -21,7 +23,10 @@ quotas, capacity and the audit are the studio's: the same gallery.services calls
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -35,8 +40,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from gallery import notify, services
-from gallery.models import Image, Job
+from gallery import notify, references, services
+from gallery.models import Image, Job, Reference
 from gallery.providers.base import loads
 from gallery.providers.cometapi import custom_id, parse_custom_id
 from mjweb import throttle, tokens
@@ -58,6 +63,10 @@ ACTIONS = {
     "pan": "PAN",
     "upscale_subtle": "UPSCALE",
     "upscale_creative": "UPSCALE",
+    "vary_region": "INPAINT",
+    "custom_zoom": "CUSTOM_ZOOM",
+    "blend": "BLEND",
+    "describe": "DESCRIBE",
     "import": "IMAGINE",
 }
 EMOJI = {"reroll": "🔄", "vary_subtle": "🪄", "vary_strong": "🪄", "zoom_out": "🔍"}
@@ -94,11 +103,27 @@ def api_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     return wrapped
 
 
-def _body(request: HttpRequest) -> dict[str, Any] | JsonResponse:
-    if len(request.body) > MAX_BODY:
-        return _error(413, "The request body is too large.", "too_large")
+def pictures_body_limit() -> int:
+    """The largest body of a submit carrying pictures: five of the largest we take, as
+    base64 (4/3 of their bytes), and the rest of the request."""
+    return MAX_BODY + services.MAX_IMAGE_PROMPTS * settings.MJWEB_UPLOAD_MAX_BYTES * 4 // 3
+
+
+def _body(request: HttpRequest, limit: int = MAX_BODY) -> dict[str, Any] | JsonResponse:
+    too_large = _error(413, "The request body is too large.", "too_large")
     try:
-        data = loads(request.body) if request.body.strip() else {}
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return too_large
+    # Read here rather than through request.body, whose cap (DATA_UPLOAD_MAX_MEMORY_SIZE)
+    # is the whole site's: only the submits that carry pictures may send this much.
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        return too_large
+    try:
+        data = loads(raw) if raw.strip() else {}
     except ValueError as exc:
         return _error(400, f"The body is not JSON: {exc}", "bad_json")
     if not isinstance(data, dict):
@@ -158,20 +183,94 @@ def _refused(exc: services.SubmitError) -> JsonResponse:
 @require_POST
 @api_view
 def imagine(request: HttpRequest, prefix: str = "") -> HttpResponse:
-    data = _body(request)
+    data = _body(request, pictures_body_limit())
     if isinstance(data, JsonResponse):
         return data
     prompt = _text(data, "prompt", services.MAX_PROMPT_LENGTH + 1)
     if not prompt:
         return _answer(4, "prompt is required")
-    if data.get("base64Array"):
-        return _answer(4, "Image prompts (base64Array) are not supported here yet.")
+    images = _pictures(request, data.get("base64Array") or [], "base64Array", most=5)
+    if isinstance(images, JsonResponse):
+        return images
     mode = MODE_PREFIXES.get(prefix or "", "fast")
     return _submit(
         request,
         data,
-        lambda caller: services.submit(owner=request.user, prompt=prompt, mode=mode, caller=caller),
+        lambda caller: services.submit(
+            owner=request.user, prompt=prompt, mode=mode, caller=caller, images=images
+        ),
     )
+
+
+@require_POST
+@api_view
+def blend(request: HttpRequest, prefix: str = "") -> HttpResponse:
+    data = _body(request, pictures_body_limit())
+    if isinstance(data, JsonResponse):
+        return data
+    images = _pictures(request, data.get("base64Array"), "base64Array", most=5)
+    if isinstance(images, JsonResponse):
+        return images
+    dimensions = _text(data, "dimensions", 20).lower() or "square"
+    mode = MODE_PREFIXES.get(prefix or "", "fast")
+    return _submit(
+        request,
+        data,
+        lambda caller: services.blend(
+            owner=request.user, images=images, dimensions=dimensions, mode=mode, caller=caller
+        ),
+    )
+
+
+@require_POST
+@api_view
+def describe(request: HttpRequest, prefix: str = "") -> HttpResponse:
+    data = _body(request, pictures_body_limit())
+    if isinstance(data, JsonResponse):
+        return data
+    if not data.get("base64") and data.get("link"):
+        # Fetching a caller's URL from here would let it point us anywhere: the picture
+        # itself, please.
+        return _answer(4, "Send the picture itself as base64; link is not accepted here.")
+    images = _pictures(request, [data.get("base64")] if data.get("base64") else [], "base64", 1)
+    if isinstance(images, JsonResponse):
+        return images
+    if not images:
+        return _answer(4, "base64 is required")
+    mode = MODE_PREFIXES.get(prefix or "", "fast")
+    return _submit(
+        request,
+        data,
+        lambda caller: services.describe(
+            owner=request.user, image=images[0], mode=mode, caller=caller
+        ),
+    )
+
+
+_DATA_URL = re.compile(r"^data:image/[a-z0-9.+-]+;base64,", re.IGNORECASE)
+
+
+def _pictures(
+    request: HttpRequest, value: Any, name: str, most: int
+) -> list[Reference] | JsonResponse:
+    """The caller's pictures (data URLs, or bare base64), taken in; code 4 saying which one
+    is refused and why."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return _answer(4, f"{name} must be a list of data URLs.")
+    if len(value) > most:
+        return _answer(4, f"{name} takes at most {most} pictures.")
+    taken = []
+    for position, item in enumerate(value, start=1):
+        encoded = _DATA_URL.sub("", item.strip(), count=1)
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            return _answer(4, f"{name} picture {position} is not base64.")
+        try:
+            taken.append(references.take(request.user, data, name=f"{name} picture {position}"))
+        except references.Refused as exc:
+            return _answer(4, str(exc))
+    return taken
 
 
 @require_POST
@@ -314,12 +413,16 @@ def task(job: Job) -> dict[str, Any]:
     if job.status in (Job.Status.FAILED, Job.Status.CANCELLED):
         failure = job.fail_reason or job.get_fail_kind_display() or "Failed"
     progress = 100 if job.status == Job.Status.SUCCEEDED else job.progress
+    final = job.final_prompt or job.prompt
+    if job.described:
+        # As Midjourney writes Describe's answer: "1️⃣ ...\n\n2️⃣ ...".
+        final = "\n\n".join(f"{n}\ufe0f\u20e3 {p}" for n, p in enumerate(job.described, 1))
     return {
         "id": str(job.code),
         "action": ACTIONS.get(job.action, job.action.upper()),
         "customId": "",
         "prompt": job.prompt,
-        "promptEn": job.final_prompt or job.prompt,
+        "promptEn": final,
         "description": job.label,
         "state": job.api_state,
         "mode": job.mode.upper(),
@@ -332,7 +435,7 @@ def task(job: Job) -> dict[str, Any]:
         "failReason": failure,
         "buttons": buttons(job),
         "properties": {
-            "finalPrompt": job.final_prompt or job.prompt,
+            "finalPrompt": final,
             "parentId": str(job.parent.code) if job.parent_id and job.parent else "",
         },
     }

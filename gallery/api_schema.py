@@ -43,7 +43,8 @@ _TASK: dict[str, Any] = {
             "type": "string",
             "enum": [
                 "IMAGINE", "UPSCALE", "VARIATION", "REROLL", "ZOOM", "PAN",
-                "LOW_VARIATION", "HIGH_VARIATION",
+                "LOW_VARIATION", "HIGH_VARIATION", "INPAINT", "CUSTOM_ZOOM", "BLEND",
+                "DESCRIBE",
             ],
         },
         "status": {
@@ -102,13 +103,18 @@ _HOOKED = {
     },
 }
 
+_PICTURES: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "string", "example": "data:image/png;base64,iVBORw0KGgo..."},
+}
+
 SCHEMA: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "mjweb API (midjourney-proxy protocol)",
         "version": "1",
         "description": "Paths may be prefixed by /mj-fast, /mj-relax or /mj-turbo to choose "
-        "the speed mode of an imagine (fast without one); a follow-up keeps its parent's.",
+        "the speed mode of a submit (an imagine: fast without one; a press: its parent's).",
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -121,7 +127,45 @@ SCHEMA: dict[str, Any] = {
             {
                 "type": "object",
                 "required": ["prompt"],
-                "properties": {"prompt": {"type": "string", "maxLength": 2000}, **_HOOKED},
+                "properties": {
+                    "prompt": {"type": "string", "maxLength": 2000},
+                    "base64Array": {
+                        **_PICTURES,
+                        "maxItems": 5,
+                        "description": "Image prompts: PNG, JPEG or WebP data URLs",
+                    },
+                    **_HOOKED,
+                },
+            },
+        ),
+        "/mj/submit/blend": _submit(
+            "Blend: a new grid from 2-5 pictures",
+            {
+                "type": "object",
+                "required": ["base64Array"],
+                "properties": {
+                    "base64Array": {**_PICTURES, "minItems": 2, "maxItems": 5},
+                    "dimensions": {
+                        "type": "string",
+                        "enum": ["SQUARE", "PORTRAIT", "LANDSCAPE"],
+                        "default": "SQUARE",
+                    },
+                    **_HOOKED,
+                },
+            },
+        ),
+        "/mj/submit/describe": _submit(
+            "Describe: four prompts written from a picture (promptEn once it succeeds)",
+            {
+                "type": "object",
+                "required": ["base64"],
+                "properties": {
+                    "base64": {
+                        "type": "string",
+                        "description": "A data URL; `link` is refused (send the picture)",
+                    },
+                    **_HOOKED,
+                },
             },
         ),
         "/mj/submit/action": _submit(

@@ -97,6 +97,8 @@ urlpatterns = [
     *_api_paths("mj/submit/imagine", api.imagine, "api_imagine"),
     *_api_paths("mj/submit/action", api.action, "api_action"),
     *_api_paths("mj/submit/modal", api.modal, "api_modal"),
+    *_api_paths("mj/submit/blend", api.blend, "api_blend"),
+    *_api_paths("mj/submit/describe", api.describe, "api_describe"),
     *_api_paths("mj/task/<str:task_id>/fetch", api.fetch, "api_fetch"),
     *_api_paths("mj/task/list-by-condition", api.list_by_condition, "api_list"),
     path("api/images/<str:token>/", api.image, name="api_image"),

@@ -315,6 +315,8 @@ def test_the_openapi_description_lists_every_route(client: Client) -> None:
         "/mj/submit/imagine",
         "/mj/submit/action",
         "/mj/submit/modal",
+        "/mj/submit/blend",
+        "/mj/submit/describe",
         "/mj/task/{id}/fetch",
         "/mj/task/list-by-condition",
     }

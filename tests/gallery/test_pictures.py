@@ -4,9 +4,9 @@ Blend, Describe), against the documented shapes at the transport."""
 from __future__ import annotations
 
 import base64
-import uuid
 import io
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -370,3 +370,94 @@ def test_a_finished_describe_offers_each_prompt_as_an_imagine(
     assert body.count('action="/imagine/"') == 2
     assert 'value="a fox &lt;b&gt;in snow&lt;/b&gt;"' in body
     assert "Four prompts written from your picture" in body
+
+
+# --- the JSON API ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(alice: Any) -> Any:
+    from django.test import Client
+
+    from mjweb import tokens
+
+    _, plain = tokens.create(alice, "tests")
+    return Client(HTTP_AUTHORIZATION=f"Bearer {plain}")
+
+
+def api_post(client: Any, path: str, body: Any) -> Any:
+    response = client.post(path, json.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def data_url(color: str) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(color=color)).decode()
+
+
+@pytest.mark.django_db
+def test_the_api_takes_image_prompts_blends_and_describes(api: Any, alice: Any) -> None:
+    made = api_post(
+        api, "/mj/submit/imagine", {"prompt": "a fox", "base64Array": [data_url("#111111")]}
+    )
+    assert made["code"] == 1
+    assert len(references.of(Job.objects.get(code=made["result"]))) == 1
+    blended = api_post(
+        api,
+        "/mj-relax/mj/submit/blend",
+        {"base64Array": [data_url("#222222"), data_url("#333333")], "dimensions": "PORTRAIT"},
+    )
+    assert blended["code"] == 1
+    job = Job.objects.get(code=blended["result"])
+    assert (job.action, job.variant, job.mode) == ("blend", "portrait", "relax")
+    bare = base64.b64encode(png_bytes(color="#444444")).decode()
+    described = api_post(api, "/mj/submit/describe", {"base64": bare})
+    assert described["code"] == 1
+    job = Job.objects.get(code=described["result"])
+    assert job.action == "describe"
+    Job.objects.filter(pk=job.pk).update(status="succeeded", described=["one fox", "two foxes"])
+    task = api.get(f"/mj/task/{job.code}/fetch").json()
+    assert task["action"] == "DESCRIBE"
+    assert task["promptEn"] == "1\ufe0f\u20e3 one fox\n\n2\ufe0f\u20e3 two foxes"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "body", "words"),
+    [
+        ("/mj/submit/blend", {"base64Array": ["data:image/png;base64,AAAA"]}, "not a picture"),
+        ("/mj/submit/blend", {"base64Array": "one"}, "must be a list"),
+        ("/mj/submit/blend", {"base64Array": [data_url("#101010")]}, "2 to 5 pictures"),
+        ("/mj/submit/imagine", {"prompt": "x", "base64Array": ["%%%"]}, "is not base64"),
+        (
+            "/mj/submit/imagine",
+            {"prompt": "x", "base64Array": [data_url("#000000")] * 6},
+            "at most 5",
+        ),
+        ("/mj/submit/describe", {"link": "http://169.254.169.254/a.png"}, "not accepted"),
+        ("/mj/submit/describe", {}, "base64 is required"),
+        (
+            "/mj/submit/blend",
+            {"base64Array": [data_url("#010101"), data_url("#020202")], "dimensions": "round"},
+            "square, portrait or landscape",
+        ),
+    ],
+)
+def test_the_api_refuses_bad_pictures_with_code_4(
+    api: Any, path: str, body: dict[str, Any], words: str
+) -> None:
+    answer = api_post(api, path, body)
+    assert answer["code"] == 4 and words in answer["description"]
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_api_refuses_a_body_beyond_its_limit(api: Any, settings: Any) -> None:
+    settings.MJWEB_UPLOAD_MAX_BYTES = 1024
+    body = json.dumps({"prompt": "x", "base64Array": ["A" * 200_000]})
+    response = api.post("/mj/submit/imagine", body, content_type="application/json")
+    assert response.status_code == 413
+    small = api.post(
+        "/mj/submit/action", json.dumps({"taskId": "x" * 70_000}), content_type="application/json"
+    )
+    assert small.status_code == 413
