@@ -6,6 +6,8 @@
   twice MJ_WEBHOOK_MAX_AGE, when a replay would be refused as stale anyway.
 - Failed background tasks (django-q2 keeps them for the admin): after
   MJWEB_KEEP_FAILED_TASKS_DAYS.
+- The user's own pictures (image prompts, Blend, Describe): kept while a job uses them; one
+  no job uses (its submit was refused) is deleted, with its file, after a day.
 - The audit log and the credit ledger are never pruned.
 
 0 days keeps that kind for ever. Work goes in batches, each its own short transaction, so
@@ -18,11 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import ProtectedError, Q, QuerySet
 from django.utils import timezone
 from django_q.models import Failure
 
-from gallery.models import ProviderCall, WebhookEvent
+from gallery.models import ProviderCall, Reference, WebhookEvent
 
 BATCH = 2000
 
@@ -32,6 +34,7 @@ class Pruned:
     call_bodies: int
     webhook_events: int
     failed_tasks: int
+    unused_pictures: int = 0
 
 
 def _before(days: int, now: datetime) -> datetime | None:
@@ -59,4 +62,26 @@ def prune(now: datetime | None = None) -> Pruned:
     failed = 0
     if cut := _before(settings.MJWEB_KEEP_FAILED_TASKS_DAYS, now):
         failed = _in_batches(Failure.objects.filter(stopped__lt=cut), "delete")
-    return Pruned(bodies, events, failed)
+    pictures = _unused_pictures(now - UNUSED_PICTURE_AGE)
+    return Pruned(bodies, events, failed, pictures)
+
+
+# A picture taken in for a submit that was then refused: kept a day for the user's retry.
+UNUSED_PICTURE_AGE = timedelta(days=1)
+
+
+def _unused_pictures(before: datetime) -> int:
+    done = 0
+    unused = Reference.objects.filter(created_at__lt=before, uses__isnull=True)
+    while batch := list(unused[:BATCH]):
+        for reference in batch:
+            # The row first: a job made from it meanwhile (PROTECT) keeps both.
+            try:
+                Reference.objects.filter(pk=reference.pk, uses__isnull=True).delete()
+            except ProtectedError:
+                continue
+            reference.file.delete(save=False)
+            done += 1
+        if len(batch) < BATCH:
+            break
+    return done

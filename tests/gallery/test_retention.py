@@ -91,3 +91,22 @@ def test_zero_days_keeps_for_ever_and_a_long_replay_window_keeps_webhook_keys(
 def test_migrate_schedules_the_prune_daily() -> None:
     schedule = Schedule.objects.get(name="gallery.prune")
     assert (schedule.func, schedule.schedule_type) == ("gallery.tasks.prune", Schedule.DAILY)
+
+
+def test_prune_deletes_pictures_no_job_uses_after_a_day(alice: Any) -> None:
+    from django.core.files.storage import default_storage
+
+    from gallery import references, services
+    from gallery.models import Reference
+    from tests.gallery.factories import png_bytes
+
+    used = references.take(alice, png_bytes(color="#102030"))
+    services.describe(owner=alice, image=used)
+    unused = references.take(alice, png_bytes(color="#405060"))
+    fresh = references.take(alice, png_bytes(color="#708090"))
+    two_days_ago = timezone.now() - timedelta(days=2)
+    Reference.objects.filter(pk__in=[used.pk, unused.pk]).update(created_at=two_days_ago)
+    assert retention.prune().unused_pictures == 1
+    assert set(Reference.objects.values_list("pk", flat=True)) == {used.pk, fresh.pk}
+    assert not default_storage.exists(unused.file.name)
+    assert default_storage.exists(used.file.name)

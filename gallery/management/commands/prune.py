@@ -17,5 +17,6 @@ class Command(BaseCommand):
         done = retention.prune()
         self.stdout.write(
             f"provider-call bodies emptied: {done.call_bodies}; webhook keys deleted: "
-            f"{done.webhook_events}; failed tasks deleted: {done.failed_tasks}"
+            f"{done.webhook_events}; failed tasks deleted: {done.failed_tasks}; unused "
+            f"pictures deleted: {done.unused_pictures}"
         )
