@@ -133,7 +133,12 @@ class _ModesForm(forms.Form):
     )
     submit_key = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
 
+    # Ids of its fields ("blend_mode_0"): the studio shows it beside the composer, whose
+    # fields have the same names.
+    id_prefix = ""
+
     def __init__(self, *args: Any, modes: list[str] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", f"{self.id_prefix}_%s")
         super().__init__(*args, **kwargs)
         if modes is not None:
             field = self.fields["mode"]
@@ -143,6 +148,7 @@ class _ModesForm(forms.Form):
 
 
 class BlendForm(_ModesForm):
+    id_prefix = "blend"
     images = PicturesField(label=_("Pictures to blend"), fewest=2, most=5)
     dimensions = forms.ChoiceField(
         label=_("Shape"),
@@ -156,6 +162,7 @@ class BlendForm(_ModesForm):
 
 
 class DescribeForm(_ModesForm):
+    id_prefix = "describe"
     images = PicturesField(label=_("Picture to describe"), fewest=1, most=1)
 
 

@@ -78,7 +78,7 @@
   // A job made: its pictures went with it; the picker is emptied for the next one.
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
-    if (!event.detail.successful || !form.querySelector) return;
+    if (!event.detail.successful || !form.matches || !form.matches("form")) return;
     var xhr = event.detail.xhr;
     if (xhr && xhr.getResponseHeader("HX-Retarget")) return;  // refused: keep them
     form.querySelectorAll("[data-pictures]").forEach(function (picker) { setFiles(picker, []); });
