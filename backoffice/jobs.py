@@ -19,7 +19,7 @@ from django.db.models import Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from backoffice.site import (
     AccountFilter,
@@ -147,6 +147,7 @@ class JobAdmin(ReadOnlyAdmin):
             },
         ),
         ("Credits", {"fields": ["cost", "charge"]}),
+        ("Made from", {"fields": ["inputs_list", "described_list"], "classes": ["collapse"]}),
         (
             "Timing",
             {
@@ -163,7 +164,15 @@ class JobAdmin(ReadOnlyAdmin):
         ),
         ("Raw", {"fields": ["buttons_json", "payload_json"], "classes": ["collapse"]}),
     ]
-    readonly_fields = ["owner_link", "label", "duration", "buttons_json", "payload_json"]
+    readonly_fields = [
+        "owner_link",
+        "label",
+        "duration",
+        "buttons_json",
+        "payload_json",
+        "inputs_list",
+        "described_list",
+    ]
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         # Links from a user's page: their jobs.
@@ -192,6 +201,27 @@ class JobAdmin(ReadOnlyAdmin):
     @admin.display(description="Buttons offered")
     def buttons_json(self, job: Job) -> str:
         return format_html("<pre>{}</pre>", json.dumps(job.buttons, indent=2, ensure_ascii=False))
+
+    @admin.display(description="The user's pictures")
+    def inputs_list(self, job: Job) -> str:
+        rows = job.inputs.select_related("reference")
+        if not rows:
+            return "—"
+        return format_html_join(
+            "",
+            "<p>{}. {}x{} px, {} bytes, sha256 {}</p>",
+            (
+                (row.position + 1, r.width, r.height, r.bytes, r.sha256[:16])
+                for row in rows
+                for r in [row.reference]
+            ),
+        )
+
+    @admin.display(description="Prompts written (Describe)")
+    def described_list(self, job: Job) -> str:
+        if not job.described:
+            return "—"
+        return format_html_join("", "<p>{}. {}</p>", enumerate(job.described, 1))
 
     @admin.display(description="Provider's last answer")
     def payload_json(self, job: Job) -> str:

@@ -273,3 +273,17 @@ def test_the_estimated_count_on_a_big_postgresql_table(alice: User) -> None:
     filtered = EstimatedCountPaginator(LedgerEntry.objects.filter(memo="bulk 1"), 10)
     filtered.exact_below = 10
     assert filtered.count == 1
+
+
+def test_the_job_page_shows_the_pictures_a_job_was_made_from(
+    root_client: Client, world: World
+) -> None:
+    from gallery import references
+    from tests.gallery.factories import png_bytes
+
+    picture = references.take(world.alice, png_bytes((90, 60)))
+    job = services.describe(owner=world.alice, image=picture)
+    Job.objects.filter(pk=job.pk).update(described=["a fox <script>", "two"])
+    body = root_client.get(reverse("admin:gallery_job_change", args=[job.pk])).content.decode()
+    assert f"1. 90x60 px, {picture.bytes} bytes, sha256 {picture.sha256[:16]}" in body
+    assert "1. a fox &lt;script&gt;" in body and "2. two" in body
