@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from simulator import images
+from simulator import images, uploads
 
 Clock = Callable[[], float]
 
@@ -53,10 +53,50 @@ _VERBS: dict[str, tuple[str, str]] = {
     "pan_down": ("PAN", "pan"),
 }
 _CUSTOM_ID = re.compile(
-    r"^MJ::(?:JOB::(?P<verb>\w+)::(?P<index>\d)|Outpaint::(?P<zoom>50|75)::1)::[0-9a-f-]{36}"
+    r"^MJ::(?:JOB::(?P<verb>\w+)::(?P<index>\d)|Outpaint::(?P<zoom>50|75)::1"
+    r"|(?P<inpaint>Inpaint)::1|(?P<custom>CustomZoom))::[0-9a-f-]{36}"
 )
+_ASPECT = re.compile(r"--(?:ar|aspect)\s+(\S+)", re.IGNORECASE)
+_ZOOM = re.compile(r"--zoom\s+(\S+)", re.IGNORECASE)
+MAX_ASPECT = 4.0  # the simulator draws shapes from 1:4 to 4:1
+REFERENCE_ALPHA = 0.35  # image prompts show through as a faint copy
+BLEND_ALPHA = 0.85  # a blend is mostly its inputs
+BLEND_DIMENSIONS = {"PORTRAIT": 2 / 3, "SQUARE": 1.0, "LANDSCAPE": 3 / 2}
+FAILED_AT = 0.1  # a task whose pictures could not be used fails this early
 _VARIATION_STRENGTH = {"variation": 0.3, "vary_subtle": 0.12, "vary_strong": 0.45}
 _REMIX_OPS = {"reroll", "variation", "pan"}  # the actions Midjourney's Remix mode intercepts
+
+
+def parse_aspect(text: str) -> float:
+    """W:H as a ratio; SubmitError (code 4) for anything else or a shape out of range."""
+    w, sep, h = text.strip().partition(":")
+    try:
+        ratio = int(w) / int(h) if sep and int(w) > 0 and int(h) > 0 else 0.0
+    except ValueError:
+        ratio = 0.0
+    if ratio <= 0:
+        raise SubmitError(4, f"invalid aspect ratio {text!r}: write it as W:H, e.g. 3:2")
+    if not 1 / MAX_ASPECT <= ratio <= MAX_ASPECT:
+        raise SubmitError(4, f"aspect ratio {text} is out of range (1:4 to 4:1)")
+    return ratio
+
+
+def prompt_aspect(prompt: str) -> float:
+    """The shape a prompt's --ar asks for (the last one wins, as in Midjourney); 1:1 without."""
+    found = _ASPECT.findall(prompt)
+    return parse_aspect(found[-1]) if found else 1.0
+
+
+def prompt_zoom(prompt: str) -> float:
+    """Custom Zoom's --zoom N, 1 <= N <= 2; SubmitError (code 4) otherwise."""
+    found = _ZOOM.findall(prompt)
+    try:
+        zoom = float(found[-1]) if found else 0.0
+    except ValueError:
+        zoom = 0.0
+    if not 1.0 <= zoom <= 2.0:
+        raise SubmitError(4, "zoom must be between 1 and 2")
+    return zoom
 
 
 class SubmitError(Exception):
@@ -101,6 +141,7 @@ class Task:
     hold: float | None = None  # fault injection: the fraction of the run it never gets past
     image_ttl: float | None = None  # fault injection: seconds its image outlives the finish
     schedule: list[tuple[float, int]] = field(default_factory=list)  # (fraction, percent)
+    described: list[str] = field(default_factory=list)  # DESCRIBE: its four prompts
 
     def wall_ms(self, at: float) -> int:
         return self.submit_ms + round((at - self.submitted_at) * 1000)
@@ -162,6 +203,10 @@ def buttons(task: Task) -> list[dict[str, Any]]:
     def button(custom_id: str, label: str = "", emoji: str = "") -> dict[str, Any]:
         return {"customId": custom_id, "emoji": emoji, "label": label, "type": 2, "style": 2}
 
+    if task.picture.kind == "upload":  # Describe's answer: imagine one of its prompts, again
+        return [button(f"MJ::Job::PicReader::{i}", str(i)) for i in range(1, 5)] + [
+            button("MJ::Picread::Retry", "", "🔄")
+        ]
     if task.picture.kind == "grid":
         return (
             [button(f"MJ::JOB::upsample::{i}::{h}", f"U{i}") for i in range(1, 5)]
@@ -173,8 +218,10 @@ def buttons(task: Task) -> list[dict[str, Any]]:
         button(f"MJ::JOB::upsample_v6_2x_creative::1::{h}::SOLO", "Upscale (Creative)"),
         button(f"MJ::JOB::low_variation::1::{h}::SOLO", "Vary (Subtle)", "🪄"),
         button(f"MJ::JOB::high_variation::1::{h}::SOLO", "Vary (Strong)", "🪄"),
+        button(f"MJ::Inpaint::1::{h}::SOLO", "Vary (Region)", "🖌️"),
         button(f"MJ::Outpaint::50::1::{h}::SOLO", "Zoom Out 2x", "🔍"),
         button(f"MJ::Outpaint::75::1::{h}::SOLO", "Zoom Out 1.5x", "🔍"),
+        button(f"MJ::CustomZoom::{h}", "Custom Zoom", "🔍"),
         button(f"MJ::JOB::pan_left::1::{h}::SOLO", "", "⬅️"),
         button(f"MJ::JOB::pan_right::1::{h}::SOLO", "", "➡️"),
         button(f"MJ::JOB::pan_up::1::{h}::SOLO", "", "⬆️"),
@@ -222,22 +269,92 @@ class Engine:
         bot_type: str = "MID_JOURNEY",
         state: str = "",
         notify_hook: str = "",
+        aspect: float | None = None,
+        references: tuple[bytes, ...] = (),
+        failure: str | None = None,
     ) -> Task:
+        """A 2x2 grid for a prompt. `aspect` (else the prompt's --ar) shapes its tiles;
+        `references` are image prompts (RGB PNGs, simulator.uploads) it takes from;
+        `failure`, when the user's pictures could not be used, the failReason it ends with."""
         if not prompt.strip():
             raise SubmitError(4, "prompt不能为空")
+        shape = aspect if aspect is not None else prompt_aspect(prompt)
+        template = images.Scene(prompt, 0, camera=images.Camera(aspect=shape))
+        template = images.with_references(template, references, REFERENCE_ALPHA)
         with self._lock:
             seed = self._rng.getrandbits(31)
-            recipe = Recipe("imagine")
             return self._add(
                 action="IMAGINE",
                 prompt=prompt,
                 mode=mode,
                 seed=seed,
-                recipe=recipe,
+                recipe=Recipe("imagine", template),
                 bot_type=bot_type,
                 state=state,
                 notify_hook=notify_hook,
+                failure=failure,
             )
+
+    def blend(
+        self,
+        pictures: tuple[bytes, ...],
+        *,
+        aspect: float = 1.0,
+        mode: str = "FAST",
+        bot_type: str = "MID_JOURNEY",
+        state: str = "",
+        notify_hook: str = "",
+        failure: str | None = None,
+    ) -> Task:
+        """A 2x2 grid mixing 2-5 pictures (RGB PNGs), each tile in other shares."""
+        if failure is None and not 2 <= len(pictures) <= 5:
+            raise SubmitError(4, f"blend takes 2 to 5 images, not {len(pictures)}")
+        template = images.Scene("", 0, camera=images.Camera(aspect=aspect))
+        template = images.with_references(template, pictures, BLEND_ALPHA)
+        with self._lock:
+            seed = self._rng.getrandbits(31)
+            return self._add(
+                action="BLEND",
+                prompt="",
+                mode=mode,
+                seed=seed,
+                recipe=Recipe("blend", template),
+                bot_type=bot_type,
+                state=state,
+                notify_hook=notify_hook,
+                failure=failure,
+            )
+
+    def describe(
+        self,
+        picture: bytes,
+        size: tuple[int, int],
+        *,
+        mode: str = "FAST",
+        bot_type: str = "MID_JOURNEY",
+        state: str = "",
+        notify_hook: str = "",
+        failure: str | None = None,
+    ) -> Task:
+        """Four prompts for a picture (an RGB PNG of the original `size`), from its shape,
+        colours and brightness; the task's image is the picture itself."""
+        with self._lock:
+            seed = self._rng.getrandbits(31)
+            task = self._add(
+                action="DESCRIBE",
+                prompt="",
+                mode=mode,
+                seed=seed,
+                recipe=Recipe("upload"),
+                bot_type=bot_type,
+                state=state,
+                notify_hook=notify_hook,
+                failure=failure,
+                picture=images.upload(picture),
+            )
+            if failure is None:
+                task.described = uploads.describe(picture, size, seed)
+            return task
 
     def action(
         self,
@@ -263,7 +380,14 @@ class Engine:
             if custom_id not in pressable or match is None:
                 raise SubmitError(4, f"unknown_action:{custom_id}")
             seed = self._rng.getrandbits(31)
-            if match["zoom"]:
+            region = bool(match["inpaint"] or match["custom"])  # these always ask first
+            if match["inpaint"]:
+                action, op = "INPAINT", "inpaint"
+                recipe = Recipe(op, parent.picture.scenes[0])
+            elif match["custom"]:
+                action, op = "CUSTOM_ZOOM", "zoom"
+                recipe = Recipe(op, parent.picture.scenes[0], None)
+            elif match["zoom"]:
                 action, op = "ZOOM", "zoom"
                 recipe = Recipe(
                     op, parent.picture.scenes[0], 2.0 if match["zoom"] == "50" else 4 / 3
@@ -280,7 +404,7 @@ class Engine:
                     recipe = Recipe("pan", tile, verb.removeprefix("pan_"))
                 else:
                     recipe = Recipe(op, tile)
-            remix = enable_remix and op in _REMIX_OPS
+            remix = region or (enable_remix and op in _REMIX_OPS)
             new_prompt = parent.prompt
             if prompt and prompt.strip() and prompt != parent.prompt:
                 new_prompt = prompt
@@ -299,32 +423,47 @@ class Engine:
                 awaiting_modal=remix,
             )
 
-    def modal(self, task_id: str, prompt: str | None = None, mask: str = "") -> Task:
-        """Confirm a task waiting in MODAL (Remix), optionally with a new prompt.
-
-        `mask` belongs to Vary (Region), which the simulator does not offer yet.
-        """
+    def modal(self, task_id: str, prompt: str | None = None, mask: bytes | None = None) -> Task:
+        """Confirm a task waiting in MODAL: Remix with an optional new prompt, Vary (Region)
+        with its `mask` (an image's bytes; white repaints, any size) and Custom Zoom with a
+        prompt carrying --zoom N."""
         with self._lock:
             task = self._tasks.get(task_id)
             if task is None:
                 raise SubmitError(3, "关联任务不存在或已失效")
             if not task.awaiting_modal:
                 raise SubmitError(4, "关联任务状态错误")
-            if prompt and prompt.strip() and prompt != task.prompt:
-                task.prompt = prompt
-                source = task.recipe.source
-                if source is not None:
-                    source = replace(source, prompt=prompt)
-                task.recipe = replace(task.recipe, source=source)
-                task.picture = images.picture_for(
-                    task.recipe.op, prompt, task.seed, source, task.recipe.arg
-                )
-                images.render_ahead(task.picture)
+            parent = self._tasks.get(task.parent_id or "")
+        recipe = task.recipe
+        new_prompt = prompt if prompt and prompt.strip() else task.prompt
+        source = recipe.source
+        if source is not None and new_prompt != task.prompt:
+            source = replace(source, prompt=new_prompt)
+        if task.action == "CUSTOM_ZOOM":
+            recipe = Recipe("zoom", source, prompt_zoom(new_prompt))
+        elif task.action == "INPAINT":
+            if parent is None or source is None:  # pragma: no cover - presses need a parent
+                raise SubmitError(3, "关联任务不存在或已失效")
+            if mask is None:
+                raise SubmitError(4, "maskBase64 is required for Vary (Region)")
+            try:
+                region = uploads.mask(mask, images.picture_size(parent.picture))
+            except uploads.BadImage as bad:
+                raise SubmitError(4, str(bad)) from None
+            recipe = Recipe("inpaint", images.with_region(source, parent.picture, region))
+        elif source is not None:
+            recipe = replace(recipe, source=source)
+        picture = images.picture_for(recipe.op, new_prompt, task.seed, recipe.source, recipe.arg)
+        with self._lock:
+            if not task.awaiting_modal:  # confirmed meanwhile by another request
+                raise SubmitError(4, "关联任务状态错误")
+            task.prompt, task.recipe, task.picture = new_prompt, recipe, picture
             now = self.clock()
             task.awaiting_modal = False
             # the confirmed task goes straight to SUBMITTED: its schedule starts there
             task.origin = now - (NOT_START_UNTIL + 1e-9) * task.duration  # epsilon: past the edge
-            return task
+        images.render_ahead(picture)
+        return task
 
     def fail(self, task_id: str, reason: str, at: float | None = None) -> None:
         """Fault injection: the task reports FAILURE with `reason` from clock time `at`."""
@@ -366,6 +505,8 @@ class Engine:
         state: str = "",
         notify_hook: str = "",
         awaiting_modal: bool = False,
+        failure: str | None = None,
+        picture: images.Picture | None = None,
     ) -> Task:
         now = self.clock()
         wall_ms = int(self.wall_clock() * 1000)
@@ -375,8 +516,10 @@ class Engine:
             if task_id not in self._tasks:
                 break
             attempt += 1
-        picture = images.picture_for(recipe.op, prompt, seed, recipe.source, recipe.arg)
-        images.render_ahead(picture)
+        if picture is None:
+            picture = images.picture_for(recipe.op, prompt, seed, recipe.source, recipe.arg)
+        if not awaiting_modal and failure is None:  # a modal may still change the picture
+            images.render_ahead(picture)
         task = Task(
             id=task_id,
             action=action,
@@ -399,6 +542,9 @@ class Engine:
         )
         if self.shape_task is not None:
             self.shape_task(task)
+        if failure is not None:  # the user's pictures could not be used
+            task.forced_failure = failure
+            task.failed_at = task.origin + FAILED_AT * task.duration
         self._tasks[task_id] = task
         return task
 
@@ -425,13 +571,16 @@ class Engine:
                 image_url = f"{base_url}/mj/image/{task.id}?rand={rand % 100}"
             elif p.status == "SUCCESS":
                 image_url = f"{base_url}/mj/image/{task.id}"
+            # Describe's four prompts, once it has them
+            text = uploads.describe_text(task.described) if task.described else task.prompt
+            final = text if p.status == "SUCCESS" or not task.described else task.prompt
             return {
                 "id": task.id,
                 "action": task.action,
                 "customId": "",  # the gateway does not pass these two through
                 "botType": "",
                 "prompt": task.prompt,
-                "promptEn": task.prompt,
+                "promptEn": final,
                 "description": SUBMIT_OK,
                 "state": task.state,
                 "submitTime": task.submit_ms,
@@ -443,7 +592,7 @@ class Engine:
                 "failReason": (task.forced_failure or "") if p.status == "FAILURE" else "",
                 "buttons": buttons(task) if p.status == "SUCCESS" else [],
                 "maskBase64": "",
-                "properties": {"finalPrompt": task.prompt, "finalZhPrompt": ""},
+                "properties": {"finalPrompt": final, "finalZhPrompt": ""},
             }
 
     def image(self, task_id: str, ttl: float | None = None) -> ImageResult | None:

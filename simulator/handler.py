@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from simulator import console, faults, piapi
-from simulator.engine import SubmitError
+from simulator import console, faults, piapi, uploads
+from simulator.engine import BLEND_DIMENSIONS, SubmitError, Task
 
 if TYPE_CHECKING:
     from simulator.server import SimulatorServer
@@ -31,6 +31,8 @@ _POSTS = (
     "/mj/submit/imagine",
     "/mj/submit/action",
     "/mj/submit/modal",
+    "/mj/submit/blend",
+    "/mj/submit/describe",
     "/mj/task/list-by-condition",
     "/v1/responses",
 )
@@ -49,6 +51,13 @@ _GATEWAY_ERRORS = {
     504: ("do_request_failed", "upstream error: gateway timeout"),
     524: ("do_request_failed", "upstream error: a timeout occurred"),
 }
+
+
+def _data_picture(text: str, what: str, long: int = uploads.REFERENCE_LONG) -> bytes:
+    try:
+        return uploads.picture(uploads.decode_data_url(text, what), what, long)[0]
+    except uploads.BadImage as bad:
+        raise SubmitError(4, str(bad)) from None
 
 
 def _request_id() -> str:
@@ -292,6 +301,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if path == "/mj/submit/imagine":
+                if not text("prompt").strip():
+                    raise SubmitError(4, "prompt不能为空")
+                try:
+                    pictures, failure = uploads.image_prompts(
+                        text("prompt"), body.get("base64Array")
+                    )
+                except uploads.BadImage as bad:
+                    raise SubmitError(4, str(bad)) from None
                 with sim.admission() as full:  # the count and the create, atomically
                     if full:
                         raise SubmitError(*sim.fault_state.queue_refusal())
@@ -301,6 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
                         state=text("state"),
                         bot_type=text("botType") or "MID_JOURNEY",
                         notify_hook=text("notifyHook"),
+                        references=pictures,
+                        failure=failure,
                     )
             elif path == "/mj/submit/action":
                 if not text("taskId") or not text("customId"):
@@ -330,14 +349,82 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 # remix_code1: the new-api gateway rewrites 21 to 1 (section 2.5.1); only the
                 # fetched status says MODAL
+            elif path == "/mj/submit/blend":
+                task = self._blend(body, mode)
+            elif path == "/mj/submit/describe":
+                task = self._describe(body, mode)
             else:
                 if not text("taskId"):
                     raise SubmitError(4, "参数错误")
-                task = engine.modal(text("taskId"), text("prompt") or None, text("maskBase64"))
+                mask = None
+                if text("maskBase64"):
+                    try:
+                        mask = uploads.decode_data_url(text("maskBase64"), "maskBase64")
+                    except uploads.BadImage as bad:
+                        raise SubmitError(4, str(bad)) from None
+                task = engine.modal(text("taskId"), text("prompt") or None, mask)
         except SubmitError as refused:
             self._json(200, _submit_answer(refused.code, refused.description))
             return
         self._json(200, _submit_answer(1, "提交成功", task.id, engine.submit_properties()))
+
+    def _blend(self, body: dict[str, Any], mode: str) -> Task:
+        given = body.get("base64Array")
+        if not isinstance(given, list) or not all(isinstance(d, str) for d in given):
+            raise SubmitError(4, "base64Array must be a list of 2 to 5 data URLs")
+        if not 2 <= len(given) <= 5:
+            raise SubmitError(4, f"blend takes 2 to 5 images, not {len(given)}")
+        dimensions = body.get("dimensions") or "SQUARE"
+        if not isinstance(dimensions, str) or dimensions.upper() not in BLEND_DIMENSIONS:
+            raise SubmitError(4, "dimensions must be PORTRAIT, SQUARE or LANDSCAPE")
+        pictures = tuple(_data_picture(d, f"base64Array[{i}]") for i, d in enumerate(given))
+        sim = self.server.sim
+        with sim.admission() as full:
+            if full:
+                raise SubmitError(*sim.fault_state.queue_refusal())
+            return sim.engine.blend(
+                pictures,
+                aspect=BLEND_DIMENSIONS[dimensions.upper()],
+                mode=mode,
+                bot_type=_text(body, "botType") or "MID_JOURNEY",
+                state=_text(body, "state"),
+                notify_hook=_text(body, "notifyHook"),
+            )
+
+    def _describe(self, body: dict[str, Any], mode: str) -> Task:
+        data, link = _text(body, "base64"), _text(body, "link")
+        failure, picture, size = None, b"", (1, 1)
+        if data:
+            try:
+                raw = uploads.decode_data_url(data, "base64")
+                picture, size = uploads.picture(raw, "base64", uploads.DESCRIBED_LONG)
+            except uploads.BadImage as bad:
+                raise SubmitError(4, str(bad)) from None
+        elif link:
+            if not uploads.is_link(link):
+                raise SubmitError(4, "link must be an http(s) link")
+            try:
+                raw = uploads.download(link, f"the image to describe ({link})")
+                picture, size = uploads.picture(
+                    raw, "the image to describe", uploads.DESCRIBED_LONG
+                )
+            except uploads.BadImage as bad:
+                failure = str(bad)
+        else:
+            raise SubmitError(4, "base64 or link is required")
+        sim = self.server.sim
+        with sim.admission() as full:
+            if full:
+                raise SubmitError(*sim.fault_state.queue_refusal())
+            return sim.engine.describe(
+                picture,
+                size,
+                mode=mode,
+                bot_type=_text(body, "botType") or "MID_JOURNEY",
+                state=_text(body, "state"),
+                notify_hook=_text(body, "notifyHook"),
+                failure=failure,
+            )
 
     def _refused_by_faults(self, path: str, text: Callable[[str], str]) -> bool:
         """Answer a submit the faults refuse (a directive's error or hang, a banned word)."""
@@ -350,6 +437,9 @@ class _Handler(BaseHTTPRequestHandler):
             parent = sim.engine.get(text("taskId"))
             prompt = parent.prompt if parent is not None else ""
             key = f"action:{text('taskId')}:{text('customId')}"
+        elif path in ("/mj/submit/blend", "/mj/submit/describe"):
+            # no prompt, so no directives: a retry is the same pictures again
+            key = f"{path}:{text('link')}:{len(text('base64'))}"
         else:
             key = f"modal:{text('taskId')}:{prompt}"
         directive = sim.fault_state.submit_fault(sim.faults, key, prompt)
@@ -384,6 +474,11 @@ class _Handler(BaseHTTPRequestHandler):
                     if view is not None:
                         views.append(view)
         self._json_or_malformed([v["id"] for v in views], views)
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    return value if isinstance(value, str) else ""
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -17,21 +17,24 @@ import functools
 import io
 import multiprocessing
 import os
+import random
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 
-from PIL import Image, ImageFilter, features
+from PIL import Image, ImageFilter, ImageOps, features
 
 from simulator.painting import _draw, _png
 from simulator.scene import Camera as Camera
 from simulator.scene import Color as Color
-from simulator.scene import Perturb, Picture, Scene, _digest
+from simulator.scene import Inpaint, Perturb, Picture, Reference, Scene, _digest
 from simulator.scene import Rect as Rect
 
-TILE = 512
-SIZE = 1024
+TILE = 512  # long side of a grid's tile
+SIZE = 1024  # long side of an upscale: twice its tile
+UPSCALED = 2048  # long side of Upscale (Subtle / Creative): twice the upscale
+DRAW_MAX = 1024  # drawn at most this large; larger pictures are enlarged
 PREVIEW_WIDTH = 256
 
 _PREVIEW_FORMAT = "WEBP" if features.check("webp") else "PNG"
@@ -48,33 +51,77 @@ def derive(seed: int, *parts: object) -> int:
     return _digest(seed, *parts) & 0x7FFFFFFF
 
 
+def frame_size(aspect: float, long: int) -> tuple[int, int]:
+    """Pixel width and height of a frame of this shape whose long side is `long`."""
+    if aspect >= 1:
+        return long, max(1, round(long / aspect))
+    return max(1, round(long * aspect)), long
+
+
+def picture_size(picture: Picture) -> tuple[int, int]:
+    """The pixel size of a picture's PNG."""
+    if picture.kind == "upload":
+        with Image.open(io.BytesIO(picture.image)) as im:
+            return im.size
+    w, h = frame_size(picture.scenes[0].camera.aspect, _long(picture))
+    return (2 * w, 2 * h) if picture.kind == "grid" else (w, h)
+
+
+def _long(picture: Picture) -> int:
+    return picture.long or (TILE if picture.kind == "grid" else SIZE)
+
+
 def picture_for(
     op: str, prompt: str, seed: int, source: Scene | None = None, arg: Arg = None
 ) -> Picture:
-    """What a task draws. `source` is the parent's tile or upscale; `arg` the op's knob."""
+    """What a task draws. `source` is the parent's tile or upscale (for an imagine or a
+    blend: the template of its tiles, with their shape and the user's pictures); `arg` the
+    op's knob."""
     if op == "imagine":
-        return Picture("grid", tuple(Scene(prompt, derive(seed, "tile", i)) for i in range(4)))
+        template = source or Scene(prompt, 0)
+        return Picture(
+            "grid",
+            tuple(replace(template, prompt=prompt, seed=derive(seed, "tile", i)) for i in range(4)),
+        )
     if source is None:
         raise ValueError(f"{op} needs a source scene")
+    if op == "blend":  # each tile mixes the inputs in other shares
+        return Picture(
+            "grid", tuple(_blend_tile(source, derive(seed, "blend", i)) for i in range(4))
+        )
     if op == "upscale":
         return Picture("single", (source,), detail=1)
     if op in ("upscale_subtle", "upscale_creative"):
         if op == "upscale_creative":
             source = replace(source, perturbs=(*source.perturbs, Perturb(seed, 0.08)))
-        return Picture("single", (source,), detail=2)
+        return Picture("single", (source,), detail=2, long=UPSCALED)
     if op == "variation":  # V1-V4 (0.3), Vary (Subtle) 0.12, Vary (Strong) 0.45
         strength = float(arg) if arg is not None else 0.3
         tiles = tuple(Perturb(derive(seed, "var", i), strength) for i in range(4))
         return Picture(
             "grid", tuple(replace(source, perturbs=(*source.perturbs, p)) for p in tiles)
         )
+    if op == "inpaint":  # the source's last overlay is the Inpaint; inside it, a new world
+        tiles = tuple(Perturb(derive(seed, "region", i), 0.9) for i in range(4))
+        return Picture(
+            "grid", tuple(replace(source, perturbs=(*source.perturbs, p)) for p in tiles)
+        )
     cam = source.camera
-    if op == "zoom":
+    if op == "zoom":  # Zoom Out 2x / 1.5x, Custom Zoom: the same frame over more world
         factor = float(arg) if arg is not None else 2.0
         new_cam = replace(cam, width=cam.width * factor)
-    elif op == "pan":
-        dx, dy = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}[str(arg)]
-        new_cam = replace(cam, cx=cam.cx + dx * cam.width / 2, cy=cam.cy + dy * cam.width / 2)
+    elif op == "pan":  # the frame grows by half in that direction, the parent's view kept
+        w, h = cam.extent()
+        direction = str(arg)
+        if direction in ("left", "right"):
+            w2, h2 = w * 1.5, h
+            cx, cy = cam.cx + (w / 4 if direction == "right" else -w / 4), cam.cy
+        elif direction in ("up", "down"):
+            w2, h2 = w, h * 1.5
+            cx, cy = cam.cx, cam.cy + (h / 4 if direction == "down" else -h / 4)
+        else:
+            raise ValueError(f"unknown pan direction {direction!r}")
+        new_cam = Camera(cx, cy, max(w2, h2), w2 / h2)
     else:
         raise ValueError(f"unknown op {op!r}")
     # the parent's view stays exactly as it was; each tile invents different surroundings
@@ -85,13 +132,109 @@ def picture_for(
     )
 
 
+def _blend_tile(source: Scene, seed: int) -> Scene:
+    rng = random.Random(seed)
+    overlays = []
+    for overlay in source.overlays:
+        if isinstance(overlay, Reference):
+            raw = [0.1 + rng.random() ** 2 for _ in overlay.images]
+            weights = tuple(w / sum(raw) for w in raw)
+            overlay = replace(overlay, weights=weights, angle=rng.uniform(0, 360))
+        overlays.append(overlay)
+    return replace(source, seed=seed, overlays=tuple(overlays))
+
+
+def upload(png: bytes) -> Picture:
+    """The user's own picture (Describe shows the image it describes)."""
+    return Picture("upload", (), image=png)
+
+
+def with_references(scene: Scene, pictures: tuple[bytes, ...], alpha: float) -> Scene:
+    """The scene with the user's pictures over its frame: equal shares, at `alpha`."""
+    if not pictures:
+        return scene
+    share = 1 / len(pictures)
+    ref = Reference(scene.camera.rect(), pictures, (share,) * len(pictures), alpha)
+    return replace(scene, overlays=(*scene.overlays, ref))
+
+
+def with_region(scene: Scene, parent: Picture, mask: bytes) -> Scene:
+    """The scene with the parent's picture kept outside `mask` (Vary (Region))."""
+    return replace(scene, overlays=(*scene.overlays, Inpaint(scene.camera.rect(), parent, mask)))
+
+
+# -- drawing ----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def _decoded(png: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        return im.copy()
+
+
+def _mixed(ref: Reference, size: tuple[int, int]) -> Image.Image:
+    """The reference pictures mixed in their shares: evenly, or (a blend's tile) each one
+    sweeping in along its own direction, so that every tile mixes them differently."""
+    mix = Image.new("RGB", size)
+    total = 0.0
+    for k, (png, weight) in enumerate(zip(ref.images, ref.weights, strict=True)):
+        fitted = ImageOps.fit(_decoded(png).convert("RGB"), size, Image.Resampling.BICUBIC)
+        total += weight  # a running weighted mean of the pictures
+        share = weight / total
+        if ref.angle is None or k == 0:
+            mix = Image.blend(mix, fitted, share)
+            continue
+        ramp = Image.linear_gradient("L").rotate(
+            ref.angle + 137.5 * k, Image.Resampling.BILINEAR, fillcolor=128
+        )
+        ramp = ramp.resize(size, Image.Resampling.BILINEAR)
+        levels = [min(255, round(v * 2 * share)) for v in range(256)]  # mean: its share
+        mix = Image.composite(fitted, mix, ramp.point(levels))
+    return mix
+
+
+def _frame(scene: Scene, long: int, detail: int) -> Image.Image:
+    """One scene drawn in its frame's shape: the square around it, cropped; then the
+    user's pictures and kept regions laid over it."""
+    drawn = min(long, DRAW_MAX)  # larger upscales are enlarged, as an upscaler does
+    cam = scene.camera
+    w, h = frame_size(cam.aspect, drawn)
+    square = _draw(scene, drawn, detail)
+    left, top = (drawn - w) // 2, (drawn - h) // 2
+    img = square.crop((left, top, left + w, top + h))
+    fx0, fy0, _, _ = cam.rect()
+    scale = w / cam.extent()[0]
+    for overlay in scene.overlays:
+        x0, y0, x1, y1 = overlay.rect
+        box = (round((x0 - fx0) * scale), round((y0 - fy0) * scale))
+        size = (max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale)))
+        if isinstance(overlay, Reference):
+            alpha = Image.new("L", size, round(255 * overlay.alpha))
+            img.paste(_mixed(overlay, size), box, alpha)
+        else:
+            parent = _decoded(render(overlay.parent)).convert("RGB")
+            keep = ImageOps.invert(_decoded(overlay.mask).convert("L"))
+            if parent.size != size:
+                parent = parent.resize(size, Image.Resampling.LANCZOS)
+                keep = keep.resize(size, Image.Resampling.NEAREST)
+            img.paste(parent, box, keep)
+    if long != drawn:
+        img = img.resize(frame_size(cam.aspect, long), Image.Resampling.LANCZOS)
+    return img
+
+
 def draw(picture: Picture) -> bytes:
     """The final PNG, drawn now."""
+    if picture.kind == "upload":
+        return picture.image
+    long = _long(picture)
     if picture.kind == "single":
-        return _png(_draw(picture.scenes[0], SIZE, picture.detail))
-    grid = Image.new("RGB", (SIZE, SIZE))
+        return _png(_frame(picture.scenes[0], long, picture.detail))
+    w, h = frame_size(picture.scenes[0].camera.aspect, long)
+    grid = Image.new("RGB", (2 * w, 2 * h))
     for i, scene in enumerate(picture.scenes[:4]):
-        grid.paste(_draw(scene, TILE, picture.detail), ((i % 2) * TILE, (i // 2) * TILE))
+        grid.paste(_frame(scene, long, picture.detail), ((i % 2) * w, (i // 2) * h))
     return _png(grid)
 
 

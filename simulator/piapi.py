@@ -28,12 +28,14 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.message import Message
 from typing import TYPE_CHECKING, Any
 
-from simulator import faults
-from simulator.engine import SubmitError, Task, buttons
+from simulator import faults, images, uploads
+from simulator.engine import SubmitError, Task, buttons, parse_aspect, prompt_zoom
 from simulator.piapi_protocol import (
+    _BLEND_DIMENSIONS,
     _BUSY,
     _CREATE,
     _ENGLISH,
@@ -41,6 +43,7 @@ from simulator.piapi_protocol import (
     _LEGACY,
     _LEGACY_STATUS,
     _MODES,
+    _ORIGINLESS,
     _TASK_TYPES,
     _TERMINAL,
     _UNIFIED_STATUS,
@@ -59,6 +62,18 @@ from simulator.webhooks import Watcher as Watcher
 
 if TYPE_CHECKING:
     from simulator.server import SimulatorServer
+
+
+@dataclass(frozen=True)
+class _Pictures:
+    """What a create's pictures came to: image prompts or blend inputs, the failReason of a
+    link that could not be used, the shape asked for, a region's mask, the described image."""
+
+    pictures: tuple[bytes, ...]
+    failure: str | None
+    aspect: float | None = None
+    mask: bytes | None = None
+    described: tuple[bytes, tuple[int, int]] = (b"", (1, 1))
 
 
 class PiAPISimulator:
@@ -181,13 +196,15 @@ class PiAPISimulator:
         prompt = params.get("prompt") if isinstance(params.get("prompt"), str) else ""
         mode = _MODES.get(str(params.get("process_mode") or "").lower())
         origin = str(params.get("origin_task_id") or "")
-        parent = self.record(origin) if task_type != "imagine" else None
+        parent = self.record(origin) if task_type not in _ORIGINLESS else None
         parent_task = self.sim.engine.get(parent.engine_id) if parent else None
         self._check_faults(task_type, params, prompt, parent_task.prompt if parent_task else "")
+        # the user's pictures are read before the queue is: downloads take their time
+        given = self._pictures(task_type, params, prompt, parent_task)
         with self.sim.admission() as full:  # the count and the create, atomically
             if full:
                 raise _Injected(_error(429, faults.PIAPI_QUEUE_FULL))
-            task = self._create_task(task_type, params, prompt, mode, parent, parent_task)
+            task = self._create_task(task_type, params, prompt, mode, parent, parent_task, given)
         record = Record(
             task_id=str(uuid.uuid4()),
             engine_id=task.id,
@@ -195,7 +212,7 @@ class PiAPISimulator:
             task_type=task_type,
             input={k: v for k, v in params.items() if not k.startswith("webhook_")},
             process_mode=task.mode.lower(),
-            origin_task_id=origin if task_type != "imagine" else "",
+            origin_task_id=origin if task_type not in _ORIGINLESS else "",
             endpoint=endpoint,
             secret=secret,
         )
@@ -211,11 +228,28 @@ class PiAPISimulator:
         mode: str | None,
         parent: Record | None,
         parent_task: Task | None,
+        given: _Pictures,
     ) -> Task:
         engine = self.sim.engine
         try:
             if task_type == "imagine":
-                return engine.imagine(prompt, mode=mode or "FAST")
+                return engine.imagine(
+                    prompt,
+                    mode=mode or "FAST",
+                    aspect=given.aspect,
+                    references=given.pictures,
+                    failure=given.failure,
+                )
+            if task_type == "blend":
+                return engine.blend(
+                    given.pictures,
+                    aspect=given.aspect or 1.0,
+                    mode=mode or "FAST",
+                    failure=given.failure,
+                )
+            if task_type == "describe":
+                picture, size = given.described
+                return engine.describe(picture, size, mode=mode or "FAST", failure=given.failure)
             if parent is None or parent_task is None:
                 raise _Refused("origin task not found")
             wanted = wanted_action(task_type, params)
@@ -231,6 +265,10 @@ class PiAPISimulator:
             )
             if custom_id is None:
                 raise _Refused(f"{wanted} is not available on the origin task")
+            if wanted in ("inpaint", "outpaint_custom"):
+                # PiAPI has no modal step: the press and its confirmation are one request
+                task = engine.action(parent.engine_id, custom_id, mode=mode or parent_task.mode)
+                return engine.modal(task.id, prompt or None, given.mask)
             # PiAPI takes an edited prompt with the press: the engine redraws under it
             return engine.action(
                 parent.engine_id,
@@ -240,6 +278,59 @@ class PiAPISimulator:
             )
         except SubmitError as refused:
             raise _Refused(_ENGLISH.get(refused.description, refused.description)) from refused
+
+    def _pictures(
+        self, task_type: str, params: dict[str, Any], prompt: str, parent_task: Task | None
+    ) -> _Pictures:
+        """The pictures a create brings, checked before anything is created: a bad field is
+        refused (_Refused), a link that cannot be used becomes the task's failReason."""
+        try:
+            if task_type == "imagine":
+                ratio = params.get("aspect_ratio")
+                aspect = None
+                if ratio not in (None, ""):
+                    aspect = parse_aspect(ratio if isinstance(ratio, str) else "")
+                pictures, failure = uploads.image_prompts(prompt)
+                return _Pictures(pictures, failure, aspect)
+            if task_type == "blend":
+                links = params.get("image_urls")
+                if not isinstance(links, list) or not all(isinstance(u, str) for u in links):
+                    raise _Refused("image_urls must be a list of 2 to 5 image links")
+                if not 2 <= len(links) <= 5:
+                    raise _Refused(f"blend takes 2 to 5 images, not {len(links)}")
+                if not all(uploads.is_link(u) for u in links):
+                    raise _Refused("image_urls must be http(s) links")
+                dimension = str(params.get("dimension") or "square").lower()
+                if dimension not in _BLEND_DIMENSIONS:
+                    raise _Refused("dimension must be square, portrait or landscape")
+                found, failure = uploads.linked_pictures(links, "blend image")
+                aspect = _BLEND_DIMENSIONS[dimension]
+                return _Pictures(tuple(p for p, _ in found), failure, aspect)
+            if task_type == "describe":
+                link = params.get("image_url")
+                if not isinstance(link, str) or not uploads.is_link(link):
+                    raise _Refused("image_url must be an http(s) image link")
+                found, failure = uploads.linked_pictures(
+                    [link], "the image to describe", uploads.DESCRIBED_LONG
+                )
+                return _Pictures((), failure, described=found[0] if found else (b"", (1, 1)))
+            if task_type == "inpaint" and parent_task is not None:
+                # UNCONFIRMED shape: input {origin_task_id, mask (data URL or bare base64),
+                # prompt}; white repaints, as on midjourney-proxy
+                text = params.get("mask")
+                if not isinstance(text, str) or not text.strip():
+                    raise _Refused("mask is required for inpaint")
+                raw = uploads.decode_data_url(text, "mask", bare=True)
+                uploads.mask(raw, images.picture_size(parent_task.picture), "mask")
+                return _Pictures((), None, mask=raw)
+            if task_type == "outpaint" and str(params.get("zoom_ratio") or "").lower() == "custom":
+                # UNCONFIRMED shape: zoom_ratio "custom" and the factor as --zoom N in prompt
+                prompt_zoom(prompt)
+        except uploads.BadImage as bad:
+            raise _Refused(str(bad)) from None
+        except SubmitError as refused:
+            raise _Refused(refused.description) from None
+        return _Pictures((), None)
 
     def _check_faults(
         self, task_type: str, params: dict[str, Any], prompt: str, origin_prompt: str
@@ -312,6 +403,7 @@ class PiAPISimulator:
                 "progress": state["progress"],
                 "intermediate_image_urls": state["intermediate"],
                 "actions": state["actions"],
+                **self._described(record, state),
             },
             "meta": {
                 "created_at": _iso(created),
@@ -329,6 +421,18 @@ class PiAPISimulator:
                 "message": reason,
                 "detail": None,
             },
+        }
+
+    def _described(self, record: Record, state: dict[str, Any]) -> dict[str, Any]:
+        """Describe's answer. UNCONFIRMED shape: the four prompts as Midjourney numbers them
+        in `description`, and as a list in `prompts`."""
+        if record.task_type != "describe":
+            return {}
+        task = self.sim.engine.get(record.engine_id)
+        prompts = list(task.described) if task and state["status"] == "SUCCESS" else []
+        return {
+            "description": uploads.describe_text(prompts) if prompts else "",
+            "prompts": prompts,
         }
 
     def legacy_data(self, record: Record) -> dict[str, Any]:
@@ -361,6 +465,7 @@ class PiAPISimulator:
                 "task_progress": state["progress"],
                 "intermediate_image_urls": state["intermediate"],
                 "actions": state["actions"],
+                **self._described(record, state),
                 "error_messages": [reason] if reason else [],
                 "message": "",
             },

@@ -14,8 +14,18 @@ Reply = tuple[int, Any, dict[str, str]]  # payload: JSON-able, faults.RawBody or
 
 _CREATE = "/api/v1/task"
 _GET = re.compile(r"^/api/v1/task/([^/]+)$")
-_LEGACY = re.compile(r"^/mj/v2/(imagine|reroll|upscale|variation|outpaint|pan|fetch)$")
-_TASK_TYPES = ("imagine", "reroll", "upscale", "variation", "outpaint", "pan")
+_LEGACY = re.compile(
+    r"^/mj/v2/(imagine|reroll|upscale|variation|outpaint|pan|blend|describe|inpaint|fetch)$"
+)
+_TASK_TYPES = (
+    *("imagine", "reroll", "upscale", "variation", "outpaint", "pan"),
+    *("blend", "describe", "inpaint"),
+)
+_ORIGINLESS = ("imagine", "blend", "describe")  # the task types that press no button
+# UNCONFIRMED (docs section 3.1 names these task types but not their fields): blend takes
+# input {image_urls: [2-5 links], dimension: square|portrait|landscape, process_mode}, on
+# the legacy /mj/v2/blend the same fields at the top level.
+_BLEND_DIMENSIONS = {"square": 1.0, "portrait": 2 / 3, "landscape": 3 / 2}
 _INDEXES = ("1", "2", "3", "4")
 _MODES = {"fast": "FAST", "relax": "RELAX", "turbo": "TURBO", "mixed": "FAST"}
 # engine (gateway) status -> PiAPI status, per dialect
@@ -47,10 +57,15 @@ def handles(path: str) -> bool:
 def piapi_action(custom_id: str) -> str | None:
     """The PiAPI action string for one of the engine's midjourney-proxy customIds."""
     parts = custom_id.split("::")
+    # UNCONFIRMED action names for Vary (Region) and Custom Zoom (the doc lists none)
+    if parts[:2] == ["MJ", "CustomZoom"]:
+        return "outpaint_custom"
     if len(parts) < 4 or parts[0] != "MJ":
         return None
     if parts[1] == "Outpaint":
         return {"50": "outpaint_2x", "75": "outpaint_1.5x"}.get(parts[2])
+    if parts[1] == "Inpaint":
+        return "inpaint"
     verb, index = parts[2], parts[3]
     if verb in ("upsample", "variation"):
         return f"{'upscale' if verb == 'upsample' else 'variation'}{index}"
@@ -73,7 +88,11 @@ def wanted_action(task_type: str, params: dict[str, Any]) -> str | None:
         if index in ("low_variation", "high_variation"):
             return index
         return f"variation{index}" if index in _INDEXES else None
+    if task_type == "inpaint":
+        return "inpaint"
     if task_type == "outpaint":
+        if str(params.get("zoom_ratio") or "").lower() == "custom":  # UNCONFIRMED: --zoom N
+            return "outpaint_custom"
         try:
             ratio = float(params.get("zoom_ratio") or 0)
         except (TypeError, ValueError):

@@ -20,11 +20,23 @@ Rect = tuple[float, float, float, float]  # world x0, y0, x1, y1 (y grows downwa
 class Camera:
     cx: float = 0.0
     cy: float = -0.2
-    width: float = 1.6  # world units across the (square) frame
+    width: float = 1.6  # world units across the frame's long side
+    aspect: float = 1.0  # the frame's width over its height (--ar 3:2 is 1.5)
+
+    def extent(self) -> tuple[float, float]:
+        """World width and height of the frame."""
+        if self.aspect >= 1:
+            return self.width, self.width / self.aspect
+        return self.width * self.aspect, self.width
 
     def rect(self) -> Rect:
-        half = self.width / 2
-        return (self.cx - half, self.cy - half, self.cx + half, self.cy + half)
+        """What the frame shows, in world coordinates."""
+        w, h = self.extent()
+        return (self.cx - w / 2, self.cy - h / 2, self.cx + w / 2, self.cy + h / 2)
+
+    def square(self) -> Camera:
+        """The square frame around this one (it is drawn, then cropped to the shape)."""
+        return Camera(self.cx, self.cy, self.width)
 
 
 @dataclass(frozen=True)
@@ -37,18 +49,45 @@ class Perturb:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """The user's pictures laid over the world at `rect` (world coordinates, so zooms and
+    pans keep them where they were): image prompts as a faint copy, a blend's inputs as a
+    strong mix. `images` are RGB PNGs; `weights` their share of the mix."""
+
+    rect: Rect
+    images: tuple[bytes, ...]
+    weights: tuple[float, ...]
+    alpha: float
+    angle: float | None = None  # a blend's tile: each picture sweeps in from its own side
+
+
+@dataclass(frozen=True)
+class Inpaint:
+    """Vary (Region): outside the mask the frame shows `parent` exactly, inside it the world
+    drawn anew. `mask` is a PNG (mode L, the parent's pixel size): 255 = repaint."""
+
+    rect: Rect
+    parent: Picture
+    mask: bytes
+
+
+@dataclass(frozen=True)
 class Scene:
     prompt: str
     seed: int
     perturbs: tuple[Perturb, ...] = ()
     camera: Camera = Camera()
+    overlays: tuple[Reference | Inpaint, ...] = ()
 
 
 @dataclass(frozen=True)
 class Picture:
-    kind: str  # "grid" (four 512px tiles) or "single" (one 1024px image)
+    # "grid" (four tiles), "single" (one image) or "upload" (the user's own image, as given)
+    kind: str
     scenes: tuple[Scene, ...]
     detail: int = 0  # extra noise octaves: upscales show finer ridges and more trees
+    long: int = 0  # pixels along the long side of a tile or single; 0: the kind's default
+    image: bytes = b""  # an upload's PNG
 
 
 # -- style: what the prompt decides -------------------------------------------------------
@@ -93,6 +132,7 @@ def _digest(*parts: object) -> int:
 def _words(prompt: str) -> list[str]:
     # MJ parameters (--v 6.1, --ar 16:9) must not change the look of a prompt
     text = re.sub(r"--\S+(\s+[^-\s]\S*)?", " ", prompt.lower())
+    text = re.sub(r"\S+://\S+", " ", text)  # image prompts are not words of the style
     return re.findall(r"\w+", text)
 
 

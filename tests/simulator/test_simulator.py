@@ -171,16 +171,17 @@ def test_a_zoom_out_keeps_the_parent_view_in_the_middle() -> None:
         assert mean_error(parent, grid.crop((left, top, left + 256, top + 256))) > 8
 
 
-def test_a_pan_left_shows_the_parents_left_half_on_the_right() -> None:
+def test_a_pan_left_widens_the_picture_and_keeps_the_parent_on_the_right() -> None:
     source = images.picture_for("imagine", "ocean at dusk", 11).scenes[2]
     with Image.open(io.BytesIO(images.render(images.Picture("single", (source,))))) as im:
-        parent = im.convert("RGB").resize((512, 512), Image.Resampling.BOX)
+        parent = im.convert("RGB").resize((341, 341), Image.Resampling.BOX)
     pan = images.picture_for("pan", "ocean at dusk", 12, source, "left")
+    assert images.picture_size(pan) == (1024, 682)  # tiles of 3:2, half again as wide
     with Image.open(io.BytesIO(images.render(pan))) as im:
-        tile = im.convert("RGB").crop((0, 0, 512, 512))
-    kept, revealed = tile.crop((256, 0, 512, 512)), tile.crop((0, 0, 256, 512))
-    assert mean_error(parent.crop((0, 0, 256, 512)), kept) < 8
-    assert mean_error(parent.crop((256, 0, 512, 512)), revealed) > 2
+        tile = im.convert("RGB").crop((0, 0, 512, 341))
+    kept, revealed = tile.crop((171, 0, 512, 341)), tile.crop((0, 0, 171, 341))
+    assert mean_error(parent, kept) < 8
+    assert mean_error(parent.crop((0, 0, 171, 341)), revealed) > 2
 
 
 def test_ids_stay_unique_within_one_millisecond(clock: FakeClock) -> None:
@@ -304,8 +305,10 @@ def test_upscale_gives_a_single_larger_image_with_its_buttons(
         (f"MJ::JOB::upsample_v6_2x_creative::1::{job}::SOLO", "Upscale (Creative)", ""),
         (f"MJ::JOB::low_variation::1::{job}::SOLO", "Vary (Subtle)", "🪄"),
         (f"MJ::JOB::high_variation::1::{job}::SOLO", "Vary (Strong)", "🪄"),
+        (f"MJ::Inpaint::1::{job}::SOLO", "Vary (Region)", "🖌️"),
         (f"MJ::Outpaint::50::1::{job}::SOLO", "Zoom Out 2x", "🔍"),
         (f"MJ::Outpaint::75::1::{job}::SOLO", "Zoom Out 1.5x", "🔍"),
+        (f"MJ::CustomZoom::{job}", "Custom Zoom", "🔍"),
         (f"MJ::JOB::pan_left::1::{job}::SOLO", "", "⬅️"),
         (f"MJ::JOB::pan_right::1::{job}::SOLO", "", "➡️"),
         (f"MJ::JOB::pan_up::1::{job}::SOLO", "", "⬆️"),
@@ -319,11 +322,12 @@ def test_upscale_gives_a_single_larger_image_with_its_buttons(
         big = single.convert("RGB").resize((64, 64))
     assert mean_error(tile, big) < 8
     again = finish(api, clock, press(api, up, "Upscale (Creative)").json()["result"])
-    assert again["action"] == "UPSCALE" and len(again["buttons"]) == 10
+    assert again["action"] == "UPSCALE" and len(again["buttons"]) == 12
+    assert size_of(png(api, again["id"])) == (2048, 2048)
     zoom = finish(api, clock, press(api, up, "Zoom Out 2x").json()["result"])
     assert zoom["action"] == "ZOOM" and len(zoom["buttons"]) == 9
     pan = finish(api, clock, press(api, up, "⬅️").json()["result"])
-    assert pan["action"] == "PAN" and size_of(png(api, pan["id"])) == (1024, 1024)
+    assert pan["action"] == "PAN" and size_of(png(api, pan["id"])) == (1024, 682)
 
 
 def test_action_refusals(api: httpx.Client, clock: FakeClock) -> None:

@@ -29,8 +29,9 @@ GRID = [
     "variation1", "variation2", "variation3", "variation4",
 ]  # fmt: skip
 UPSCALED = [
-    "upscale_subtle", "upscale_creative", "low_variation", "high_variation",
-    "outpaint_2x", "outpaint_1.5x", "pan_left", "pan_right", "pan_up", "pan_down",
+    "upscale_subtle", "upscale_creative", "low_variation", "high_variation", "inpaint",
+    "outpaint_2x", "outpaint_1.5x", "outpaint_custom", "pan_left", "pan_right", "pan_up",
+    "pan_down",
 ]  # fmt: skip
 
 
@@ -185,7 +186,7 @@ def test_upscale_then_the_upscaled_actions(api: httpx.Client, clock: FakeClock) 
         ("upscale", {"index": "subtle"}, "upscale_subtle is not available on the origin task"),
         ("outpaint", {"zoom_ratio": "3"}, "invalid outpaint parameters"),
         ("pan", {"direction": "sideways"}, "invalid pan parameters"),
-        ("describe", {}, "unsupported task_type 'describe'"),
+        ("shorten", {}, "unsupported task_type 'shorten'"),
     ],
 )  # fmt: skip
 def test_unified_refusals(
@@ -333,7 +334,7 @@ def test_unknown_tasks_routes_and_methods(api: httpx.Client) -> None:
     assert (unknown.status_code, unknown.json()) == (404, missing)
     legacy = api.post("/mj/v2/fetch", json={"task_id": "00000000"})
     assert (legacy.status_code, legacy.json()) == (404, missing)
-    assert api.post("/mj/v2/blend", json={}).status_code == 404
+    assert api.post("/mj/v2/shorten", json={}).status_code == 404
     assert api.get("/api/v1/tasks").status_code == 404
     wrong = api.get("/api/v1/task")
     assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
