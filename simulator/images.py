@@ -185,10 +185,10 @@ def _mixed(ref: Reference, size: tuple[int, int]) -> Image.Image:
         if ref.angle is None or k == 0:
             mix = Image.blend(mix, fitted, share)
             continue
-        ramp = Image.linear_gradient("L").rotate(
-            ref.angle + 137.5 * k, Image.Resampling.BILINEAR, fillcolor=128
-        )
-        ramp = ramp.resize(size, Image.Resampling.BILINEAR)
+        # a gradient twice the frame, turned and cut to its middle: no corner is left bare
+        ramp = Image.linear_gradient("L").resize((512, 512), Image.Resampling.BILINEAR)
+        ramp = ramp.rotate(ref.angle + 137.5 * k, Image.Resampling.BILINEAR)
+        ramp = ramp.crop((128, 128, 384, 384)).resize(size, Image.Resampling.BILINEAR)
         levels = [min(255, round(v * 2 * share)) for v in range(256)]  # mean: its share
         mix = Image.composite(fitted, mix, ramp.point(levels))
     return mix
