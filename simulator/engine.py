@@ -608,6 +608,8 @@ class Engine:
             now = self.clock()
             p = phase(task, now)
             picture = task.picture
+            if picture.kind == "upload" and not picture.image:  # its link never worked
+                return None
             ttls = [t for t in (ttl, task.image_ttl) if t is not None]
             if ttls and p.finished_at is not None and now >= p.finished_at + min(ttls):
                 return None

@@ -155,9 +155,12 @@ def _open(raw: bytes, what: str) -> Image.Image:
             im.load()
     except BadImage:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Warning) as exc:
-        kind = "not an image" if isinstance(exc, UnidentifiedImageError) else "a broken image"
-        raise BadImage(f"{what} is {kind}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadImage(f"{what} has too many pixels") from None
+    except UnidentifiedImageError:
+        raise BadImage(f"{what} is not an image") from None
+    except Exception:  # a decoder's own error on a corrupt file (OSError, struct.error...)
+        raise BadImage(f"{what} is a broken image") from None
     if im.width < 1 or im.height < 1:
         raise BadImage(f"{what} is empty")
     return im

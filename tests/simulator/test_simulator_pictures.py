@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
 import threading
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -231,9 +233,23 @@ def test_image_links_at_the_start_of_the_prompt_are_downloaded(
     assert "is not an image" in fetch(api, broken)["failReason"]
 
 
+def bomb() -> bytes:
+    """A PNG whose header claims 100000 x 100000 pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+    return b"\x89PNG\r\n\x1a\n" + body + chunk(b"IEND", b"")
+
+
 @pytest.mark.parametrize(
     ("given", "words"),
     [
+        ([data_url(bomb())], "too many pixels"),
+        ([data_url(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)], "base64Array[0] is"),
         (["data:image/png;base64,@@@"], "not valid base64"),
         (["not a data url"], "not a data URL"),
         ([data_url(b"plain text")], "not an image"),
@@ -350,6 +366,7 @@ def test_describe_a_link(api: httpx.Client, clock: FakeClock, host: PictureHost)
         ({}, "base64 or link is required"),
         ({"base64": "data:image/png;base64,%%%"}, "not valid base64"),
         ({"base64": data_url(b"GIF89a broken")}, "image"),
+        ({"base64": data_url(bomb())}, "too many pixels"),
         ({"link": "file:///etc/passwd"}, "http(s)"),
     ],
 )
