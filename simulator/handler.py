@@ -1,6 +1,8 @@
 """The simulator's HTTP request handler: body reading, auth, fault-shaped replies, routing
 (PiAPI's paths go to simulator.piapi), and CometAPI's midjourney-proxy routes with the
-new-api gateway's error envelopes. simulator.server owns the listening socket.
+new-api gateway's error envelopes: imagine (with base64Array image prompts), action, modal
+(Remix, Vary (Region)'s mask, Custom Zoom's --zoom), blend and describe.
+simulator.server owns the listening socket.
 """
 
 from __future__ import annotations

@@ -6,9 +6,16 @@ honest: a zoom out widens the camera over the same world, a pan moves it, and a
 variation adds a seeded perturbation to the world itself. Only Pillow is used, and the
 same inputs always give byte-identical PNGs (no metadata, no unseeded randomness).
 
+A frame has the shape of its camera (--ar, a blend's dimensions): the square around it is
+drawn and cropped. Grid tiles are TILE pixels along their long side, upscales twice that,
+Upscale (Subtle / Creative) twice again; a pan grows the frame by half towards its side.
+Over the world come the user's pictures (image prompts, a blend's inputs) and, for Vary
+(Region), the parent's own pixels outside the mask; both sit in world coordinates, so a
+later zoom or pan keeps them in place.
+
 This module is the public API and the composition of pictures (grid, upscale, variation,
-zoom, pan, previews); the world model is in simulator.scene, the drawing in
-simulator.painting.
+zoom, pan, blend, region, previews); the world model is in simulator.scene, the drawing in
+simulator.painting, the user's pictures are read by simulator.uploads.
 """
 
 from __future__ import annotations
