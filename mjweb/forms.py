@@ -3,11 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
 
 from mjweb import signups
-from mjweb.models import Invite, User
+from mjweb.models import Invite, User, time_zone_names
 
 
 class InviteTaken(Exception):
@@ -15,7 +17,9 @@ class InviteTaken(Exception):
 
 
 class SignupForm(UserCreationForm):
-    email = forms.EmailField(required=True, help_text="For password resets. Never shown to anyone.")
+    email = forms.EmailField(
+        required=True, help_text=_("For password resets. Never shown to anyone.")
+    )
 
     class Meta(UserCreationForm.Meta):
         model = User
@@ -48,19 +52,57 @@ class SignupForm(UserCreationForm):
         email = self.cleaned_data["email"].strip()
         if domain := signups.blocked_domain(email):
             raise forms.ValidationError(
-                f"Addresses at {domain} cannot be used here: use an email address of your own."
+                _("Addresses at %(domain)s cannot be used here: use an email address of your own.")
+                % {"domain": domain}
             )
         if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email already exists.")
+            raise forms.ValidationError(_("An account with this email already exists."))
         return email
 
 
 class ApiTokenForm(forms.Form):
-    EXPIRY = [("", "Never"), ("30", "In 30 days"), ("90", "In 90 days"), ("365", "In a year")]
+    EXPIRY = [
+        ("", _("Never")),
+        ("30", _("In 30 days")),
+        ("90", _("In 90 days")),
+        ("365", _("In a year")),
+    ]
 
     name = forms.CharField(
-        max_length=80, help_text="What it is for, e.g. “my script” or “the Discord bot”."
+        max_length=80,
+        label=_("Name"),
+        help_text=_("What it is for, e.g. “my script” or “the Discord bot”."),
     )
     expires = forms.TypedChoiceField(
-        choices=EXPIRY, required=False, coerce=int, empty_value=None, label="Expires"
+        choices=EXPIRY, required=False, coerce=int, empty_value=None, label=_("Expires")
     )
+
+
+class PreferencesForm(forms.ModelForm):
+    """The language pages are shown in and the time zone dates are shown in."""
+
+    class Meta:
+        model = User
+        fields = ("language", "time_zone")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["language"] = forms.ChoiceField(
+            label=_("Language"),
+            required=False,
+            choices=[("", _("As my browser asks")), *settings.LANGUAGES],
+        )
+        # A text field with the names offered as suggestions (a <datalist>): ~600 zones
+        # make a poor <select>; the model's validator refuses a name that is not one.
+        self.fields["time_zone"] = forms.CharField(
+            label=_("Time zone"),
+            required=False,
+            max_length=64,
+            help_text=_("An IANA name such as Asia/Shanghai; empty: the server's (%(zone)s).")
+            % {"zone": settings.TIME_ZONE},
+            widget=forms.TextInput(attrs={"list": "time-zones", "autocomplete": "off"}),
+        )
+        self.time_zones = sorted(time_zone_names())
+
+    def clean_time_zone(self) -> str:
+        return self.cleaned_data["time_zone"].strip()

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone, translation
 
 # No inline script and no eval anywhere: htmx runs with allowEval off (see base.html).
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -29,5 +30,31 @@ def security_headers(get_response: Callable[[HttpRequest], HttpResponse]):
             "Permissions-Policy", "camera=(), microphone=(), geolocation=()"
         )
         return response
+
+    return middleware
+
+
+def user_preferences(get_response: Callable[[HttpRequest], HttpResponse]):
+    """A signed-in user's saved language (over the switch's cookie and the browser's
+    Accept-Language, which LocaleMiddleware has applied) and time zone (over the server's)
+    for this request. After AuthenticationMiddleware, which gives the user."""
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            timezone.deactivate()
+            return get_response(request)
+        if user.language:
+            translation.activate(user.language)
+            request.LANGUAGE_CODE = translation.get_language()  # type: ignore[attr-defined]
+        zone = user.zone()
+        if zone is not None:
+            timezone.activate(zone)
+        else:
+            timezone.deactivate()
+        try:
+            return get_response(request)
+        finally:
+            timezone.deactivate()
 
     return middleware

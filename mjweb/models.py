@@ -11,20 +11,48 @@ Invariants:
 from __future__ import annotations
 
 import secrets
+import zoneinfo
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.db.models.functions import Lower
 from django.dispatch import Signal
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 # Sent once when a user's email is verified (billing grants the welcome credits then).
 email_verified = Signal()
+
+
+@cache
+def time_zone_names() -> frozenset[str]:
+    """Every IANA time zone this system knows (zoneinfo.available_timezones() reads the
+    disk on each call)."""
+    # The system's tzdata also lists its own files, which are no zone a person lives in.
+    return frozenset(zoneinfo.available_timezones() - {"localtime", "posixrules", "Factory"})
+
+
+def validate_language(value: str) -> None:
+    if value and value not in dict(settings.LANGUAGES):
+        raise ValidationError(
+            _("“%(value)s” is not a language of this site."), params={"value": value}
+        )
+
+
+def validate_time_zone(value: str) -> None:
+    if value and value not in time_zone_names():
+        raise ValidationError(
+            _("“%(value)s” is not a time zone: use an IANA name such as Asia/Shanghai."),
+            params={"value": value},
+        )
 
 
 class User(AbstractUser):
@@ -40,6 +68,15 @@ class User(AbstractUser):
     signup_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
     # When the owner followed the link mailed to their address (mjweb.signups).
     email_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The language of every page once signed in (a code of settings.LANGUAGES); blank: the
+    # one the language switch or the browser asks for (mjweb.middleware.user_preferences).
+    language = models.CharField(
+        gettext_lazy("language"), max_length=16, blank=True, validators=[validate_language]
+    )
+    # The IANA time zone dates are shown in; blank: the server's (settings.TIME_ZONE).
+    time_zone = models.CharField(
+        gettext_lazy("time zone"), max_length=64, blank=True, validators=[validate_time_zone]
+    )
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
@@ -52,6 +89,12 @@ class User(AbstractUser):
                 name="user_email_unique_ci",
             )
         ]
+
+    def zone(self) -> zoneinfo.ZoneInfo | None:
+        """The user's own time zone; None for the server's (or a name no longer known)."""
+        if self.time_zone and self.time_zone in time_zone_names():
+            return zoneinfo.ZoneInfo(self.time_zone)
+        return None
 
     @property
     def is_suspended(self) -> bool:

@@ -95,9 +95,14 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language from the cookie the switch sets, or else the browser's Accept-Language;
+    # mjweb.middleware.user_preferences below puts a signed-in user's own choice over both.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A signed-in user's saved language and time zone (mjweb.models.User).
+    "mjweb.middleware.user_preferences",
     "django_otp.middleware.OTPMiddleware",
     "mjweb.twofactor.require_for_staff",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -213,7 +218,12 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 ADMINS = [(address, address) for address in env_list("MJWEB_ALERT_EMAILS", [])]
 
 # --- Internationalisation -------------------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# English and Simplified Chinese; the URLs carry no language prefix (the JSON API and the
+# webhooks keep their paths). The names are each language's own, as the switch shows them.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# The server's time zone: dates are shown in it unless a user picks their own.
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

@@ -12,6 +12,10 @@ urlpatterns = [
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/tokens/", views.api_tokens, name="api_tokens"),
+    path("accounts/preferences/", views.preferences, name="preferences"),
+    # Django's set_language (django.conf.urls.i18n), which also saves a signed-in user's
+    # choice; no language prefix on any URL, so the API and the webhooks keep their paths.
+    path("i18n/setlang/", views.set_language, name="set_language"),
     path("accounts/tokens/<int:pk>/revoke/", views.revoke_api_token, name="revoke_api_token"),
     path("accounts/2fa/", twofactor.verify, name="twofactor_verify"),
     path("accounts/2fa/setup/", twofactor.setup, name="twofactor_setup"),

@@ -9,12 +9,16 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import check_for_language
+from django.utils.translation import gettext as _
+from django.views import i18n
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from mjweb import signups, throttle, tokens
-from mjweb.forms import ApiTokenForm, InviteTaken, SignupForm
+from mjweb.forms import ApiTokenForm, InviteTaken, PreferencesForm, SignupForm
 from mjweb.models import Invite
 
 
@@ -65,9 +69,9 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
     if user is None:
         return render(request, "registration/verify_failed.html", status=400)
     if user.verify_email():
-        messages.success(request, "Your email is confirmed: your welcome credits are here.")
+        messages.success(request, _("Your email is confirmed: your welcome credits are here."))
     else:
-        messages.info(request, "Your email was already confirmed.")
+        messages.info(request, _("Your email was already confirmed."))
     return redirect("gallery:home" if request.user.is_authenticated else "login")
 
 
@@ -80,7 +84,10 @@ def resend_verification(request: HttpRequest) -> HttpResponse:
     if limit := throttle.limited(request, "verify"):
         return throttle.refused(request, limit)
     signups.send_verification(request, user)  # type: ignore[arg-type]
-    messages.info(request, f"We sent the link again to {user.email}.")  # type: ignore[union-attr]
+    messages.info(
+        request,
+        _("We sent the link again to %(email)s.") % {"email": user.email},  # type: ignore[union-attr]
+    )
     return redirect("gallery:home")
 
 
@@ -116,9 +123,12 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     created = ""
     if request.method == "POST" and form.is_valid():
         if request.user.api_tokens.usable().count() >= MAX_TOKENS:
-            form.add_error(None, f"You have {MAX_TOKENS} tokens already; revoke one first.")
+            form.add_error(
+                None,
+                _("You have %(count)d tokens already; revoke one first.") % {"count": MAX_TOKENS},
+            )
         else:
-            _, created = tokens.create(
+            _token, created = tokens.create(
                 request.user, form.cleaned_data["name"], days=form.cleaned_data["expires"]
             )
             form = ApiTokenForm()
@@ -137,5 +147,55 @@ def revoke_api_token(request: HttpRequest, pk: int) -> HttpResponse:
     token = request.user.api_tokens.filter(pk=pk).first()
     if token is not None:
         tokens.revoke(token)
-        messages.success(request, f"“{token.name}” is revoked: calls with it are refused.")
+        messages.success(
+            request,
+            _("“%(name)s” is revoked: calls with it are refused.") % {"name": token.name},
+        )
     return redirect("api_tokens")
+
+
+@require_POST
+def set_language(request: HttpRequest) -> HttpResponse:
+    """The header's language switch: Django's set_language (the cookie, back to `next`),
+    and for a signed-in user the choice saved on the account, so it follows them."""
+    response = i18n.set_language(request)
+    code = request.POST.get("language", "")
+    user = request.user
+    if (
+        user.is_authenticated
+        and code in dict(settings.LANGUAGES)
+        and check_for_language(code)
+        and user.language != code  # type: ignore[union-attr]
+    ):
+        user.language = code  # type: ignore[union-attr]
+        user.save(update_fields=["language"])  # type: ignore[union-attr]
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def preferences(request: HttpRequest) -> HttpResponse:
+    """The account's language and time zone."""
+    form = PreferencesForm(request.POST or None, instance=request.user)
+    if request.method == "POST":
+        if form.is_valid():
+            user = form.save()
+            response = redirect("preferences")
+            # The switch's cookie follows, so the choice holds after logging out too.
+            if user.language:
+                response.set_cookie(
+                    settings.LANGUAGE_COOKIE_NAME,
+                    user.language,
+                    max_age=settings.LANGUAGE_COOKIE_AGE,
+                    samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+                    secure=settings.LANGUAGE_COOKIE_SECURE,
+                    httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+                )
+            else:
+                response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
+            # The message is read on the next page: in the language just chosen.
+            with translation.override(user.language or translation.get_language()):
+                messages.success(request, _("Your language and time zone are saved."))
+            return response
+        return render(request, "registration/preferences.html", {"form": form}, status=400)
+    return render(request, "registration/preferences.html", {"form": form})
