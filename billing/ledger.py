@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from billing.models import CreditAccount, EntryKind, LedgerEntry
 
@@ -52,15 +53,23 @@ class InsufficientCredits(LedgerError):
     held: int
 
     def __str__(self) -> str:
-        held = f" ({self.held} more are held by jobs in progress)" if self.held else ""
-        return f"This costs {self.needed} credits and you have {self.available} available{held}."
+        values = {"needed": self.needed, "available": self.available, "held": self.held}
+        if self.held:
+            return (
+                _(
+                    "This costs %(needed)d credits and you have %(available)d available "
+                    "(%(held)d more are held by jobs in progress)."
+                )
+                % values
+            )
+        return _("This costs %(needed)d credits and you have %(available)d available.") % values
 
 
 def account_for(user: Any) -> CreditAccount:
     """The user's account, created empty when missing (no lock; for reading)."""
     account = CreditAccount.objects.filter(user_id=user.pk).first()
     if account is None:
-        account, _ = _get_or_create(user.pk)
+        account, _created = _get_or_create(user.pk)
     return account
 
 

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from mjweb import catalogue
 
@@ -51,12 +52,12 @@ class CreditAccount(models.Model):
 
 
 class EntryKind(models.TextChoices):
-    GRANT = "grant", "Grant"
-    PURCHASE = "purchase", "Purchase"
-    HOLD = "hold", "Hold"
-    CAPTURE = "capture", "Charge"
-    RELEASE = "release", "Refund"
-    ADJUSTMENT = "adjustment", "Adjustment"
+    GRANT = "grant", _("Grant")
+    PURCHASE = "purchase", _("Purchase")
+    HOLD = "hold", _("Hold")
+    CAPTURE = "capture", _("Charge")
+    RELEASE = "release", _("Refund")
+    ADJUSTMENT = "adjustment", _("Adjustment")
 
 
 # The kinds that belong to a job.
@@ -267,13 +268,13 @@ def money(amount: int, currency: str) -> str:
 
 
 class PurchaseStatus(models.TextChoices):
-    PENDING = "pending", "Waiting for payment"
-    PAID = "paid", "Paid"
-    EXPIRED = "expired", "Not paid"
-    FAILED = "failed", "Payment failed"
-    REFUNDED = "refunded", "Refunded"
-    PARTLY_REFUNDED = "partly_refunded", "Partly refunded"
-    DISPUTED = "disputed", "Disputed"
+    PENDING = "pending", _("Waiting for payment")
+    PAID = "paid", _("Paid")
+    EXPIRED = "expired", _("Not paid")
+    FAILED = "failed", _("Payment failed")
+    REFUNDED = "refunded", _("Refunded")
+    PARTLY_REFUNDED = "partly_refunded", _("Partly refunded")
+    DISPUTED = "disputed", _("Disputed")
 
 
 class Purchase(models.Model):

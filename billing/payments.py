@@ -26,6 +26,7 @@ import httpx
 import stripe
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from billing import ledger
 from billing.models import CreditPack, EntryKind, Purchase, PurchaseStatus, money
@@ -75,9 +76,9 @@ def client() -> stripe.StripeClient:
 def start(user: Any, pack: CreditPack, *, success_url: str, cancel_url: str) -> str:
     """Make the purchase and its Checkout session; returns the URL to send the buyer to."""
     if not enabled():
-        raise PaymentError("Buying credits is not available on this site.")
+        raise PaymentError(_("Buying credits is not available on this site."))
     if not pack.active:
-        raise PaymentError("This pack is no longer offered; choose another.")
+        raise PaymentError(_("This pack is no longer offered; choose another."))
     purchase = Purchase.objects.create(
         user=user, pack=pack, credits=pack.credits, amount=pack.amount, currency=pack.currency
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from billing.models import Price
 from mjweb import catalogue
 
@@ -56,5 +58,8 @@ def price_of(action: str, mode: str, prices: dict[tuple[str, str], int] | None =
         )
     if found is None:
         label = catalogue.label(action)
-        raise Unpriced(f"No price is set for {label} in {mode} mode yet; ask the operator.")
+        raise Unpriced(
+            _("No price is set for %(action)s in %(mode)s mode yet; ask the operator.")
+            % {"action": label, "mode": mode}
+        )
     return found

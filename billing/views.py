@@ -6,6 +6,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -42,12 +43,12 @@ def balance(request: HttpRequest) -> HttpResponse:
 def buy(request: HttpRequest) -> HttpResponse:
     """The credit packs, and a pack chosen: off to Stripe's Checkout page."""
     if not payments.enabled():
-        raise Http404("Buying credits is not available on this site.")
+        raise Http404(_("Buying credits is not available on this site."))
     packs = CreditPack.objects.filter(active=True)
     if request.method == "POST":
         pack = packs.filter(pk=request.POST.get("pack") or 0).first()
         if pack is None:
-            messages.error(request, "Choose one of the packs below.")
+            messages.error(request, _("Choose one of the packs below."))
             return redirect("billing:buy")
         done = request.build_absolute_uri(reverse("billing:bought"))
         try:

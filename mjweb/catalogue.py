@@ -5,11 +5,18 @@ press URLs and the buttons on a card, prices and billing's choices, and the prov
 parsing. Adding an action is one row here, its URL, and its mapping in each adapter.
 
 A leaf module of plain data: it imports nothing of the product, so every layer may read it.
+Labels and titles are translated lazily (in the reader's language when shown); what goes to
+a provider (`Action.button_label`) is always Midjourney's English.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils import translation
+from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_lazy as _
 
 GRID = "grid"
 SINGLE = "single"
@@ -20,7 +27,7 @@ PROMPTS = "prompts"
 @dataclass(frozen=True)
 class Mode:
     name: str
-    label: str
+    label: Any  # a lazily translated str
     # Credits of one generation in this mode in a new install's price table (1 credit =
     # $0.001). The anchor is CometAPI's `mj-fast-reroll` at $0.056 a request; turbo is three
     # times fast (CometAPI's turbo models cost 3x), relax 3/8 of fast (a reseller sheet of the
@@ -29,9 +36,9 @@ class Mode:
 
 
 MODES: tuple[Mode, ...] = (
-    Mode("fast", "Fast", 56),
-    Mode("relax", "Relax", 21),
-    Mode("turbo", "Turbo", 168),
+    Mode("fast", _("Fast"), 56),
+    Mode("relax", _("Relax"), 21),
+    Mode("turbo", _("Turbo"), 168),
 )
 MODE_NAMES: tuple[str, ...] = tuple(mode.name for mode in MODES)
 
@@ -39,14 +46,16 @@ MODE_NAMES: tuple[str, ...] = tuple(mode.name for mode in MODES)
 @dataclass(frozen=True)
 class Action:
     name: str
-    # What the action is called (choices, filters, reports).
-    label: str
+    # What the action is called (choices, filters, reports); lazily translated, as are
+    # `short` and `title`.
+    label: Any
     # A job's name for it, "{index}" and "{variant}" filled in ("U2", "Pan left"); the label
     # where empty, or where the job lacks what the pattern names.
-    short: str = ""
-    # Midjourney's own text on the button, and what a press does (the button's tooltip).
+    short: Any = ""
+    # Midjourney's own text on the button (never translated: providers match it), and what
+    # a press does (the button's tooltip).
     button: str = ""
-    title: str = ""
+    title: Any = ""
     # Which row of buttons on a card it sits in; "" where it is not a button.
     group: str = ""
     # What the press URL takes besides the job: "index" (1-4), "variant", or nothing.
@@ -90,41 +99,52 @@ class Action:
         return _fill(self.short, index, variant)
 
     def button_label(self, index: int | None = None, variant: str = "") -> str:
-        return _fill(self.button or self.short or self.label, index, variant)
+        """Midjourney's English text on the button, whatever language is active: the
+        providers' buttons are matched and sent by it."""
+        with translation.override(None):
+            return _fill(self.button or self.short or self.label, index, variant)
 
     def button_title(self, index: int | None = None, variant: str = "") -> str:
         return _fill(self.title, index, variant)
 
     def button_text(self, index: int | None = None, variant: str = "") -> str:
-        """What the card's button shows: a glyph where Midjourney draws one."""
+        """What the card's button shows, in the reader's language: a glyph where Midjourney
+        draws one."""
         if variant and variant in self.glyphs:
             return self.glyphs[variant]
-        text = self.button_label(index, variant)
+        # `button` is marked with gettext_noop: English where it is used as the wire text.
+        pattern = gettext(self.button) if self.button else (self.short or self.label)
+        text = _fill(pattern, index, variant)
         glyph = self.glyphs.get("")
         return f"{glyph} {text}" if glyph else text
 
 
-def _fill(pattern: str, index: int | None, variant: str) -> str:
-    return pattern.format(index=index or "", variant=variant, Variant=variant.capitalize())
+def _fill(pattern: Any, index: int | None, variant: str) -> str:
+    word = str(VARIANT_WORDS.get(variant, variant))
+    return str(pattern).format(index=index or "", variant=word, Variant=word.capitalize())
+
+
+# A pan's direction in the reader's language ("2x" and "1.5x" read the same in all).
+VARIANT_WORDS = {"left": _("left"), "right": _("right"), "up": _("up"), "down": _("down")}
 
 
 PAN_GLYPHS = {"left": "←", "right": "→", "up": "↑", "down": "↓"}
 
 ACTIONS: tuple[Action, ...] = (
-    Action("imagine", "Imagine"),
+    Action("imagine", _("Imagine")),
     Action(
         "reroll",
-        "Reroll",
-        title="run the same prompt again",
+        _("Reroll"),
+        title=_("run the same prompt again"),
         group="variation",
         glyphs={"": "↻"},
         remix=True,
     ),
     Action(
         "upscale",
-        "Upscale",
+        _("Upscale"),
         "U{index}",
-        title="Upscale image {index}",
+        title=_("Upscale image {index}"),
         group="upscale",
         takes="index",
         result=SINGLE,
@@ -132,31 +152,31 @@ ACTIONS: tuple[Action, ...] = (
     ),
     Action(
         "variation",
-        "Variation",
+        _("Variation"),
         "V{index}",
-        title="Make variations of image {index}",
+        title=_("Make variations of image {index}"),
         group="variation",
         takes="index",
         remix=True,
     ),
-    Action("vary_subtle", "Vary (Subtle)", title="A close variation", group="vary"),
-    Action("vary_strong", "Vary (Strong)", title="A bolder variation", group="vary"),
+    Action("vary_subtle", _("Vary (Subtle)"), title=_("A close variation"), group="vary"),
+    Action("vary_strong", _("Vary (Strong)"), title=_("A bolder variation"), group="vary"),
     Action(
         "zoom_out",
-        "Zoom out",
-        "Zoom out {variant}",
-        button="Zoom Out {variant}",
-        title="Zoom out {variant}",
+        _("Zoom out"),
+        _("Zoom out {variant}"),
+        button=gettext_noop("Zoom Out {variant}"),
+        title=_("Zoom out {variant}"),
         group="zoom",
         takes="variant",
         variants=("2x", "1.5x"),
     ),
     Action(
         "pan",
-        "Pan",
-        "Pan {variant}",
-        button="Pan {Variant}",
-        title="Pan {variant}",
+        _("Pan"),
+        _("Pan {variant}"),
+        button=gettext_noop("Pan {Variant}"),
+        title=_("Pan {variant}"),
         group="zoom",
         takes="variant",
         variants=tuple(PAN_GLYPHS),
@@ -165,46 +185,46 @@ ACTIONS: tuple[Action, ...] = (
     ),
     Action(
         "upscale_subtle",
-        "Upscale (Subtle)",
-        title="Upscale 2x, faithful",
+        _("Upscale (Subtle)"),
+        title=_("Upscale 2x, faithful"),
         group="vary",
         result=SINGLE,
         price_factor=2.0,
     ),
     Action(
         "upscale_creative",
-        "Upscale (Creative)",
-        title="Upscale 2x, adding detail",
+        _("Upscale (Creative)"),
+        title=_("Upscale 2x, adding detail"),
         group="vary",
         result=SINGLE,
         price_factor=2.0,
     ),
     Action(
         "vary_region",
-        "Vary (Region)",
-        title="Repaint a region you mark",
+        _("Vary (Region)"),
+        title=_("Repaint a region you mark"),
         group="vary",
         asks="region",
     ),
     Action(
         "custom_zoom",
-        "Custom Zoom",
-        "Custom Zoom {variant}x",
-        title="Zoom out by a factor you choose, with a new prompt",
+        _("Custom Zoom"),
+        _("Custom Zoom {variant}x"),
+        title=_("Zoom out by a factor you choose, with a new prompt"),
         group="zoom",
         glyphs={"": "🔍"},
         asks="zoom",
     ),
-    Action("blend", "Blend", title="Blend 2 to 5 of your pictures", inputs=(2, 5)),
+    Action("blend", _("Blend"), title=_("Blend 2 to 5 of your pictures"), inputs=(2, 5)),
     Action(
         "describe",
-        "Describe",
-        title="Four prompts written from your picture",
+        _("Describe"),
+        title=_("Four prompts written from your picture"),
         result=PROMPTS,
         price_factor=0.5,
         inputs=(1, 1),
     ),
-    Action("import", "Import", price_factor=None),
+    Action("import", _("Import"), price_factor=None),
 )
 BY_NAME: dict[str, Action] = {action.name: action for action in ACTIONS}
 ACTION_NAMES: tuple[str, ...] = tuple(action.name for action in ACTIONS)
@@ -226,10 +246,10 @@ AFTER_UPSCALE: frozenset[str] = frozenset(
 # Asked for something before the press is sent (`Action.asks`): never a one-click button.
 ASKING_ACTIONS: frozenset[str] = frozenset(a.name for a in ACTIONS if a.asks)
 # Blend's shapes, as Midjourney's /blend offers them: our word -> (its name, its ratio).
-BLEND_DIMENSIONS: dict[str, tuple[str, str]] = {
-    "square": ("Square", "1:1"),
-    "portrait": ("Portrait", "2:3"),
-    "landscape": ("Landscape", "3:2"),
+BLEND_DIMENSIONS: dict[str, tuple[Any, str]] = {
+    "square": (_("Square"), "1:1"),
+    "portrait": (_("Portrait"), "2:3"),
+    "landscape": (_("Landscape"), "3:2"),
 }
 # Custom Zoom's factor, as Midjourney takes it in `--zoom`.
 ZOOM_RANGE: tuple[float, float] = (1.0, 2.0)

@@ -263,7 +263,7 @@ class Invite(models.Model):
     link; it is good once, until it expires, and (when it names one) for one address."""
 
     DAYS = 14
-    USED = "This invitation has been used already: ask for a new one."
+    USED = gettext_lazy("This invitation has been used already: ask for a new one.")
 
     code = models.CharField(max_length=32, unique=True, default=_invite_code, editable=False)
     email = models.EmailField(
@@ -311,14 +311,16 @@ class Invite(models.Model):
             return "used"
         return "expired" if self.expires_at <= timezone.now() else "open"
 
-    def refusal(self, email: str) -> str | None:
+    def refusal(self, email: str) -> Any:
         """Why this invite cannot make an account for `email`, if it cannot."""
         if self.state == "used":
             return self.USED
         if self.state == "expired":
-            return "This invitation has expired: ask for a new one."
+            return _("This invitation has expired: ask for a new one.")
         if self.email and self.email.lower() != email.strip().lower():
-            return f"This invitation is for {self.email}: sign up with that address."
+            return _("This invitation is for %(email)s: sign up with that address.") % {
+                "email": self.email
+            }
         return None
 
     def claim(self, user: User) -> bool:
@@ -372,3 +374,9 @@ class ApiToken(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+    @property
+    def state_label(self) -> str:
+        """`state` in the reader's language."""
+        labels = {"revoked": _("revoked"), "expired": _("expired"), "active": _("active")}
+        return labels[self.state]

@@ -22,6 +22,7 @@ from django.core.mail import send_mail
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from mjweb.models import User
 
@@ -64,7 +65,7 @@ def send_verification(request: HttpRequest, user: User) -> None:
     link = request.build_absolute_uri(reverse("verify_email", args=[token_for(user)]))
     context = {"user": user, "link": link, "credits": settings.MJ_WELCOME_CREDITS}
     send_mail(
-        "Confirm your email for mjweb",
+        _("Confirm your email for mjweb"),
         render_to_string("registration/verify_email.txt", context),
         None,
         [user.email],

@@ -17,25 +17,27 @@ from django.conf import settings
 from django.core.checks import Error, register
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, pgettext_lazy
 from django_ratelimit.core import get_usage
 
 log = logging.getLogger(__name__)
 
 # What a spent rate's key counts, in the words of the refusal.
 _WHOSE = {
-    "ip": "from your address",
-    "user": "from your account",
-    "post:email": "for this email",
-    "mjweb.tokens.rate_key": "with this token",
+    "ip": gettext_lazy("from your address"),
+    "user": gettext_lazy("from your account"),
+    "post:email": gettext_lazy("for this email"),
+    "mjweb.tokens.rate_key": gettext_lazy("with this token"),
 }
 _WHAT = {
-    "signup": "sign-ups",
-    "login": "login attempts",
-    "password_reset": "password reset requests",
-    "submit": "jobs submitted",
-    "verify": "verification emails",
-    "otp": "codes tried",
-    "api": "API calls",
+    "signup": gettext_lazy("sign-ups"),
+    "login": gettext_lazy("login attempts"),
+    "password_reset": gettext_lazy("password reset requests"),
+    "submit": gettext_lazy("jobs submitted"),
+    "verify": gettext_lazy("verification emails"),
+    "otp": gettext_lazy("codes tried"),
+    "api": gettext_lazy("API calls"),
 }
 
 
@@ -59,19 +61,37 @@ def limited(request: HttpRequest, group: str) -> Limit | None:
             return None
         if usage is not None and usage["should_limit"]:
             wait = max(1, int(usage["time_left"]))
-            return Limit(
-                f"Too many {_WHAT[group]} {_WHOSE.get(key, '')} ({rate.replace('/', ' per ')}"
-                f"). Try again in {_in_words(wait)}.",
-                wait,
-            )
+            message = _("Too many %(what)s %(whose)s (%(rate)s). Try again in %(wait)s.") % {
+                "what": _WHAT[group],
+                "whose": _WHOSE.get(key, ""),
+                "rate": _rate_in_words(rate),
+                "wait": _in_words(wait),
+            }
+            return Limit(message, wait)
     return None
+
+
+# django-ratelimit's periods ("5/h", "10/5m"), as the refusal names them.
+_PERIODS = {
+    "s": pgettext_lazy("rate period", "s"),
+    "m": pgettext_lazy("rate period", "m"),
+    "h": pgettext_lazy("rate period", "h"),
+    "d": pgettext_lazy("rate period", "d"),
+}
+
+
+def _rate_in_words(rate: str) -> str:
+    count, _slash, period = rate.partition("/")
+    unit = period.lstrip("0123456789")
+    words = period[: len(period) - len(unit)] + str(_PERIODS.get(unit, unit))
+    return _("%(count)s per %(period)s") % {"count": count, "period": words}
 
 
 def _in_words(seconds: int) -> str:
     if seconds < 90:
-        return f"{seconds} seconds"
+        return ngettext("%(n)d second", "%(n)d seconds", seconds) % {"n": seconds}
     minutes = round(seconds / 60)
-    return f"{minutes} minutes"
+    return ngettext("%(n)d minute", "%(n)d minutes", minutes) % {"n": minutes}
 
 
 def refused(request: HttpRequest, limit: Limit) -> HttpResponse:

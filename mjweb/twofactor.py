@@ -21,6 +21,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from django_otp import login as otp_login
@@ -33,7 +35,9 @@ from mjweb.views import own_url
 
 RECOVERY_CODES = 10
 # django-otp waits 1, 2, 4... seconds after each wrong code before it checks another.
-WAIT = "Too many wrong codes just now: wait a few seconds, then enter the code your app shows."
+WAIT = gettext_lazy(
+    "Too many wrong codes just now: wait a few seconds, then enter the code your app shows."
+)
 OPEN_PATHS = ("twofactor_setup", "twofactor_verify", "logout")
 
 
@@ -86,7 +90,7 @@ def _pending(user: User) -> TOTPDevice:
 
 def _recovery_codes(user: User) -> list[str]:
     """Ten new recovery codes (the old ones stop working)."""
-    device, _ = StaticDevice.objects.get_or_create(user=user, name="Recovery codes")
+    device, _created = StaticDevice.objects.get_or_create(user=user, name="Recovery codes")
     device.token_set.all().delete()
     codes = [StaticToken.random_token() for _ in range(RECOVERY_CODES)]
     StaticToken.objects.bulk_create(StaticToken(device=device, token=code) for code in codes)
@@ -118,7 +122,7 @@ def setup(request: HttpRequest) -> HttpResponse:
             context = {"codes": _recovery_codes(user), "next": _next(request)}
             return render(request, "registration/twofactor_codes.html", context)
         else:
-            error = "That code is not the one your app shows now: check the app and try again."
+            error = _("That code is not the one your app shows now: check the app and try again.")
     svg = io.BytesIO()
     segno.make(device.config_url).save(
         svg, kind="svg", scale=5, border=3, light="white", xmldecl=False, svgns=True
@@ -162,10 +166,18 @@ def verify(request: HttpRequest) -> HttpResponse:
             otp_login(request, device)
             if isinstance(device, StaticDevice):
                 left = device.token_set.count()
-                messages.warning(request, f"Recovery code used: {left} left.")
+                messages.warning(
+                    request,
+                    ngettext(
+                        "Recovery code used: %(left)d left.",
+                        "Recovery code used: %(left)d left.",
+                        left,
+                    )
+                    % {"left": left},
+                )
             return redirect(_next(request))
-        error = (
-            error or "That code is not right, or it has been used: try the one your app shows now."
+        error = error or _(
+            "That code is not right, or it has been used: try the one your app shows now."
         )
     context = {"error": error, "next": _next(request)}
     return render(
