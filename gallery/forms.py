@@ -17,10 +17,10 @@ from mjweb import catalogue
 
 class ImportForm(forms.Form):
     task_id = forms.CharField(
-        label="Provider task id",
+        label=_("Provider task id"),
         max_length=64,
         widget=forms.TextInput(attrs={"placeholder": "1773314942177684", "autocomplete": "off"}),
-        error_messages={"required": "Paste a task id first."},
+        error_messages={"required": _("Paste a task id first.")},
     )
 
 
@@ -84,9 +84,11 @@ class ImagineForm(forms.Form):
             }
         ),
         error_messages={
-            "required": "Type a prompt first.",
-            "max_length": "The prompt is %(show_value)d characters long; the limit is "
-            "%(limit_value)d. Shorten it and press Imagine again: nothing was sent.",
+            "required": _("Type a prompt first."),
+            "max_length": _(
+                "The prompt is %(show_value)d characters long; the limit is "
+                "%(limit_value)d. Shorten it and press Imagine again: nothing was sent."
+            ),
         },
     )
     mode = forms.ChoiceField(
@@ -173,34 +175,38 @@ class GalleryFilterForm(forms.Form):
     VIEW_ALL = "all"
 
     q = forms.CharField(
-        label="Search your jobs",
+        label=_("Search your jobs"),
         required=False,
         max_length=200,
-        widget=forms.SearchInput(attrs={"placeholder": "Search by words of the prompt"}),
+        widget=forms.SearchInput(attrs={"placeholder": _("Search by words of the prompt")}),
     )
     view = forms.ChoiceField(
-        label="Show",
+        label=_("Show"),
         required=False,
-        choices=[(VIEW_LINEAGES, "One card per lineage"), (VIEW_ALL, "All jobs")],
+        choices=[(VIEW_LINEAGES, _("One card per lineage")), (VIEW_ALL, _("All jobs"))],
     )
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Job.Status.choices])
-    action = forms.ChoiceField(required=False, choices=[("", "Any action"), *Job.Action.choices])
+    status = forms.ChoiceField(
+        label=_("Status"), required=False, choices=[("", _("Any status")), *Job.Status.choices]
+    )
+    action = forms.ChoiceField(
+        label=_("Action"), required=False, choices=[("", _("Any action")), *Job.Action.choices]
+    )
     mode = forms.ChoiceField(
-        label="Speed", required=False, choices=[("", "Any speed"), *Job.Mode.choices]
+        label=_("Speed"), required=False, choices=[("", _("Any speed")), *Job.Mode.choices]
     )
     since = forms.DateField(
-        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+        label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
     until = forms.DateField(
-        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+        label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
-    favorites = forms.BooleanField(label="Favorites only", required=False)
+    favorites = forms.BooleanField(label=_("Favorites only"), required=False)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
         if since and until and since > until:
-            self.add_error("until", "The end date is before the start date.")
+            self.add_error("until", _("The end date is before the start date."))
         return data
 
     def values(self) -> dict[str, Any]:

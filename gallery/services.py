@@ -56,11 +56,13 @@ def submit(
         )
     prompt = " ".join(prompt.split())
     if not prompt:
-        raise SubmitError("Type a prompt first.")
+        raise SubmitError(_("Type a prompt first."))
     if len(prompt) > MAX_PROMPT_LENGTH:
-        raise SubmitError(f"Prompts are limited to {MAX_PROMPT_LENGTH} characters.")
+        raise SubmitError(
+            _("Prompts are limited to %(count)d characters.") % {"count": MAX_PROMPT_LENGTH}
+        )
     if mode not in Job.Mode.values:
-        raise SubmitError("Choose fast, relax or turbo.")
+        raise SubmitError(_("Choose fast, relax or turbo."))
     return _create(
         owner=owner,
         submit_key=submit_key,
@@ -128,11 +130,11 @@ def press(
     (`caller` as for `submit`), in speed `mode` (the parent's when None): a relax grid may be
     upscaled in fast."""
     if parent.owner_id != owner.pk:
-        raise SubmitError("This job is not yours.")
+        raise SubmitError(_("This job is not yours."))
     if parent.status != Job.Status.SUCCEEDED:
-        raise SubmitError("Buttons work once the job has finished.")
+        raise SubmitError(_("Buttons work once the job has finished."))
     if parent.button(action, index, variant) is None:
-        raise SubmitError("The provider did not offer this button on this job.")
+        raise SubmitError(_("The provider did not offer this button on this job."))
     if mode is not None and mode not in Job.Mode.values:
         raise SubmitError(_("Choose fast, relax or turbo."))
     try:
@@ -174,17 +176,17 @@ def import_task(*, owner: Any, provider_job_id: str) -> Job:
     """
     task_id = provider_job_id.strip()
     if not _TASK_ID.match(task_id):
-        raise SubmitError("Paste the task id the provider gave you (letters, digits, - or _).")
+        raise SubmitError(_("Paste the task id the provider gave you (letters, digits, - or _)."))
     existing = Job.objects.filter(provider_job_id=task_id).first()
     if existing is not None:
         if existing.owner_id == owner.pk:
-            raise SubmitError("This task is already in your gallery.")
-        raise SubmitError("This task already belongs to another account here.")
+            raise SubmitError(_("This task is already in your gallery."))
+        raise SubmitError(_("This task already belongs to another account here."))
     provider, snapshot = _find_task(task_id)
     if snapshot.status is TaskStatus.FAILED:
-        raise SubmitError("That task failed at the provider: there is no image to import.")
+        raise SubmitError(_("That task failed at the provider: there is no image to import."))
     if snapshot.status is TaskStatus.MODAL:
-        raise SubmitError("That task is waiting for a remix prompt; finish it first.")
+        raise SubmitError(_("That task is waiting for a remix prompt; finish it first."))
     finished = snapshot.status is TaskStatus.SUCCEEDED and bool(snapshot.image_url)
     prompt = snapshot.final_prompt or str(snapshot.raw.get("prompt") or "") or "(imported task)"
     fields: dict[str, Any] = {
@@ -208,7 +210,7 @@ def import_task(*, owner: Any, provider_job_id: str) -> Job:
             else:
                 queue.poll(provider)
     except IntegrityError:
-        raise SubmitError("This task was just imported.") from None
+        raise SubmitError(_("This task was just imported.")) from None
     return job
 
 
@@ -227,18 +229,22 @@ def _find_task(task_id: str) -> tuple[str, Any]:
         if snapshot is not None:
             return account.name, snapshot
     if error is not None:
-        raise SubmitError(f"The provider could not be asked about it: {error.message}")
-    raise SubmitError("The provider does not know this task id in our account.")
+        raise SubmitError(
+            _("The provider could not be asked about it: %(error)s") % {"error": error.message}
+        )
+    raise SubmitError(_("The provider does not know this task id in our account."))
 
 
 def answer_modal(*, job: Job, prompt: str) -> Job:
     """The user's prompt for a job waiting in MODAL: kept, and sent by a task."""
     prompt = " ".join(prompt.split())
     if not prompt:
-        raise SubmitError("Type a prompt first.")
+        raise SubmitError(_("Type a prompt first."))
     if len(prompt) > MAX_PROMPT_LENGTH:
-        raise SubmitError(f"Prompts are limited to {MAX_PROMPT_LENGTH} characters.")
-    gone = SubmitError("This job is no longer waiting for a prompt.")
+        raise SubmitError(
+            _("Prompts are limited to %(count)d characters.") % {"count": MAX_PROMPT_LENGTH}
+        )
+    gone = SubmitError(_("This job is no longer waiting for a prompt."))
     if not job.awaiting_user:
         raise gone
     with transaction.atomic():
@@ -313,7 +319,7 @@ def _same_request(job: Job, fields: dict[str, Any]) -> Job:
         if name in ("action", "index", "variant", "mode", "parent", "prompt")
     )
     if not same:
-        raise SubmitError("This form was already sent for a different request; reload the page.")
+        raise SubmitError(_("This form was already sent for a different request; reload the page."))
     return job
 
 

@@ -95,7 +95,7 @@ class Action:
     def job_label(self, index: int | None = None, variant: str = "") -> str:
         lacking = (self.takes == "index" and not index) or (self.takes == "variant" and not variant)
         if not self.short or lacking:
-            return self.label
+            return str(self.label)
         return _fill(self.short, index, variant)
 
     def button_label(self, index: int | None = None, variant: str = "") -> str:

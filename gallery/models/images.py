@@ -7,14 +7,15 @@ from datetime import datetime
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from gallery.models.jobs import Job
 
 
 class ImageKind(models.TextChoices):
-    GRID = "grid", "Grid"
-    SINGLE = "single", "Single image"
-    TILE = "tile", "Tile"
+    GRID = "grid", gettext_lazy("Grid")
+    SINGLE = "single", gettext_lazy("Single image")
+    TILE = "tile", gettext_lazy("Tile")
 
 
 def image_path(instance: Image, filename: str) -> str:

@@ -29,19 +29,21 @@ from django.db.models import Q
 from django.dispatch import Signal
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from gallery.models.queries import JobQuerySet
 from mjweb import catalogue
 
 
 class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    SUBMITTED = "submitted", "Submitted"
-    RUNNING = "running", "Running"
-    MODAL = "modal", "Waiting for prompt"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    QUEUED = "queued", gettext_lazy("Queued")
+    SUBMITTED = "submitted", gettext_lazy("Submitted")
+    RUNNING = "running", gettext_lazy("Running")
+    MODAL = "modal", gettext_lazy("Waiting for prompt")
+    SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+    FAILED = "failed", gettext_lazy("Failed")
+    CANCELLED = "cancelled", gettext_lazy("Cancelled")
 
 
 # The catalogue's actions and modes as model choices: Job.Action.REROLL == "reroll".
@@ -52,12 +54,12 @@ JobAction = models.TextChoices(  # type: ignore[misc]
 
 
 class JobCharge(models.TextChoices):
-    NONE = "", "Free"
-    HELD = "held", "Held"
-    CAPTURED = "captured", "Charged"
-    RELEASED = "released", "Refunded"
+    NONE = "", gettext_lazy("Free")
+    HELD = "held", gettext_lazy("Held")
+    CAPTURED = "captured", gettext_lazy("Charged")
+    RELEASED = "released", gettext_lazy("Refunded")
     # A late success after its hold was released, delivered without a charge (no credits).
-    WAIVED = "waived", "Not charged"
+    WAIVED = "waived", gettext_lazy("Not charged")
 
 
 JobMode = models.TextChoices(  # type: ignore[misc]
@@ -67,11 +69,11 @@ JobMode = models.TextChoices(  # type: ignore[misc]
 
 
 class JobFailKind(models.TextChoices):
-    REJECTED_PROMPT = "rejected_prompt", "Prompt rejected"
-    PROVIDER_ERROR = "provider_error", "Provider error"
-    TIMEOUT = "timeout", "Timed out"
-    CANCELLED = "cancelled", "Cancelled"
-    IMAGE_UNAVAILABLE = "image_unavailable", "Image unavailable"
+    REJECTED_PROMPT = "rejected_prompt", gettext_lazy("Prompt rejected")
+    PROVIDER_ERROR = "provider_error", gettext_lazy("Provider error")
+    TIMEOUT = "timeout", gettext_lazy("Timed out")
+    CANCELLED = "cancelled", gettext_lazy("Cancelled")
+    IMAGE_UNAVAILABLE = "image_unavailable", gettext_lazy("Image unavailable")
 
 
 def mask_path(instance: Job, filename: str) -> str:
@@ -500,18 +502,23 @@ class Job(models.Model):
             return None
         return max(self.finished_at - self.created_at, timedelta(0))
 
-    FAILURE_MESSAGES: dict[str, str] = {
-        FailKind.REJECTED_PROMPT: "The provider refused this prompt (banned words or content "
-        "filters). Try rewording it.",
-        FailKind.PROVIDER_ERROR: "The provider could not make this job.",
-        FailKind.TIMEOUT: "This job took too long and was stopped. Try again, or a faster mode.",
-        FailKind.CANCELLED: "This job was cancelled.",
-        FailKind.IMAGE_UNAVAILABLE: "The result could not be downloaded from the provider.",
+    FAILURE_MESSAGES: dict[str, Any] = {
+        FailKind.REJECTED_PROMPT: gettext_lazy(
+            "The provider refused this prompt (banned words or content filters). Try rewording it."
+        ),
+        FailKind.PROVIDER_ERROR: gettext_lazy("The provider could not make this job."),
+        FailKind.TIMEOUT: gettext_lazy(
+            "This job took too long and was stopped. Try again, or a faster mode."
+        ),
+        FailKind.CANCELLED: gettext_lazy("This job was cancelled."),
+        FailKind.IMAGE_UNAVAILABLE: gettext_lazy(
+            "The result could not be downloaded from the provider."
+        ),
     }
 
     @property
     def failure_message(self) -> str:
-        return self.FAILURE_MESSAGES.get(self.fail_kind, "This job failed.")
+        return str(self.FAILURE_MESSAGES.get(self.fail_kind, _("This job failed.")))
 
     @property
     def stage(self) -> str:
@@ -519,39 +526,43 @@ class Job(models.Model):
         if self.status == self.Status.QUEUED:
             lease = self.dispatch_lease_until
             if self.submit_sent_at is not None and (lease is None or lease < timezone.now()):
-                return (
+                return _(
                     "Sent to the provider, but its answer was lost: finding out whether it "
                     "made the job before sending it again…"
                 )
             if self.slot_position is not None:
                 ahead = self.slot_position
-                jobs = "job is" if ahead == 1 else "jobs are"
-                return (
-                    f"Waiting for a free slot at the provider: {ahead} {jobs} ahead of this one."
-                    if ahead
-                    else "Waiting for a free slot at the provider: next in line."
-                )
+                if not ahead:
+                    return _("Waiting for a free slot at the provider: next in line.")
+                return ngettext(
+                    "Waiting for a free slot at the provider: %(count)d job is ahead of this one.",
+                    "Waiting for a free slot at the provider: %(count)d jobs are ahead of this "
+                    "one.",
+                    ahead,
+                ) % {"count": ahead}
             if self.attempts and self.fail_note:
-                return "Waiting to retry: the provider was busy."
+                return _("Waiting to retry: the provider was busy.")
             if lease is None and timezone.now() - self.created_at > self.UNSENT_LATE:
-                return (
+                return _(
                     "Not sent yet after a minute: no worker seems to be running. It goes "
                     "out as soon as one is; the studio's staff are told."
                 )
-            return "Queued, sending to the provider…"
+            return _("Queued, sending to the provider…")
         if self.status == self.Status.SUBMITTED:
-            return "Waiting for the provider to start…"
+            return _("Waiting for the provider to start…")
         if self.status == self.Status.MODAL:
             if self.remix_prompt:
-                return "Sending your prompt…"
+                return _("Sending your prompt…")
             expires = timezone.localtime(self.remix_expires_at)
-            return (
-                "Remix: edit the prompt and send it. Until "
-                f"{expires:%Y-%m-%d %H:%M}; after that it is cancelled and its credits come back."
-            )
+            return _(
+                "Remix: edit the prompt and send it. Until %(until)s; after that it is "
+                "cancelled and its credits come back."
+            ) % {"until": f"{expires:%Y-%m-%d %H:%M}"}
         if self.status == self.Status.RUNNING:
-            return "Saving the images…" if self.result_url else f"Rendering, {self.progress}%"
-        return self.get_status_display()
+            if self.result_url:
+                return _("Saving the images…")
+            return _("Rendering, %(progress)s%%") % {"progress": self.progress}
+        return str(self.get_status_display())
 
     def transition(
         self,
