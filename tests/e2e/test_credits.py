@@ -22,7 +22,7 @@ def test_the_balance_follows_hold_and_charge_in_place(stack: Stack, browser_page
     page.evaluate("window.__sameDocument = 'yes'")
 
     # The composer shows the chosen mode's price on the button.
-    page.get_by_label("Fast").check()
+    page.locator("#imagine-form").get_by_label("Fast").check()
     expect(page.locator("#imagine-form button[type=submit]")).to_have_text(
         re.compile(r"Imagine · 56 credits")
     )

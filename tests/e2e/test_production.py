@@ -253,7 +253,7 @@ def test_sign_up_imagine_and_reroll(production: Production, browser_page: Any) -
 
     prompt = "a lighthouse on a cliff at dawn, production"
     page.locator("#imagine-form textarea[name=prompt]").fill(prompt)
-    page.get_by_label("Turbo").check()
+    page.locator("#imagine-form").get_by_label("Turbo").check()
     page.locator("#imagine-form button[type=submit]", has_text="Imagine").click()
 
     cards = page.locator("#job-list article.card")
