@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -158,15 +158,16 @@ def revoke_api_token(request: HttpRequest, pk: int) -> HttpResponse:
 def set_language(request: HttpRequest) -> HttpResponse:
     """The header's language switch: Django's set_language (the cookie, back to `next`),
     and for a signed-in user the choice saved on the account, so it follows them."""
-    response = i18n.set_language(request)
     code = request.POST.get("language", "")
+    if code not in dict(settings.LANGUAGES) or not check_for_language(code):
+        # Django's view would set any language it has a catalogue for.
+        return HttpResponseBadRequest(
+            _("“%(code)s” is not a language of this site.") % {"code": code[:20]},
+            content_type="text/plain; charset=utf-8",
+        )
+    response = i18n.set_language(request)
     user = request.user
-    if (
-        user.is_authenticated
-        and code in dict(settings.LANGUAGES)
-        and check_for_language(code)
-        and user.language != code  # type: ignore[union-attr]
-    ):
+    if user.is_authenticated and user.language != code:  # type: ignore[union-attr]
         user.language = code  # type: ignore[union-attr]
         user.save(update_fields=["language"])  # type: ignore[union-attr]
     return response
