@@ -353,7 +353,7 @@ def cancel(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     error = ""
     if not lifecycle.cancel(job):
         job.refresh_from_db()
-        error = "Too late to cancel: the job has already been sent to the provider."
+        error = _("Too late to cancel: the job has already been sent to the provider.")
     if not request.htmx:
         if error:
             return _job_page(request, job, error=error, status=409)
@@ -368,9 +368,9 @@ def resync(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     """Ask the provider about this job now instead of waiting for the next poll."""
     job = _own_job(request, code)
     if sync.request_refresh(job):
-        message = "Asking the provider now…"
+        message = _("Asking the provider now…")
     else:
-        message = "There is nothing to ask the provider about this job."
+        message = _("There is nothing to ask the provider about this job.")
     if not request.htmx:
         messages.info(request, message)
         return redirect(job)
@@ -406,7 +406,7 @@ def delete(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
         return _card(request, job, confirm_delete=children)
     services.delete(job)
     if not request.htmx:
-        messages.success(request, "Job deleted.")
+        messages.success(request, _("Job deleted."))
         return redirect("gallery:home")
     return HttpResponse("")
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import template
 from django.urls import reverse
+from django.utils.translation import gettext, ngettext
 
 from billing import prices, quotas
 from gallery import push
@@ -40,8 +41,10 @@ class OfferedButton:
     @property
     def cost_text(self) -> str:
         if self.price is None:
-            return "no price set"
-        return f"{self.price} credit{'' if self.price == 1 else 's'}"
+            return gettext("no price set")
+        return ngettext("%(credits)d credit", "%(credits)d credits", self.price) % {
+            "credits": self.price
+        }
 
 
 def _route(job: Job, button: dict[str, Any]) -> tuple[str, str, str, str] | None:

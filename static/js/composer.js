@@ -12,10 +12,13 @@
     counter.hidden = false;
     counter.classList.toggle("over", length > limit);
     counter.classList.toggle("near", length <= limit && length > limit * 0.9);
-    counter.textContent = length > limit
-      ? length + " / " + limit + " characters: " + (length - limit) +
-        " over the limit. Shorten the prompt before you press Imagine."
-      : length + " / " + limit + " characters";
+    // The words come from the page (data-within, data-over), in the reader's language.
+    var words = length > limit
+      ? counter.getAttribute("data-over") ||
+        "{length} / {limit} characters: {over} over the limit. Shorten the prompt before you press Imagine."
+      : counter.getAttribute("data-within") || "{length} / {limit} characters";
+    counter.textContent = words.replace("{length}", length).replace("{limit}", limit)
+      .replace("{over}", length - limit);
   }
   function all() {
     document.querySelectorAll("textarea[data-limit][data-counter]").forEach(update);

@@ -253,7 +253,7 @@ def test_a_zone_no_longer_known_falls_back_to_the_server_s(
 
 # --- Every page in Chinese ------------------------------------------------------------
 
-ENGLISH_LEFT = ("Log out", "Buy credits", "Skip to content")
+ENGLISH_LEFT = ("Log out", "Buy credits", "Skip to content", "Studio</a>", "Your jobs", "Details")
 
 
 @pytest.mark.django_db
