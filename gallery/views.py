@@ -82,7 +82,8 @@ def _home_context(request: HttpRequest, **overrides: Any) -> dict[str, Any]:
     page = _gallery_page(request, filters)
     modes = quotas.allowed_modes(request.user)
     return {
-        "form": _imagine_form(request),
+        # "Use as prompt" on a job's page links here with ?prompt=: the composer starts with it.
+        "form": _imagine_form(request, initial={"prompt": request.GET.get("prompt", "")}),
         "import_form": ImportForm(),
         "blend_form": BlendForm(modes=modes),
         "describe_form": DescribeForm(modes=modes),
