@@ -135,6 +135,16 @@ def press(
         raise SubmitError(_("Buttons work once the job has finished."))
     if parent.button(action, index, variant) is None:
         raise SubmitError(_("The provider did not offer this button on this job."))
+    if action in catalogue.ASKING_ACTIONS:
+        # Vary (Region) and Custom Zoom need a mask or a zoom factor and a prompt, which
+        # the studio cannot take yet: refused rather than sent without them.
+        raise SubmitError(
+            _(
+                "%(action)s needs a region or a zoom factor first, which the studio "
+                "cannot ask for yet."
+            )
+            % {"action": catalogue.action(action).label}
+        )
     if mode is not None and mode not in Job.Mode.values:
         raise SubmitError(_("Choose fast, relax or turbo."))
     try:

@@ -210,6 +210,7 @@ ACTIONS: tuple[Action, ...] = (
         "custom_zoom",
         _("Custom Zoom"),
         _("Custom Zoom {variant}x"),
+        button=_("Custom Zoom"),
         title=_("Zoom out by a factor you choose, with a new prompt"),
         group="zoom",
         glyphs={"": "🔍"},

@@ -73,6 +73,10 @@ def parse_custom_id(custom_id: str) -> tuple[str, int | None, str] | None:
     parts = custom_id.split("::")
     if len(parts) < 3 or parts[0] != "MJ":
         return None
+    if parts[1] == "Inpaint" and len(parts) >= 4 and parts[2] == "1":
+        return ("vary_region", None, "")  # MJ::Inpaint::1::<hash>::SOLO, always MODAL
+    if parts[1] == "CustomZoom":
+        return ("custom_zoom", None, "")  # MJ::CustomZoom::<hash>, always MODAL
     if parts[1] == "Outpaint" and len(parts) >= 4:
         return {"50": ("zoom_out", None, "2x"), "75": ("zoom_out", None, "1.5x")}.get(parts[2])
     if parts[1] != "JOB" or len(parts) < 4:

@@ -56,6 +56,10 @@ _ACTIONS: dict[str, tuple[str, int | None, str, str]] = {
     "zoom_out_2": ("zoom_out", None, "2x", "🔍"),
     "outpaint_1.5x": ("zoom_out", None, "1.5x", "🔍"),
     "zoom_out_1.5": ("zoom_out", None, "1.5x", "🔍"),
+    # UNCONFIRMED: no stored PiAPI page names the action strings of Vary (Region) and
+    # Custom Zoom; these are modelled on its task types (inpaint, outpaint "custom").
+    "inpaint": ("vary_region", None, "", "🖌️"),
+    "outpaint_custom": ("custom_zoom", None, "", "🔍"),
     "pan_left": ("pan", None, "left", "⬅️"),
     "pan_right": ("pan", None, "right", "➡️"),
     "pan_up": ("pan", None, "up", "⬆️"),
@@ -74,6 +78,8 @@ _UPSCALED_ACTIONS = (
     "high_variation",
     "outpaint_2x",
     "outpaint_1.5x",
+    "inpaint",  # UNCONFIRMED action string (see _ACTIONS)
+    "outpaint_custom",  # UNCONFIRMED action string (see _ACTIONS)
     "pan_left",
     "pan_right",
     "pan_up",

@@ -53,6 +53,8 @@ def _route(job: Job, button: dict[str, Any]) -> tuple[str, str, str, str] | None
     index, variant = button.get("index"), str(button.get("variant", ""))
     if action is None or not action.is_button or not action.accepts(index, variant):
         return None
+    if action.asks:
+        return None  # asks for a region or a factor first: not a one-click press
     args: list[Any] = [job.code]
     if action.takes == "index":
         args.append(index)

@@ -218,8 +218,8 @@ def test_upscale_buttons_map_to_our_actions_and_skip_unsupported_ones() -> None:
     assert snapshot is not None
     assert [(b.action, b.variant) for b in snapshot.buttons] == [
         ("upscale_subtle", ""), ("upscale_creative", ""), ("vary_subtle", ""),
-        ("vary_strong", ""), ("zoom_out", "2x"), ("zoom_out", "1.5x"),
-        ("pan", "left"), ("pan", "right"), ("pan", "up"), ("pan", "down"),
+        ("vary_strong", ""), ("vary_region", ""), ("zoom_out", "2x"), ("zoom_out", "1.5x"),
+        ("custom_zoom", ""), ("pan", "left"), ("pan", "right"), ("pan", "up"), ("pan", "down"),
     ]  # fmt: skip
 
 
@@ -284,8 +284,8 @@ def test_the_recorder_sees_every_exchange() -> None:
         ("MJ::Outpaint::75::1::h::SOLO", ("zoom_out", None, "1.5x")),
         ("MJ::JOB::pan_up::1::h::SOLO", ("pan", None, "up")),
         ("MJ::JOB::upsample::7::h", None),
-        ("MJ::Inpaint::1::h::SOLO", None),
-        ("MJ::CustomZoom::h", None),
+        ("MJ::Inpaint::1::h::SOLO", ("vary_region", None, "")),
+        ("MJ::CustomZoom::h", ("custom_zoom", None, "")),
         ("MJ::BOOKMARK::h", None),
         ("garbage", None),
     ],

@@ -427,6 +427,7 @@ def test_upscale_actions_map_to_our_buttons_and_skip_unknown_ones() -> None:
         ("vary_subtle", "", "Vary (Subtle)", "low_variation"),
         ("zoom_out", "1.5x", "Zoom Out 1.5x", "outpaint_1.5x"),
         ("zoom_out", "2x", "Zoom Out 2x", "outpaint_2x"),
+        ("custom_zoom", "", "Custom Zoom", "outpaint_custom"),
         ("pan", "down", "Pan Down", "pan_down"),
         ("pan", "left", "Pan Left", "pan_left"),
         ("pan", "right", "Pan Right", "pan_right"),
@@ -572,7 +573,7 @@ def test_statuses_compare_case_insensitively(raw: object, status: TaskStatus) ->
         ("pan_right", ("pan", None, "right", "Pan Right")),
         ("Upscale1", ("upscale", 1, "", "U1")),
         ("upscale5", None),
-        ("outpaint_custom", None),
+        ("outpaint_custom", ("custom_zoom", None, "", "Custom Zoom")),
         ("region", None),
         ("upscale_2x", None),
     ],
@@ -608,7 +609,7 @@ def test_a_finished_task_without_actions_gets_the_standard_set(actions: object) 
     ]  # fmt: skip
     assert [b.action for b in parse_actions(None, "upscale")] == [
         "upscale_subtle", "upscale_creative", "vary_subtle", "vary_strong",
-        "zoom_out", "zoom_out", "pan", "pan", "pan", "pan",
+        "zoom_out", "zoom_out", "vary_region", "custom_zoom", "pan", "pan", "pan", "pan",
     ]  # fmt: skip
     assert parse_actions(None, "describe") == () and parse_actions(None) == ()
 
