@@ -26,7 +26,7 @@ def test_the_balance_follows_hold_and_charge_in_place(stack: Stack, browser_page
     expect(page.locator("#imagine-form button[type=submit]")).to_have_text(
         re.compile(r"Imagine · 56 credits")
     )
-    page.get_by_label("Prompt").fill("a paper boat on a puddle")
+    page.get_by_label("Prompt", exact=True).fill("a paper boat on a puddle")
     page.get_by_role("button", name="Imagine").click()
     expect(balance).to_have_text(re.compile(r"9944 credits\s*· 56 held"))
 

@@ -34,7 +34,7 @@ def test_sign_up_imagine_watch_and_reroll(stack: Stack, browser_page: Any) -> No
     sign_up(page, stack)
     page.evaluate("window.__sameDocument = 'yes'")
 
-    page.get_by_label("Prompt").fill("a lighthouse on a cliff at dawn")
+    page.get_by_label("Prompt", exact=True).fill("a lighthouse on a cliff at dawn")
     page.locator("#imagine-form").get_by_label("Turbo").check()
     page.get_by_role("button", name="Imagine").click()
 
@@ -95,7 +95,7 @@ def newest_card(page: Any, count: int) -> Any:
 def walk_actions(page: Any, stack: Stack) -> Any:
     """imagine -> U2 -> Vary (Strong) -> reroll; returns the reroll's card."""
     sign_up(page, stack)
-    page.get_by_label("Prompt").fill("a red fox in the snow")
+    page.get_by_label("Prompt", exact=True).fill("a red fox in the snow")
     page.locator("#imagine-form").get_by_label("Turbo").check()
     page.get_by_role("button", name="Imagine").click()
     grid = newest_card(page, 1)

@@ -19,7 +19,7 @@ from gallery import routing, services, tasks, webhooks
 from gallery.models import Job, Protocol, ProviderAccount, ProviderCost
 from gallery.providers.base import ProviderError
 from gallery.providers.console import Console
-from mjweb import vault
+from mjweb import catalogue, vault
 from mjweb.models import AuditEntry
 from tests.conftest import load
 from tests.gallery.factories import FakeProvider, json_answer, make_finished_job, make_job
@@ -101,7 +101,9 @@ def test_the_admin_adds_an_account_and_never_shows_its_key_again(admin_client: C
     assert response.status_code == 302, response.content.decode()[:2000]
     account = ProviderAccount.objects.get(name="comet2")
     assert account.api_key == SECRET and account.console_token == "console-SECRET-token"
-    assert account.modes == ["fast", "turbo"] and account.costs.count() == 30
+    assert account.modes == ["fast", "turbo"] and account.costs.count() == len(
+        catalogue.PRICED_ACTIONS
+    ) * len(catalogue.MODES)
     page = admin_client.get(f"/admin/gallery/provideraccount/{account.pk}/change/")
     text = page.content.decode()
     assert SECRET not in text and "console-SECRET-token" not in text
