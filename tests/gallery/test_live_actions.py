@@ -75,7 +75,8 @@ def test_every_button_of_a_grid_and_of_an_upscale(live: FakeClock, alice: Any) -
         assert kind == ("single" if action == "upscale" else "grid")
     upscale = Job.objects.get(parent=grid, action="upscale")
     offered = {(b["action"], b["index"], b["variant"]) for b in upscale.buttons}
-    assert offered == set(UPSCALE_ACTIONS)
+    # Vary (Region) and Custom Zoom are offered too; they ask for a region or a factor first.
+    assert offered == set(UPSCALE_ACTIONS) | {("vary_region", None, ""), ("custom_zoom", None, "")}
     for action, index, variant in UPSCALE_ACTIONS:
         child = press(alice, upscale, clock, action, index, variant)
         assert picture(child) != picture(upscale)
