@@ -64,7 +64,7 @@ document.addEventListener('htmx:configRequest', (e) => {
 
 def imagine(page: Any, prompt: str, mode: str = "Turbo") -> None:
     page.get_by_label("Prompt", exact=True).fill(prompt)
-    page.get_by_label(mode).check()
+    page.locator("#imagine-form").get_by_label(mode).check()
     page.get_by_role("button", name="Imagine").click()
 
 
