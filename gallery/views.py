@@ -582,10 +582,15 @@ def preview(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     """The job's latest in-progress preview, as the worker stored it (gallery.previews): the
     browser never sees the provider's URL, and this request never waits on the provider."""
     job = _own_job(request, code)
-    if not job.preview_image or job.status not in (*Job.IN_FLIGHT, Job.Status.SUCCEEDED):
-        raise Http404("No preview right now.")
-    try:
-        stored = job.preview_image.open("rb")
-    except OSError as exc:
-        raise Http404("No preview right now.") from exc
-    return stored_file_response(stored, content_type="image/webp")
+    for _attempt in range(2):
+        if not job.preview_image or job.status not in (*Job.IN_FLIGHT, Job.Status.SUCCEEDED):
+            break
+        try:
+            stored = job.preview_image.open("rb")
+        except OSError:
+            # The worker replaced the preview between our read of the row and the open
+            # (previews.keep deletes the one before): the row now names the new file.
+            job.refresh_from_db(fields=["preview_image", "status"])
+            continue
+        return stored_file_response(stored, content_type="image/webp")
+    raise Http404("No preview right now.")

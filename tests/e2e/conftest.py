@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -134,7 +135,14 @@ def browser_page() -> Iterator[object]:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         errors: list[str] = []
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+        def on_console(msg: Any) -> None:
+            if msg.type == "error":
+                # A failed resource names itself only through its location.
+                where = (msg.location or {}).get("url", "")
+                errors.append(f"{msg.text} [{where}]" if where else msg.text)
+
+        page.on("console", on_console)
         page.errors = errors  # type: ignore[attr-defined]
         try:
             yield page

@@ -139,3 +139,28 @@ def test_two_runs_at_once_keep_one_file(alice: Any) -> None:
     assert storage.open(job.preview_image.name).read() == b"RIFF-first"
     folder = job.preview_image.name.rsplit("/", 1)[0]
     assert len(storage.listdir(folder)[1]) == 1
+
+
+def test_a_preview_replaced_while_the_page_reads_it_serves_the_new_one(
+    alice: Any, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker stores the next step and deletes the one before between the page's read of
+    the row and its open of the file: the page serves the new step, not a 404."""
+    job = running(alice)
+    assert previews.keep(job, "https://api.cometapi.com/mj/image/1001?rand=30", b"RIFF-first")
+    job.refresh_from_db()
+    real_open = type(job.preview_image).open
+    replaced: list[str] = []
+
+    def open_after_the_worker(field: Any, mode: str = "rb") -> Any:
+        if not replaced:
+            stale = Job.objects.get(pk=job.pk)
+            previews.keep(stale, "https://api.cometapi.com/mj/image/1001?rand=60", b"RIFF-next")
+            replaced.append(field.name)
+        return real_open(field, mode)
+
+    monkeypatch.setattr(type(job.preview_image), "open", open_after_the_worker)
+    client.force_login(alice)
+    answer = client.get(reverse("gallery:preview", args=[job.code]))
+    assert replaced and answer.status_code == 200
+    assert b"".join(answer.streaming_content) == b"RIFF-next"
