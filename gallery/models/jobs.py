@@ -68,6 +68,11 @@ JobMode = models.TextChoices(  # type: ignore[misc]
 )
 
 
+class NotShareable(ValueError):
+    """Only a finished job whose picture we keep can have a public link (`Job.share`). The
+    message says why, in words for the owner."""
+
+
 class JobFailKind(models.TextChoices):
     REJECTED_PROMPT = "rejected_prompt", gettext_lazy("Prompt rejected")
     PROVIDER_ERROR = "provider_error", gettext_lazy("Provider error")
@@ -619,6 +624,78 @@ class Job(models.Model):
     def mark_favorite(self, on: bool) -> None:
         Job.objects.filter(pk=self.pk).update(favorite=on)
         self.favorite = on
+
+    # Sharing: a public link (/s/<share_code>/) to one finished job's picture and prompt.
+    # `shared_q` is the one rule of which links work; `JobQuerySet.shared` and `is_shared`
+    # are built from it. A deleted job's link is dead at once (its code stays in the row).
+
+    @staticmethod
+    def shared_q() -> Q:
+        return Q(share_code__isnull=False, deleted_at__isnull=True, status=JobStatus.SUCCEEDED)
+
+    @property
+    def is_shared(self) -> bool:
+        """Its public link works now."""
+        return (
+            self.share_code is not None
+            and self.deleted_at is None
+            and self.status == self.Status.SUCCEEDED
+        )
+
+    @property
+    def main_picture(self) -> Any:
+        """Its whole picture (the grid, or the single image of an upscale), from the
+        prefetched images where they are; None while none is stored."""
+        from gallery.models.images import Image
+
+        for image in self.images.all():
+            if image.kind in Image.WHOLE_KINDS:
+                return image
+        return None
+
+    @property
+    def can_share(self) -> bool:
+        """A public link may be made to it: it succeeded, is kept, and has its picture."""
+        return (
+            self.status == self.Status.SUCCEEDED
+            and self.deleted_at is None
+            and self.main_picture is not None
+        )
+
+    def share(self) -> uuid.UUID:
+        """Make the public link, or keep the one it has; returns its code. Raises
+        `NotShareable` for a job that is not finished, deleted, or has no picture.
+
+        Compare-and-set, like `transition`: two presses at once make one code."""
+        if self.is_shared:
+            return self.share_code  # type: ignore[return-value]
+        if not self.can_share:
+            raise NotShareable(self._not_shareable_reason())
+        code, now = uuid.uuid4(), timezone.now()
+        rows = Job.objects.filter(
+            pk=self.pk, share_code__isnull=True, deleted_at__isnull=True
+        ).filter(status=self.Status.SUCCEEDED)
+        if rows.update(share_code=code, shared_at=now) == 1:
+            self.share_code, self.shared_at = code, now
+            return code
+        # Someone else shared it first, or it was deleted meanwhile.
+        self.refresh_from_db(fields=["share_code", "shared_at", "deleted_at", "status"])
+        if not self.is_shared:
+            raise NotShareable(self._not_shareable_reason())
+        return self.share_code  # type: ignore[return-value]
+
+    def unshare(self) -> None:
+        """End the public link. A later `share` makes a new code: the old link stays dead."""
+        Job.objects.filter(pk=self.pk).update(share_code=None, shared_at=None)
+        self.share_code = None
+        self.shared_at = None
+
+    def _not_shareable_reason(self) -> str:
+        if self.deleted_at is not None:
+            return _("A deleted job cannot be shared.")
+        if self.status != self.Status.SUCCEEDED:
+            return _("Only a finished job can be shared: wait until it succeeds.")
+        return _("This job has no picture to share.")
 
     def button(self, action: str, index: int | None = None, variant: str = "") -> dict | None:
         """The provider's button for an action, as offered on this finished job."""

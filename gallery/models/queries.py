@@ -69,6 +69,10 @@ class JobQuerySet(models.QuerySet):  # type: ignore[type-arg]
             jobs = jobs.filter(favorite=True)
         return jobs
 
+    def shared(self) -> JobQuerySet:
+        """Jobs whose public link works (`Job.shared_q`): shared, kept, succeeded."""
+        return self.filter(self.model.shared_q())
+
     def in_flight(self) -> JobQuerySet:
         return self.filter(status__in=self.model.IN_FLIGHT)
 
