@@ -85,6 +85,11 @@ urlpatterns = [
     path("jobs/<uuid:code>/resync/", views.resync, name="resync"),
     path("jobs/<uuid:code>/favorite/", views.favorite, name="favorite"),
     path("jobs/<uuid:code>/delete/", views.delete, name="delete"),
+    path("jobs/<uuid:code>/share/", views.share, name="share"),
+    path("jobs/<uuid:code>/unshare/", views.unshare, name="unshare"),
+    # A job's public link: no login; the code is the permission (see views.shared).
+    path("s/<uuid:share_code>/", views.shared, name="shared"),
+    path("s/<uuid:share_code>/image/<size:size>/", views.shared_image, name="shared_image"),
     path("jobs/live/", views.live, name="live"),
     path("jobs/stream/", views.stream, name="stream"),
     path(

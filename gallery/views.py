@@ -26,6 +26,7 @@ from gallery import lifecycle, push, references, services, sync
 from gallery.forms import BlendForm, DescribeForm, GalleryFilterForm, ImagineForm, ImportForm
 from gallery.lineage import tree as lineage_tree
 from gallery.models import Image, Job, Reference, lineage_size
+from gallery.models.jobs import NotShareable
 from gallery.pagination import CursorPage, paginate
 from mjweb import throttle
 from mjweb.views import own_url
@@ -387,6 +388,93 @@ def favorite(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
     if not request.htmx:
         return redirect(own_url(request, request.POST.get("next")) or job.get_absolute_url())
     return _card(request, job)
+
+
+@require_POST
+@login_required
+def share(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    """Make the job's public link (or keep the one it has): the share controls again, with
+    the link; without htmx, back to the job's page."""
+    job = _own_job(request, code)
+    try:
+        job.share()
+    except NotShareable as refused:
+        if not request.htmx:
+            return _job_page(request, job, error=str(refused), status=409)
+        return _share_controls(request, job, share_error=str(refused))
+    if not request.htmx:
+        messages.success(request, _("This job is shared: anyone with its link can see it."))
+        return redirect(job)
+    return _share_controls(request, job)
+
+
+@require_POST
+@login_required
+def unshare(request: HttpRequest, code: uuid.UUID) -> HttpResponse:
+    """End the job's public link; sharing again makes a new one."""
+    job = _own_job(request, code)
+    job.unshare()
+    if not request.htmx:
+        messages.success(request, _("Sharing stopped: the link no longer works."))
+        return redirect(job)
+    return _share_controls(request, job)
+
+
+def _share_controls(request: HttpRequest, job: Job, **context: Any) -> HttpResponse:
+    return render(request, "gallery/_share_controls.html", {"job": job, **context})
+
+
+def _shared_job(share_code: uuid.UUID) -> Job | None:
+    """The job a public link names while it works (`JobQuerySet.shared`), with its picture."""
+    job = (
+        Job.objects.shared()
+        .filter(share_code=share_code)
+        .prefetch_related(
+            Prefetch("images", queryset=Image.objects.filter(kind__in=Image.WHOLE_KINDS))
+        )
+        .first()
+    )
+    return job if job is not None and job.main_picture is not None else None
+
+
+# Sent with a public page and its picture: a link is for the people it is given to, not for
+# search engines (link previews read the Open Graph tags all the same).
+NOINDEX = "noindex"
+
+
+@require_GET
+@never_cache
+def shared(request: HttpRequest, share_code: uuid.UUID) -> HttpResponse:
+    """A job's public page: its picture and prompt, to anyone with the link; no login.
+
+    Never cached, so that stopping sharing (or deleting the job) ends the page at once. An
+    unknown, ended or deleted link is a 404 page that says so."""
+    job = _shared_job(share_code)
+    if job is None:
+        response = render(request, "gallery/shared.html", {"job": None}, status=404)
+    else:
+        response = render(request, "gallery/shared.html", {"job": job, "main": job.main_picture})
+    response["X-Robots-Tag"] = NOINDEX
+    return response
+
+
+# A shared picture may be kept by the browser and shared caches for this long: after the
+# owner stops sharing, a copy seen before may live on this many seconds, then 404s.
+SHARED_IMAGE_MAX_AGE = 300
+
+
+@require_GET
+def shared_image(request: HttpRequest, share_code: uuid.UUID, size: str) -> FileResponse:
+    """The whole picture of a shared job, in one of its stored sizes; only ever that job's."""
+    job = _shared_job(share_code)
+    if job is None:
+        raise Http404("This link is unknown or no longer shared.")
+    response = image_response(
+        job.main_picture, size, cache_control=f"public, max-age={SHARED_IMAGE_MAX_AGE}"
+    )
+    response["X-Robots-Tag"] = NOINDEX
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @require_POST

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import template
+from django.conf import settings
 from django.urls import reverse
 from django.utils.translation import gettext, ngettext
 
@@ -148,6 +149,16 @@ def image_srcset(job: Job, image: Any) -> str:
     full = reverse("gallery:image", args=[job.code, image.kind, image.index, "full"])
     sources.append(f"{full} {image.width}w")
     return ", ".join(sources)
+
+
+@register.simple_tag(takes_context=True)
+def absolute_url(context: template.Context, path: str) -> str:
+    """A path of ours as a whole URL on the host this page was asked from (a public link to
+    copy, an Open Graph image)."""
+    request = context.get("request")
+    if request is None:
+        return settings.SITE_URL + path
+    return request.build_absolute_uri(path)
 
 
 @register.filter
