@@ -269,3 +269,33 @@ def test_shared_jobs_query(alice: Any) -> None:
     deleted.share()
     services.delete(deleted)
     assert list(Job.objects.shared()) == [shared]
+
+
+def test_link_previews_take_the_large_thumbnail_where_it_is_stored(
+    client: Client, alice: Any
+) -> None:
+    job = make_finished_job(alice)
+    image = job.images.get()
+    image.thumbnail_large.save("grid-1024.webp", ContentFile(png_bytes((128, 128))), save=False)
+    image.thumb_large_width = image.thumb_large_height = 128
+    image.save()
+    code = job.share()
+    body = client.get(_page(code)).content.decode()
+    og_image = f"http://testserver{_image(code, 'thumb-large')}"
+    assert f'<meta property="og:image" content="{og_image}">' in body
+    assert f'<meta name="twitter:image" content="{og_image}">' in body
+    assert f"{_image(code, 'thumb-large')} 128w" in body  # in the srcset
+    response = client.get(og_image)
+    assert response.status_code == 200 and response["Content-Type"] == "image/webp"
+
+
+def test_a_picture_without_its_small_thumbnail_is_shown_whole(client: Client, alice: Any) -> None:
+    job = make_finished_job(alice)
+    image = job.images.get()
+    image.thumbnail = ""
+    image.save()
+    code = job.share()
+    body = client.get(_page(code)).content.decode()
+    assert f'src="{_image(code, "full")}"' in body
+    assert _image(code, "thumb") not in body
+    assert client.get(_image(code, "thumb")).status_code == 404
