@@ -44,7 +44,7 @@ from gallery import notify, references, services
 from gallery.models import Image, Job, Reference
 from gallery.providers.base import loads
 from gallery.providers.cometapi import custom_id, parse_custom_id
-from mjweb import throttle, tokens
+from mjweb import catalogue, throttle, tokens
 
 MODE_PREFIXES = {"mj-fast": "fast", "mj-relax": "relax", "mj-turbo": "turbo"}
 IMAGE_SALT = "mjweb.api.image"
@@ -297,6 +297,9 @@ def action(request: HttpRequest, prefix: str = "") -> HttpResponse:
             variant=variant,
             mode=MODE_PREFIXES.get(prefix or ""),
             caller=caller,
+            # Vary (Region) and Custom Zoom answer code 21: the mask or the --zoom prompt
+            # comes next, through /mj/submit/modal, as midjourney-proxy takes them.
+            ask_later=act in catalogue.ASKING_ACTIONS,
         ),
     )
 
@@ -304,15 +307,17 @@ def action(request: HttpRequest, prefix: str = "") -> HttpResponse:
 @require_POST
 @api_view
 def modal(request: HttpRequest, prefix: str = "") -> HttpResponse:
-    data = _body(request)
+    # Vary (Region)'s maskBase64 is a picture: the larger limit of the picture submits.
+    data = _body(request, MAX_BODY + settings.MJWEB_UPLOAD_MAX_BYTES * 4 // 3)
     if isinstance(data, JsonResponse):
         return data
     job = _own(request, data.get("taskId"))
     if job is None:
         return _answer(3, "The task does not exist, or is not yours.")
     prompt = _text(data, "prompt", services.MAX_PROMPT_LENGTH + 1) or job.final_prompt or job.prompt
+    mask = _text(data, "maskBase64", settings.MJWEB_UPLOAD_MAX_BYTES * 2) or None
     try:
-        job = services.answer_modal(job=job, prompt=prompt)
+        job = services.answer_modal(job=job, prompt=prompt, mask=mask)
     except services.SubmitError as exc:
         return _refused(exc)
     return _answer(1, "Submit success", str(job.code))

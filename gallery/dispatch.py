@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from gallery import fitting, lifecycle, queue, references, routing, sync, upstream
+from gallery import fitting, lifecycle, queue, references, regions, routing, sync, upstream
 from gallery.models import Job, PollLease, ProviderAccount, SuspectedDuplicate
 from gallery.providers import ProviderError
 from gallery.providers.base import Submission, TaskStatus, button_from_dict
@@ -79,10 +79,13 @@ def dispatch(job_id: int) -> None:
     if submission is None:
         return
     status = Job.Status.MODAL if submission.status is TaskStatus.MODAL else Job.Status.SUBMITTED
+    # Vary (Region) and Custom Zoom: the question is answered with what the user gave.
+    answer = job.own_modal_answer() if status == Job.Status.MODAL else {}
     now = timezone.now()
     try:
         moved = job.transition(
             status,
+            **answer,
             provider_job_id=submission.provider_job_id,
             **account.charge_for(job.action, job.mode),
             final_prompt=submission.final_prompt or job.final_prompt,
@@ -96,6 +99,8 @@ def dispatch(job_id: int) -> None:
         logger.error("provider id %s already belongs to another job", submission.provider_job_id)
         lifecycle.fail(job, kind=Job.FailKind.PROVIDER_ERROR, note="Duplicate provider task id.")
         return
+    if moved and answer:
+        queue.submit_modal(job)
     if not moved:
         job.refresh_from_db()
         if job.provider_job_id == submission.provider_job_id:
@@ -182,9 +187,10 @@ def _submit(job: Job) -> Submission | None:
             (picture,) = references.inputs(job)
             return provider.describe(image=picture, mode=job.mode, state=state)
         parent = job.parent
-        button = parent.button(job.action, job.index, job.variant) if parent else None
+        button = job.parent_button()
         if parent is None or button is None or not parent.provider_job_id:
             return None
+        asks = bool(job.own_modal_answer())
         return provider.action(
             parent_job_id=parent.provider_job_id,
             button=button_from_dict(button),
@@ -192,8 +198,9 @@ def _submit(job: Job) -> Submission | None:
             state=str(job.code),
             remix=job.remix,
             # PiAPI lists the prompt as required on variations; a remix sends the edited
-            # one; a plain reroll keeps the parent's.
-            prompt=job.prompt if job.remix or job.action == Job.Action.VARIATION else "",
+            # one, Vary (Region) and Custom Zoom the user's; a plain reroll keeps the parent's.
+            prompt=job.prompt if job.remix or asks or job.action == Job.Action.VARIATION else "",
+            mask=regions.stored_mask(job),
         )
 
 
@@ -421,7 +428,10 @@ def submit_modal(job_id: int) -> None:
         try:
             with upstream.connect(job.provider, job) as api:
                 submission = api.modal(
-                    provider_job_id=job.provider_job_id, prompt=job.remix_prompt, mode=job.mode
+                    provider_job_id=job.provider_job_id,
+                    prompt=job.remix_prompt,
+                    mode=job.mode,
+                    mask=regions.stored_mask(job),
                 )
             break
         except ProviderError as exc:

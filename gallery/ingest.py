@@ -303,3 +303,6 @@ def purge_images(job_id: int) -> None:
                 field.delete(save=False)
         image.delete()
     previews.purge(job)
+    if job.mask:  # Vary (Region)'s region goes with the job's pictures
+        job.mask.delete(save=False)
+        Job.objects.filter(pk=job.pk).update(mask="")

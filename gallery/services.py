@@ -11,13 +11,14 @@ import re
 import uuid
 from typing import Any
 
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing import ledger, prices
-from gallery import dispatch, lifecycle, limits, queue, references, routing, upstream
-from gallery.models import Job, ProviderAccount, Reference
+from gallery import dispatch, lifecycle, limits, queue, references, regions, routing, upstream
+from gallery.models import Image, Job, ProviderAccount, Reference
 from gallery.providers import ProviderError, remix_asks_first
 from gallery.providers.base import TaskStatus
 from mjweb import catalogue
@@ -125,26 +126,28 @@ def press(
     mode: str | None = None,
     submit_key: uuid.UUID | None = None,
     caller: dict[str, str] | None = None,
+    prompt: str | None = None,
+    mask: str | None = None,
+    zoom: str | None = None,
+    ask_later: bool = False,
 ) -> Job:
     """Press one of the provider's buttons on a finished job: a new job, child of `parent`
     (`caller` as for `submit`), in speed `mode` (the parent's when None): a relax grid may be
-    upscaled in fast."""
+    upscaled in fast.
+
+    Vary (Region) takes `mask` (the editor's data URL) and Custom Zoom `zoom` (its factor),
+    each with an optional `prompt` (the parent's by default). With `ask_later` (the API, as
+    midjourney-proxy answers these presses) the job waits in MODAL, here, for them to come
+    through `answer_modal`."""
     if parent.owner_id != owner.pk:
         raise SubmitError(_("This job is not yours."))
     if parent.status != Job.Status.SUCCEEDED:
         raise SubmitError(_("Buttons work once the job has finished."))
-    if parent.button(action, index, variant) is None:
+    if parent.button(action, index, "" if action in catalogue.ASKING_ACTIONS else variant) is None:
         raise SubmitError(_("The provider did not offer this button on this job."))
-    if action in catalogue.ASKING_ACTIONS:
-        # Vary (Region) and Custom Zoom need a mask or a zoom factor and a prompt, which
-        # the studio cannot take yet: refused rather than sent without them.
-        raise SubmitError(
-            _(
-                "%(action)s needs a region or a zoom factor first, which the studio "
-                "cannot ask for yet."
-            )
-            % {"action": catalogue.action(action).label}
-        )
+    asked: dict[str, Any] = {}
+    if action in catalogue.ASKING_ACTIONS and not ask_later:
+        asked = _asked(parent, action, prompt=prompt, mask=mask, zoom=zoom)
     if mode is not None and mode not in Job.Mode.values:
         raise SubmitError(_("Choose fast, relax or turbo."))
     try:
@@ -152,12 +155,11 @@ def press(
     except routing.NoAccount as exc:
         raise SubmitError(str(exc)) from None
     remix = bool(getattr(owner, "remix_mode", False)) and action in catalogue.REMIX_ACTIONS
-    prompt = parent.final_prompt or parent.prompt
     fields: dict[str, Any] = {
         "action": action,
         "index": index,
         "variant": variant,
-        "prompt": prompt,
+        "prompt": parent.final_prompt or parent.prompt,
         "mode": mode or parent.mode,
         "parent": parent,
         "root_id": parent.root_id or parent.pk,
@@ -165,13 +167,61 @@ def press(
         "remix": remix,
         **(caller or {}),
     }
-    if remix and remix_asks_first(
-        ProviderAccount.objects.named(parent.provider).connection().adapter
+    fields.update(asked)
+    if (action in catalogue.ASKING_ACTIONS and ask_later) or (
+        remix
+        and remix_asks_first(ProviderAccount.objects.named(parent.provider).connection().adapter)
     ):
         # The provider takes the prompt with the press: ask for it first, locally; the
         # job is held and dispatched once the user answers.
-        fields.update(status=Job.Status.MODAL, final_prompt=prompt)
+        fields.update(status=Job.Status.MODAL, final_prompt=fields["prompt"])
     return _create(owner=owner, submit_key=submit_key, fields=fields)
+
+
+def _asked(
+    parent: Job, action: str, *, prompt: str | None, mask: str | None, zoom: str | None
+) -> dict[str, Any]:
+    """The job's fields from what Vary (Region) or Custom Zoom asked the user (checked by
+    gallery.regions): its prompt, and its mask or its factor."""
+    text = _prompt(prompt) if prompt and prompt.strip() else parent.final_prompt or parent.prompt
+    try:
+        if action == Job.Action.VARY_REGION:
+            picture = parent.images.filter(kind__in=Image.WHOLE_KINDS).first()
+            if picture is None:
+                raise SubmitError(_("This job has no picture to mark a region on."))
+            region = regions.mask(mask or "", (picture.width, picture.height))
+            return {"prompt": text, "mask": ContentFile(region, name="mask.png")}
+        factor = regions.zoom(zoom if zoom is not None else "")
+    except regions.Refused as exc:
+        raise SubmitError(str(exc)) from None
+    return {"prompt": regions.zoomed_prompt(text, factor), "variant": factor}
+
+
+def _asked_later(job: Job, prompt: str, mask: str | None) -> dict[str, str]:
+    """The fields of a Vary (Region) or Custom Zoom held for its answer, from that answer:
+    the mask stored (its name), or the --zoom factor the prompt must carry."""
+    try:
+        if job.action == Job.Action.CUSTOM_ZOOM:
+            factor = regions.zoom_in_prompt(prompt)
+            if factor is None:
+                raise regions.Refused(_("Give the zoom factor in the prompt as --zoom N."))
+            return {"variant": factor}
+        asked = _asked(job.parent, job.action, prompt=prompt, mask=mask, zoom=None)
+    except regions.Refused as exc:
+        raise SubmitError(str(exc)) from None
+    field = job.mask.field
+    name = field.storage.save(field.generate_filename(job, "mask.png"), asked["mask"])
+    return {"mask": name}
+
+
+def _prompt(prompt: str) -> str:
+    """A prompt the user typed, with its spaces folded; refused when too long."""
+    prompt = " ".join(prompt.split())
+    if len(prompt) > MAX_PROMPT_LENGTH:
+        raise SubmitError(
+            _("Prompts are limited to %(count)d characters.") % {"count": MAX_PROMPT_LENGTH}
+        )
+    return prompt
 
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -245,8 +295,10 @@ def _find_task(task_id: str) -> tuple[str, Any]:
     raise SubmitError(_("The provider does not know this task id in our account."))
 
 
-def answer_modal(*, job: Job, prompt: str) -> Job:
-    """The user's prompt for a job waiting in MODAL: kept, and sent by a task."""
+def answer_modal(*, job: Job, prompt: str, mask: str | None = None) -> Job:
+    """The user's prompt for a job waiting in MODAL: kept, and sent by a task. A Vary
+    (Region) held here (`press(ask_later=True)`) takes its `mask` too, and a Custom Zoom
+    its factor as the prompt's --zoom."""
     prompt = " ".join(prompt.split())
     if not prompt:
         raise SubmitError(_("Type a prompt first."))
@@ -257,13 +309,18 @@ def answer_modal(*, job: Job, prompt: str) -> Job:
     gone = SubmitError(_("This job is no longer waiting for a prompt."))
     if not job.awaiting_user:
         raise gone
+    asked: dict[str, Any] = {}
+    if job.action in catalogue.ASKING_ACTIONS and not job.provider_job_id:
+        asked = _asked_later(job, prompt, mask)
     with transaction.atomic():
         if not job.provider_job_id:
             # Asked before the press: the edited prompt goes with the submit itself.
             expect = {"provider_job_id": "", "remix_prompt": ""}
             if not job.transition(
-                Job.Status.QUEUED, expect=expect, prompt=prompt, final_prompt=prompt
+                Job.Status.QUEUED, expect=expect, prompt=prompt, final_prompt=prompt, **asked
             ):
+                if "mask" in asked:
+                    job.mask.storage.delete(asked["mask"])
                 raise gone
             dispatch.place(job)
         else:

@@ -68,7 +68,10 @@ def apply_snapshot(job: Job, snapshot: TaskSnapshot) -> None:
         if job.echoes_our_modal(timezone.now()):
             return  # a gateway's copy still shows the question we answered: pending
         if job.status != Job.Status.MODAL:
-            job.transition(Job.Status.MODAL, provider_payload=snapshot.raw)
+            # Vary (Region) and Custom Zoom: answered with what the user gave at the press.
+            answer = job.own_modal_answer()
+            if job.transition(Job.Status.MODAL, provider_payload=snapshot.raw, **answer) and answer:
+                queue.submit_modal(job)
         return
     if status is TaskStatus.PENDING:
         return
@@ -337,7 +340,7 @@ def _advance(job: Job, snapshot: TaskSnapshot | None, now: datetime) -> None:
             lifecycle.fail(
                 job,
                 kind=Job.FailKind.TIMEOUT,
-                note=f"No result within the {job.get_mode_display()} mode deadline.",
+                note=f"No result within the {job.mode_name} mode deadline.",
             )
         except Exception:
             logger.exception("the deadline of job %s could not be applied", job.code)

@@ -28,7 +28,7 @@ from gallery.lineage import tree as lineage_tree
 from gallery.models import Image, Job, Reference, lineage_size
 from gallery.models.jobs import NotShareable
 from gallery.pagination import CursorPage, paginate
-from mjweb import throttle
+from mjweb import catalogue, throttle
 from mjweb.views import own_url
 
 PAGE_SIZE = 24
@@ -251,6 +251,7 @@ def _job_page(request: HttpRequest, job: Job, *, status: int = 200, **extra: Any
         "closing": closing,
         "lineage_count": sum(1 for node in lineage if node.deleted_at is None),
         "inputs": references.of(job),
+        "zoom_range": [f"{bound:g}" for bound in catalogue.ZOOM_RANGE],
         "live": job.polls,
         **extra,
     }
@@ -507,6 +508,12 @@ def press(
 ) -> HttpResponse:
     """A button on a finished job (one URL per action, see gallery.urls): a new child job."""
     parent = _own_job(request, code)
+    # Vary (Region) and Custom Zoom come from their forms on the job page with what they ask.
+    asked = (
+        {name: request.POST.get(name) for name in ("prompt", "mask", "zoom")}
+        if action in catalogue.ASKING_ACTIONS
+        else {}
+    )
     try:
         _count_submit(request)
         child = services.press(
@@ -517,8 +524,20 @@ def press(
             variant=variant,
             mode=request.POST.get("mode") or None,
             submit_key=_submit_key(request),
+            **asked,
         )
     except services.SubmitError as exc:
+        if asked:
+            # Shown in the form that asked, with what was typed kept.
+            return _job_page(
+                request,
+                parent,
+                asked_error=str(exc),
+                asked_action=action,
+                asked=asked,
+                needs_credits=exc.needs_credits,
+                status=422,
+            )
         if request.htmx:
             # The refusal shows on the card whose button was pressed.
             response = _card(request, parent, error=str(exc), needs_credits=exc.needs_credits)

@@ -28,7 +28,7 @@ from django.db import models
 from django.db.models import Q
 from django.dispatch import Signal
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
@@ -464,6 +464,28 @@ class Job(models.Model):
     def polls(self) -> bool:
         return self.is_in_flight and not self.awaiting_user
 
+    @property
+    def mode_name(self) -> str:
+        """The speed mode's English name, for the notes and memos operators read, whatever
+        language the request that wrote them was in."""
+        with translation.override(None):
+            return str(self.get_mode_display())
+
+    @property
+    def action_name(self) -> str:
+        """The action's English name (as `mode_name`)."""
+        with translation.override(None):
+            return str(self.get_action_display())
+
+    def own_modal_answer(self) -> dict[str, str]:
+        """Vary (Region) and Custom Zoom: the provider always asks (MODAL) for what the user
+        gave with the press (the mask, the --zoom prompt); the fields that answer it at once,
+        for dispatch.submit_modal to send. {} for a Remix question, which the user answers,
+        and once we answered: asking again is then the provider's own question."""
+        if catalogue.action(self.action).asks and self.modal_answered_at is None:
+            return {"remix_prompt": self.prompt}
+        return {}
+
     # A gateway refreshes its copy of a task about every 15 s (new-api): for this long after
     # we answered a remix question, a report that the task still asks it is that stale copy.
     MODAL_ECHO = timedelta(seconds=45)
@@ -707,6 +729,14 @@ class Job(models.Model):
             ):
                 return button
         return None
+
+    def parent_button(self) -> dict | None:
+        """The button of the parent this job was made by pressing, as the parent offers it.
+        A Custom Zoom keeps its factor in `variant`; its button has none."""
+        if self.parent is None:
+            return None
+        takes_variant = catalogue.action(self.action).takes == "variant"
+        return self.parent.button(self.action, self.index, self.variant if takes_variant else "")
 
     def lineage(self) -> JobQuerySet:
         return Job.objects.filter(root_id=self.root_id or self.pk)

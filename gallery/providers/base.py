@@ -220,16 +220,21 @@ class Provider(ABC):
         state: str,
         prompt: str = "",
         remix: bool = False,
+        mask: InputImage | None = None,
     ) -> Submission:
         """Press a button of a finished task. `prompt` is an edited prompt where the provider
-        takes one with the press (PiAPI reroll/variation); "" keeps the parent's. `remix` asks
-        the provider to wait for a prompt (MODAL) where it supports that."""
+        takes one with the press (PiAPI reroll/variation, Vary (Region), Custom Zoom's
+        --zoom); "" keeps the parent's. `remix` asks the provider to wait for a prompt (MODAL)
+        where it supports that. `mask`: Vary (Region)'s region (white repaints), for a
+        provider that takes it with the press; midjourney-proxy asks for it in MODAL."""
 
     @abstractmethod
-    def modal(self, *, provider_job_id: str, prompt: str, mode: str) -> Submission:
-        """Answer a task waiting in MODAL (Remix) with its prompt, in the job's speed mode. The
-        returned id is the task to follow from now on: the same one or a new one, depending on
-        the service."""
+    def modal(
+        self, *, provider_job_id: str, prompt: str, mode: str, mask: InputImage | None = None
+    ) -> Submission:
+        """Answer a task waiting in MODAL (Remix, Vary (Region), Custom Zoom) with its prompt
+        and, for Vary (Region), its mask, in the job's speed mode. The returned id is the task
+        to follow from now on: the same one or a new one, depending on the service."""
 
     @abstractmethod
     def fetch(self, provider_job_id: str) -> TaskSnapshot | None:

@@ -115,6 +115,8 @@ _CUSTOM_IDS = {
     ("zoom_out", "2x"): "MJ::Outpaint::50::1::{hash}::SOLO",
     ("zoom_out", "1.5x"): "MJ::Outpaint::75::1::{hash}::SOLO",
     **{("pan", way): f"MJ::JOB::pan_{way}::1::{{hash}}::SOLO" for way in _PAN_WAYS},
+    ("vary_region", ""): "MJ::Inpaint::1::{hash}::SOLO",
+    ("custom_zoom", ""): "MJ::CustomZoom::{hash}",
 }
 
 
@@ -265,6 +267,7 @@ class CometAPI(HTTPProvider):
         state: str,
         prompt: str = "",
         remix: bool = False,
+        mask: InputImage | None = None,
     ) -> Submission:
         # midjourney-proxy takes no prompt with a press: an edited prompt goes through the
         # remix modal (/mj/submit/modal) once the new task reports MODAL.
@@ -280,11 +283,16 @@ class CometAPI(HTTPProvider):
             body["notifyHook"] = self.notify_hook
         return self._submit(f"{self._prefix(mode)}/mj/submit/action", body)
 
-    def modal(self, *, provider_job_id: str, prompt: str, mode: str) -> Submission:
+    def modal(
+        self, *, provider_job_id: str, prompt: str, mode: str, mask: InputImage | None = None
+    ) -> Submission:
         # taskId is the task waiting in MODAL (the child), as trueai's SubmitModal reads it.
         # The speed-mode prefix goes with it, as with imagine and action: a gateway routes and
-        # bills by the path.
+        # bills by the path. Vary (Region)'s mask goes as maskBase64, a data URL (white =
+        # repaint); Custom Zoom's factor is the prompt's --zoom.
         body = {"taskId": provider_job_id, "prompt": prompt}
+        if mask is not None:
+            body["maskBase64"] = mask.data_url
         return self._submit(f"{self._prefix(mode)}/mj/submit/modal", body)
 
     def _prefix(self, mode: str) -> str:

@@ -46,6 +46,10 @@ Assumptions this adapter makes where the documents say UNCONFIRMED or nothing:
   {"task_id"}}, as in PiAPI's own Hugging Face example); both are read.
 - PiAPI never parks a task waiting for a remix prompt: an edited prompt goes with the press
   (reroll, variation, outpaint, pan), so modal() is refused.
+- Vary (Region) is task_type "inpaint" (legacy POST /mj/v2/inpaint) with input
+  {origin_task_id, mask, prompt}, the mask a PNG data URL, white = repaint; Custom Zoom is
+  "outpaint" with zoom_ratio "custom" and the factor as the prompt's --zoom N. Both are
+  UNCONFIRMED: the pages exist, their fields are not captured (provider-protocols.md 3).
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ logger = logging.getLogger(__name__)
 
 APIS = ("unified", "legacy")
 
-_PROMPTED_TASKS = ("reroll", "variation", "outpaint", "pan")  # take an edited prompt
+_PROMPTED_TASKS = ("reroll", "variation", "outpaint", "pan", "inpaint")  # take an edited prompt
 _CHECKED_TASKS = ("reroll", "variation")  # document skip_prompt_check
 
 
@@ -246,10 +250,15 @@ class PiAPI(HTTPProvider):
         state: str,
         prompt: str = "",
         remix: bool = False,
+        mask: InputImage | None = None,
     ) -> Submission:
         # `remix` needs nothing here: PiAPI takes the edited prompt with the press itself.
         task_type, fields = _press(button)
         body: dict[str, Any] = {"origin_task_id": parent_job_id, **fields}
+        if task_type == "inpaint":
+            if mask is None:
+                raise ProviderError("Vary (Region) needs the region's mask.", permanent=True)
+            body["mask"] = mask.data_url  # field and form UNCONFIRMED (module docstring)
         # An empty prompt keeps the parent's. Variation lists prompt as required, but the
         # caller passes the parent's final prompt there; when even that is unknown we omit
         # it and let PiAPI fall back to the origin task's prompt.
@@ -264,7 +273,9 @@ class PiAPI(HTTPProvider):
         body["process_mode"] = mode
         return self._submit_unified(task_type, body)
 
-    def modal(self, *, provider_job_id: str, prompt: str, mode: str) -> Submission:
+    def modal(
+        self, *, provider_job_id: str, prompt: str, mode: str, mask: InputImage | None = None
+    ) -> Submission:
         raise ProviderError(
             "PiAPI never waits for a remix prompt: the prompt goes with the button press.",
             permanent=True,

@@ -355,6 +355,10 @@ def _press(button: Button) -> tuple[str, dict[str, str]]:
         return "outpaint", {"zoom_ratio": _ZOOM_RATIOS[variant]}  # field UNCONFIRMED
     if action == "pan" and variant in _PAN_DIRECTIONS:
         return "pan", {"direction": variant}  # field UNCONFIRMED
+    if action == "vary_region":
+        return "inpaint", {}  # the mask and the prompt go beside it; fields UNCONFIRMED
+    if action == "custom_zoom":
+        return "outpaint", {"zoom_ratio": "custom"}  # the factor is the prompt's --zoom
     raise ProviderError(
         f"PiAPI has no task for the button {button.label or action!r}.", permanent=True
     )

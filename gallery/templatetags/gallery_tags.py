@@ -28,6 +28,20 @@ class OfferedButton:
     # What it costs in each speed mode the user may press it in, "mode:credits" words for
     # the page's script, which shows the price of the speed chosen on the card.
     prices: str = ""
+    # What the press asks first (catalogue.Action.asks): the card links to the job page's
+    # form for it (#vary-region, #custom-zoom) instead of pressing.
+    asks: str = ""
+    # The job's page, for `link`.
+    page: str = ""
+
+    @property
+    def anchor(self) -> str:
+        return {"region": "vary-region", "zoom": "custom-zoom"}.get(self.asks, "")
+
+    @property
+    def link(self) -> str:
+        """Where the card's link for an asking press goes: its form on the job's page."""
+        return f"{self.page}#{self.anchor}" if self.asks else ""
 
     @property
     def name(self) -> str:
@@ -54,8 +68,6 @@ def _route(job: Job, button: dict[str, Any]) -> tuple[str, str, str, str] | None
     index, variant = button.get("index"), str(button.get("variant", ""))
     if action is None or not action.is_button or not action.accepts(index, variant):
         return None
-    if action.asks:
-        return None  # asks for a region or a factor first: not a one-click press
     args: list[Any] = [job.code]
     if action.takes == "index":
         args.append(index)
@@ -87,6 +99,7 @@ def offered_buttons(context: template.Context, job: Job) -> list[OfferedButton]:
     table = price_table(context)
     modes = press_modes(context, job)
     offered = []
+    page = job.get_absolute_url()
     for button in job.buttons:
         route = _route(job, button)
         if route is not None:
@@ -94,8 +107,16 @@ def offered_buttons(context: template.Context, job: Job) -> list[OfferedButton]:
             each = " ".join(
                 f"{mode}:{_credits(table.get((button['action'], mode)))}" for mode, _ in modes
             )
-            offered.append(OfferedButton(*route, price=price, prices=each))
+            asks = catalogue.action(button["action"]).asks
+            offered.append(OfferedButton(*route, price=price, prices=each, asks=asks, page=page))
     return offered
+
+
+@register.simple_tag(takes_context=True)
+def asking_presses(context: template.Context, job: Job) -> dict[str, OfferedButton]:
+    """The job's presses that ask first (Vary (Region), Custom Zoom), by what they ask:
+    the job page's forms for them."""
+    return {b.asks: b for b in offered_buttons(context, job) if b.asks}
 
 
 def _credits(price: int | None) -> str:
