@@ -39,7 +39,7 @@ def _mirror(job: Job, entry: LedgerEntry | None) -> None:
 def hold(job: Job) -> None:
     """Hold a new job's price; raises ledger.InsufficientCredits when the user cannot pay."""
     with transaction.atomic():
-        memo = f"Held for {job.get_action_display().lower()} ({job.mode})"
+        memo = f"Held for {job.action_name.lower()} ({job.mode})"
         _mirror(job, ledger.hold(reference(job), memo=memo))
 
 

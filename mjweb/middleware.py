@@ -44,6 +44,7 @@ def user_preferences(get_response: Callable[[HttpRequest], HttpResponse]):
         if user is None or not user.is_authenticated:
             timezone.deactivate()
             return get_response(request)
+        before = translation.get_language()
         if user.language:
             translation.activate(user.language)
             request.LANGUAGE_CODE = translation.get_language()  # type: ignore[attr-defined]
@@ -56,5 +57,8 @@ def user_preferences(get_response: Callable[[HttpRequest], HttpResponse]):
             return get_response(request)
         finally:
             timezone.deactivate()
+            # The thread goes on to other work (another request, a task run in-process):
+            # this user's language stays with this request.
+            translation.activate(before) if before else translation.deactivate()
 
     return middleware

@@ -313,3 +313,32 @@ def test_the_json_api_keeps_its_paths_and_english(client: Client) -> None:
     answer = client.get("/api/openapi.json", HTTP_ACCEPT_LANGUAGE="zh-Hans")
     assert answer.status_code == 200 and answer["Content-Type"].startswith("application/json")
     assert reverse("gallery:api_openapi") == "/api/openapi.json"
+
+
+@pytest.mark.django_db
+def test_a_chinese_request_leaves_the_thread_and_the_operators_records_in_english(
+    alice: Any, alice_client: Client
+) -> None:
+    """What a request in the user's language writes for operators (the hold's ledger memo)
+    is English, and the thread goes back to the site's language after it: the next work it
+    runs (a task run in-process, another request) does not speak Chinese."""
+    from billing.models import LedgerEntry
+    from gallery.models import Job
+
+    alice.language = "zh-hans"
+    alice.save(update_fields=["language"])
+    translation.deactivate()
+    answer = alice_client.post(
+        reverse("gallery:imagine"),
+        {"prompt": "a kite", "mode": "fast", "submit_key": "6a3c1a52-5a34-4a51-9d3e-0d5f1b0b6a11"},
+    )
+    assert answer.status_code in (200, 302), answer.content.decode()[-2000:]
+    job = Job.objects.get(owner=alice, prompt="a kite")
+    memo = (
+        LedgerEntry.objects.filter(job__owner=alice)
+        .order_by("-pk")
+        .values_list("memo", flat=True)[0]
+    )
+    assert memo == "Held for imagine (fast)", memo
+    assert translation.get_language() == settings.LANGUAGE_CODE
+    assert job.mode_name == "Fast"
