@@ -22,7 +22,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.exceptions import NoReverseMatch
 
 from gallery import webhooks
-from gallery.models import Image
+from gallery.models import Image, Job
 from tests.gallery.factories import make_finished_job
 
 pytestmark = pytest.mark.django_db(transaction=False)
@@ -100,7 +100,7 @@ def _argument_names(entry: URLPattern) -> list[str]:
 def _value(name: str, entry: URLPattern, code: str, admin_pk: str) -> str:
     converter = getattr(entry.pattern, "converters", {}).get(name)
     words = getattr(converter, "regex", "")
-    if name == "code":
+    if name in ("code", "share_code"):
         return code
     if name == "token":
         return webhooks.path_token()
@@ -161,7 +161,10 @@ def ask(client: Client, url: str, post: dict[str, Any] | None) -> str:
 def test_every_url_answers_hostile_input_without_a_500(alice: Any, superuser: Any) -> None:
     settings.MJ_WEBHOOKS = False
     by_whom = clients(alice, superuser)
-    code = str(make_finished_job(alice).code)
+    job = make_finished_job(alice)
+    code = str(job.code)
+    # Shared under its own code, so that its public page and picture (/s/<code>/) are asked.
+    Job.objects.filter(pk=job.pk).update(share_code=job.code)
     # admin pages of an object: one that may exist, and ids no column holds
     listed = urls(code, "1") + [
         (name, url)
