@@ -185,7 +185,15 @@ def phase(task: Task, now: float) -> Phase:
         f = min(f, task.hold)
     started = task.origin + NOT_START_UNTIL * task.duration
     if f >= 1.0:
-        return Phase("SUCCESS", 100, started, task.origin + task.duration)
+        # SUCCESS once the picture exists too, as a provider reports it: a painter that
+        # fell behind holds the task at its last step, as a slow render would.
+        drawn = images.ready_at(task.picture)
+        finished = task.origin + task.duration
+        if drawn:
+            finished = max(finished, task.submitted_at + (drawn * 1000 - task.submit_ms) / 1000)
+        if drawn is not None and now >= finished:
+            return Phase("SUCCESS", 100, started, finished)
+        return Phase("IN_PROGRESS", max((p for _, p in task.schedule), default=99), started, None)
     if f < BLANK_UNTIL:
         return Phase("", 0, None, None)
     if f < NOT_START_UNTIL:

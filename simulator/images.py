@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import random
 import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
@@ -250,6 +251,9 @@ def draw(picture: Picture) -> bytes:
 _KEEP = 256
 _finals: OrderedDict[Picture, bytes] = OrderedDict()
 _pending: dict[Picture, Future[bytes]] = {}
+# When the painter finished each picture (wall clock, epoch s): a provider reports SUCCESS
+# once its picture exists (ready_at).
+_drawn: dict[Picture, float] = {}
 _lock = threading.Lock()
 _painter: ProcessPoolExecutor | None = None
 
@@ -280,7 +284,20 @@ def _keep(picture: Picture, body: bytes) -> None:
     _finals[picture] = body
     _finals.move_to_end(picture)
     while len(_finals) > _KEEP:
-        _finals.popitem(last=False)
+        gone, _ = _finals.popitem(last=False)
+        _drawn.pop(gone, None)
+
+
+def ready_at(picture: Picture) -> float | None:
+    """When `picture` existed, as a provider's SUCCESS means its picture does: with a painter,
+    None while it is still being drawn, else the wall time it was finished; 0.0 where it is
+    drawn on demand (no painter) or its drawing is not tracked any more."""
+    with _lock:
+        if _painter is None:
+            return 0.0
+        if picture in _pending:
+            return None
+        return _drawn.get(picture, 0.0)
 
 
 def _lower_priority() -> None:
@@ -320,6 +337,7 @@ def render_ahead(picture: Picture) -> None:
             _pending.pop(picture, None)
             if not done.cancelled() and done.exception() is None:
                 _keep(picture, done.result())
+                _drawn[picture] = time.time()
 
     future.add_done_callback(settled)
 

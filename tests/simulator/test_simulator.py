@@ -512,3 +512,36 @@ def test_the_console_routes_give_the_balance_and_the_task_log(clock: FakeClock) 
         gone = api.get("/api/task/self", params={"task_id": failed}, headers=auth).json()
         assert gone["data"]["items"][0]["status"] == "FAILURE"
         assert gone["data"]["items"][0]["quota"] == 0
+
+
+def test_with_a_painter_success_waits_for_the_picture_as_a_provider_s_does(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A painter behind its work holds a finished task at its last step; SUCCESS comes, with
+    its finishTime, when the picture exists, never before."""
+    from collections import OrderedDict
+    from concurrent.futures import Future
+
+    engine = Engine(duration=DURATION, clock=clock, seed=11)
+    task = engine.imagine("a lighthouse")
+    drawing: Future[bytes] = Future()
+    monkeypatch.setattr(images, "_painter", object())  # a painter, whose work we hand in
+    monkeypatch.setattr(images, "_finals", OrderedDict())  # this test's pictures only
+    monkeypatch.setattr(images, "_drawn", {})
+    monkeypatch.setitem(images._pending, task.picture, drawing)
+    clock.now += DURATION * 1.5
+    late = phase(task, clock.now)
+    assert late.status == "IN_PROGRESS" and late.progress == max(p for _, p in task.schedule)
+    drawn_wall = task.submit_ms / 1000 + DURATION * 1.25  # the painter finished then
+    with images._lock:
+        images._pending.pop(task.picture)
+        images._keep(task.picture, b"png")
+        images._drawn[task.picture] = drawn_wall
+    done = phase(task, clock.now)
+    assert done.status == "SUCCESS"
+    assert done.finished_at == pytest.approx(task.submitted_at + DURATION * 1.25)
+    # Drawn before its time: SUCCESS at its time, as without a painter.
+    images._drawn[task.picture] = task.submit_ms / 1000
+    assert phase(task, clock.now).finished_at == pytest.approx(task.origin + task.duration)
+    monkeypatch.setattr(images, "_painter", None)
+    assert phase(task, clock.now).status == "SUCCESS"
