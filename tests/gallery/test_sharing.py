@@ -299,3 +299,19 @@ def test_a_picture_without_its_small_thumbnail_is_shown_whole(client: Client, al
     assert f'src="{_image(code, "full")}"' in body
     assert _image(code, "thumb") not in body
     assert client.get(_image(code, "thumb")).status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_path_no_view_answers_gets_the_sites_own_not_found_page(client: Client) -> None:
+    answer = client.get("/s/not-a-uuid/")
+    assert answer.status_code == 404
+    page = answer.content.decode()
+    assert "This page does not exist" in page and 'href="/"' in page
+    assert "<html" in page and "topbar" in page  # the site's page, not Django's bare one
+
+
+def test_the_server_error_page_renders_without_a_request() -> None:
+    from django.template.loader import render_to_string
+
+    page = render_to_string("500.html")
+    assert "Something went wrong on our side" in page and "app.css" in page
