@@ -97,7 +97,7 @@
         field.value = mask.toDataURL("image/png");
       }
       undo.disabled = clear.disabled = !shapes.length;
-      var marked = status.getAttribute("data-marked").replace("%(count)s", String(shapes.length));
+      var marked = status.getAttribute("data-marked").replace("{count}", String(shapes.length));
       status.textContent = shapes.length ? marked : status.getAttribute("data-empty");
       status.classList.remove("form-error");
     }
