@@ -88,6 +88,12 @@ def test_vary_region_and_custom_zoom_from_an_upscale(stack: Stack, browser_page:
     expect(child.locator(".prompt")).to_have_text("a red rowing boat")
     child.locator("img.result").wait_for(timeout=GRID_TIMEOUT)
     expect(page.locator(".crumbs")).to_contain_text("Parent: U1")
+    # The rest of the page catches up without a reload: its pictures, the charge, sharing.
+    page.evaluate("window.__samePage = true")
+    expect(page.locator(".facts")).to_contain_text("charged")
+    expect(page.get_by_role("button", name="Share publicly")).to_be_visible()
+    expect(page.get_by_role("link", name=re.compile("Download the grid"))).to_be_visible()
+    assert page.evaluate("window.__samePage === true")
 
     # Custom Zoom: a factor out of range is refused in the form, with the prompt kept.
     page.goto(upscale_url + "#custom-zoom")
