@@ -1,23 +1,26 @@
-// A job that finishes while the tab is in the background says so: the title counts them,
-// "(2) Studio · mjweb", the favicon carries a red dot with the number, and (opted in with
-// the studio's button) each one raises a desktop notification. Both go back when the tab
-// is shown again. "Finished" is read from the cards: a card (article#job-<code>, its
-// status in its class, status-running...) seen running on this page comes back succeeded
-// or failed; a card finished when the page loaded, or told once, is never told again.
+// The tab says how the jobs stand, whatever page of the studio it shows: its title counts
+// the jobs running, "(2) Studio · mjweb", and the favicon carries the same number on an amber
+// dot. A job that ends while the tab is in the background leaves a green check on the
+// favicon (its result is waiting to be seen) until the tab is shown again, and (opted in
+// with the studio's button) raises a desktop notification. Read from the cards: a card
+// (article#job-<code>, its status in its class, status-running...) seen running on this
+// page comes back succeeded or failed; a card finished when the page loaded, or told once,
+// is never told again.
 (function () {
   "use strict";
   var RUNNING = ["queued", "submitted", "running", "modal"];
+  var WORKING = ["queued", "submitted", "running"]; // counted: a question waits for the user
   var FINISHED = ["succeeded", "failed"];
   var STORE = "mjweb.notify"; // "on" once the user turned desktop notifications on here
+  var COUNTED = /^\(\d+\) /; // our count in front of the page's own title
   var seen = {}; // job code -> the status its card last showed
   var told = {}; // job codes already counted (and notified)
-  var count = 0; // finished while hidden, not yet seen
+  var unseen = 0; // finished while hidden, not yet seen
   var icon = document.querySelector("link[rel~='icon']");
   var iconHref = icon ? icon.getAttribute("href") : null;
   var iconType = icon ? icon.getAttribute("type") : null;
-  var plainTitle = null; // the title before the count was put in front of it
-  var countedTitle = null; // the title as we last set it
   var iconImage = null; // the favicon, loaded once, drawn under each badge
+  var badge = ""; // what the favicon shows now: "" (plain), "3", "✓"
 
   function hidden() {
     return document.visibilityState === "hidden";
@@ -29,40 +32,50 @@
   }
 
   function scan() {
+    var working = {};
     document.querySelectorAll("article.card[id^='job-']").forEach(function (card) {
       var code = card.id.slice(4);
       var status = statusOf(card);
       var before = seen[code];
       seen[code] = status;
+      if (WORKING.indexOf(status) >= 0) working[code] = true;
       if (RUNNING.indexOf(before) >= 0 && FINISHED.indexOf(status) >= 0 && !told[code]) {
         told[code] = true;
         finished(card, code, status);
       }
     });
+    show(Object.keys(working).length);
   }
 
   function finished(card, code, status) {
     if (!hidden()) return;
-    count += 1;
-    showCount();
+    unseen += 1;
     notify(card, code, status);
   }
 
   // The title and the favicon.
-  function showCount() {
-    if (countedTitle === null || document.title !== countedTitle) plainTitle = document.title;
-    countedTitle = "(" + count + ") " + plainTitle;
-    document.title = countedTitle;
-    drawBadge(count);
+  function show(working) {
+    var plain = document.title.replace(COUNTED, "");
+    var title = working > 0 ? "(" + working + ") " + plain : plain;
+    if (document.title !== title) document.title = title;
+    var wanted = working > 0 ? (working > 9 ? "9+" : String(working)) : unseen > 0 ? "✓" : "";
+    if (wanted !== badge) drawBadge(wanted);
   }
 
-  function drawBadge(number) {
+  function drawBadge(text) {
     if (!icon || !iconHref) return;
+    if (!text) {
+      badge = "";
+      if (icon.getAttribute("href") !== iconHref) {
+        if (iconType) icon.setAttribute("type", iconType);
+        else icon.removeAttribute("type");
+        icon.setAttribute("href", iconHref);
+      }
+      return;
+    }
     if (!iconImage) {
       iconImage = new Image();
-      iconImage.addEventListener("load", function () {
-        if (count > 0) drawBadge(count);
-      });
+      iconImage.addEventListener("load", scan);
       iconImage.src = iconHref;
       return;
     }
@@ -79,31 +92,22 @@
     }
     pen.beginPath();
     pen.arc(42, 22, 22, 0, 2 * Math.PI);
-    pen.fillStyle = "#dc2626";
+    pen.fillStyle = text === "✓" ? "#16a34a" : "#d97706";
     pen.fill();
     pen.fillStyle = "#fff";
     pen.font = "bold 30px sans-serif";
     pen.textAlign = "center";
     pen.textBaseline = "middle";
-    pen.fillText(number > 9 ? "9+" : String(number), 42, 24);
+    pen.fillText(text, 42, 24);
     icon.setAttribute("type", "image/png");
     icon.setAttribute("href", canvas.toDataURL("image/png"));
-  }
-
-  function restore() {
-    count = 0;
-    if (countedTitle !== null && document.title === countedTitle) document.title = plainTitle;
-    countedTitle = null;
-    plainTitle = null;
-    if (icon && iconHref && icon.getAttribute("href") !== iconHref) {
-      if (iconType) icon.setAttribute("type", iconType);
-      else icon.removeAttribute("type");
-      icon.setAttribute("href", iconHref);
-    }
+    badge = text;
   }
 
   document.addEventListener("visibilitychange", function () {
-    if (!hidden()) restore();
+    if (hidden()) return;
+    unseen = 0; // seen now
+    scan();
   });
 
   // Desktop notifications: only after the button was pressed, never asked for on load.

@@ -1,6 +1,8 @@
-"""A job that finishes while the tab is hidden, in real Chromium: the title counts it, the
-favicon carries a badge, an opted-in desktop notification is raised once; and the card's
-badges keep their whole words, at desktop and phone widths, in English and in Chinese."""
+"""The tab says how the jobs stand, in real Chromium: the title counts the running jobs and
+the favicon carries their number; a job that finishes while the tab is hidden leaves a check
+on the favicon until it is seen, and an opted-in desktop notification is raised once; and
+the card's badges keep their whole words, at desktop and phone widths, in English and in
+Chinese."""
 
 from __future__ import annotations
 
@@ -55,7 +57,14 @@ def imagine(page: Any, prompt: str) -> None:
     page.get_by_role("button", name="Imagine").click()
 
 
-def test_a_job_finished_in_a_hidden_tab_is_counted_in_the_title_and_favicon(
+def badge_of(page: Any) -> bytes:
+    """The favicon as it is drawn now (a PNG data URL), saved for a look."""
+    href = page.locator(ICON).get_attribute("href") or ""
+    assert href.startswith("data:image/png;base64,"), href[:40]
+    return base64.b64decode(href.split(",", 1)[1])
+
+
+def test_the_title_counts_running_jobs_and_the_favicon_says_one_ended_unseen(
     stack: Stack, browser_page: Any
 ) -> None:
     page = browser_page
@@ -67,32 +76,44 @@ def test_a_job_finished_in_a_hidden_tab_is_counted_in_the_title_and_favicon(
     imagine(page, "a lighthouse in a storm")
     card = newest_card(page, 1)
     expect(card).to_have_class(re.compile(r"\bstatus-(queued|submitted|running)\b"))
-    page.evaluate(HIDE)
-    wait_for_result(page, card)
+    # Running: counted in the title and on the favicon, the tab shown or not.
     expect(page).to_have_title("(1) Studio · mjweb")
     page.wait_for_function(
         "s => document.querySelector(s).getAttribute('href').startsWith('data:image/png')",
         arg=ICON,
     )
-    badged = page.locator(ICON).get_attribute("href") or ""
+    running_badge = badge_of(page)
+    page.evaluate(HIDE)
+    wait_for_result(page, card)
+    # Ended while hidden: no count, and the favicon changes to the check of a result unseen.
+    expect(page).to_have_title("Studio · mjweb")
+    page.wait_for_function(
+        "([s, before]) => { const h = document.querySelector(s).getAttribute('href');"
+        " return h.startsWith('data:image/png') && h !== before; }",
+        arg=[ICON, "data:image/png;base64," + base64.b64encode(running_badge).decode()],
+    )
     ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "favicon-badge.png").write_bytes(base64.b64decode(badged.split(",", 1)[1]))
+    (ARTIFACTS / "favicon-running.png").write_bytes(running_badge)
+    (ARTIFACTS / "favicon-finished.png").write_bytes(badge_of(page))
     assert page.locator(ICON).get_attribute("type") == "image/png"
 
-    # Seen again: both go back.
+    # Seen again: the plain favicon.
     page.evaluate(SHOW)
     expect(page).to_have_title("Studio · mjweb")
     expect(page.locator(ICON)).to_have_attribute("href", plain_icon)
     expect(page.locator(ICON)).to_have_attribute("type", "image/svg+xml")
 
-    # A job that finishes while the tab is shown counts nothing, even hidden afterwards;
+    # A job that finishes while the tab is shown leaves no check, even hidden afterwards;
     # nor does a page loaded with the job already finished.
     imagine(page, "a lighthouse in the fog")
     second = newest_card(page, 2)
+    expect(page).to_have_title("(1) Studio · mjweb")
     wait_for_result(page, second)
+    expect(page).to_have_title("Studio · mjweb")
     page.evaluate(HIDE)
     page.wait_for_timeout(2500)  # a live poll or two
     expect(page).to_have_title("Studio · mjweb")
+    assert page.locator(ICON).get_attribute("href") == plain_icon
     page.reload()
     page.evaluate(HIDE)
     page.wait_for_timeout(2500)
@@ -124,7 +145,7 @@ def test_an_opted_in_desktop_notification_once_per_finished_job(
     card = newest_card(page, 1)
     page.evaluate(HIDE)
     wait_for_result(page, card)
-    expect(page).to_have_title("(1) Studio · mjweb")
+    expect(page).to_have_title("Studio · mjweb")
     page.wait_for_timeout(3000)  # more live polls: still one
     notes = page.evaluate("window.__notes")
     assert len(notes) == 1, notes
