@@ -93,7 +93,13 @@ class Action:
         return index is None and not variant
 
     def job_label(self, index: int | None = None, variant: str = "") -> str:
-        lacking = (self.takes == "index" and not index) or (self.takes == "variant" and not variant)
+        # Custom Zoom keeps its factor in `variant` without taking one in its URL: until the
+        # factor is known (the API's press waits for it) it is plain "Custom Zoom".
+        lacking = (
+            (self.takes == "index" and not index)
+            or (self.takes == "variant" and not variant)
+            or ("{variant}" in str(self.short) and not variant)
+        )
         if not self.short or lacking:
             return str(self.label)
         return _fill(self.short, index, variant)

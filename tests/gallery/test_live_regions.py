@@ -197,6 +197,7 @@ def test_through_the_api_the_press_asks_and_modal_answers_with_the_mask(
 
     asked = post("/mj/submit/action", {"taskId": str(upscale.code), "customId": ids["custom_zoom"]})
     assert asked["code"] == 21
+    assert Job.objects.get(code=asked["result"]).label == "Custom Zoom"  # no factor yet
     refused = post("/mj/submit/modal", {"taskId": asked["result"], "prompt": "a wide sea"})
     assert refused["code"] == 4 and "--zoom" in refused["description"]
     answered = post(
