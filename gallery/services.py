@@ -55,13 +55,9 @@ def submit(
         raise SubmitError(
             _("Up to %(count)s image prompts go with one prompt.") % {"count": MAX_IMAGE_PROMPTS}
         )
-    prompt = " ".join(prompt.split())
+    prompt = _prompt(prompt)
     if not prompt:
         raise SubmitError(_("Type a prompt first."))
-    if len(prompt) > MAX_PROMPT_LENGTH:
-        raise SubmitError(
-            _("Prompts are limited to %(count)d characters.") % {"count": MAX_PROMPT_LENGTH}
-        )
     if mode not in Job.Mode.values:
         raise SubmitError(_("Choose fast, relax or turbo."))
     return _create(
@@ -299,13 +295,9 @@ def answer_modal(*, job: Job, prompt: str, mask: str | None = None) -> Job:
     """The user's prompt for a job waiting in MODAL: kept, and sent by a task. A Vary
     (Region) held here (`press(ask_later=True)`) takes its `mask` too, and a Custom Zoom
     its factor as the prompt's --zoom."""
-    prompt = " ".join(prompt.split())
+    prompt = _prompt(prompt)
     if not prompt:
         raise SubmitError(_("Type a prompt first."))
-    if len(prompt) > MAX_PROMPT_LENGTH:
-        raise SubmitError(
-            _("Prompts are limited to %(count)d characters.") % {"count": MAX_PROMPT_LENGTH}
-        )
     gone = SubmitError(_("This job is no longer waiting for a prompt."))
     if not job.awaiting_user:
         raise gone
