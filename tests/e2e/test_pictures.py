@@ -43,7 +43,19 @@ def picture(path: Path, size: tuple[int, int], color: str) -> str:
 def test_image_prompts_blend_describe_and_a_press_in_another_speed(
     stack: Stack, browser_page: Any, tmp_path: Path
 ) -> None:
-    page = browser_page
+    walk(browser_page, stack, tmp_path, shots=True)
+
+
+# The unified dialect in the browser; both dialects' wire is walked in tests/gallery.
+@pytest.mark.parametrize("piapi_stack", ["unified"], indirect=True)
+def test_image_prompts_blend_and_describe_on_piapi(
+    piapi_stack: Stack, browser_page: Any, tmp_path: Path
+) -> None:
+    """PiAPI fetches the pictures from this site's signed links (SITE_URL)."""
+    walk(browser_page, piapi_stack, tmp_path, shots=False)
+
+
+def walk(page: Any, stack: Stack, tmp_path: Path, *, shots: bool) -> None:
     sign_up(page, stack)
     wide = picture(tmp_path / "wide.png", (600, 400), "#d04010")
     tall = picture(tmp_path / "tall.png", (400, 600), "#1040d0")
@@ -72,7 +84,8 @@ def test_image_prompts_blend_describe_and_a_press_in_another_speed(
     assert page.evaluate(DROP, ["#blend-form [data-pictures]", "#ffcc00"]) == 2
     expect(blend.locator(".picture-list img")).to_have_count(2)
     blend.get_by_label(re.compile("Portrait")).check()
-    page.screenshot(path=str(SCREENSHOTS / "pictures.png"), caret="initial")
+    if shots:
+        page.screenshot(path=str(SCREENSHOTS / "pictures.png"), caret="initial")
     blend.get_by_role("button", name="Blend", exact=True).click()
     blended = newest_card(page, 2)
     expect(blended.locator(".badge.action")).to_have_text("Blend")
@@ -91,7 +104,8 @@ def test_image_prompts_blend_describe_and_a_press_in_another_speed(
     first = prompts.first.locator("p").inner_text()
     assert "--ar 3:2" in " ".join(prompts.all_inner_texts())
     described.scroll_into_view_if_needed()
-    described.screenshot(path=str(SCREENSHOTS / "describe.png"), caret="initial")
+    if shots:
+        described.screenshot(path=str(SCREENSHOTS / "describe.png"), caret="initial")
     described.get_by_role("button", name="Imagine prompt 1").click()
     again = newest_card(page, 4)
     expect(again.locator(".prompt")).to_have_text(first)
@@ -108,7 +122,8 @@ def test_image_prompts_blend_describe_and_a_press_in_another_speed(
     expect(pressed.locator(".badge.mode")).to_have_text("Turbo")
     wait_for_result(page, pressed)
     assert not [e for e in page.errors if "Content Security Policy" in e], page.errors
-    page.screenshot(path=str(ARTIFACTS / "pictures-end.png"), full_page=True, caret="initial")
+    if shots:
+        page.screenshot(path=str(ARTIFACTS / "pictures-end.png"), full_page=True, caret="initial")
 
 
 def test_a_picture_that_is_not_one_is_refused_in_place(

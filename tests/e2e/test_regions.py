@@ -42,6 +42,8 @@ def test_vary_region_and_custom_zoom_from_an_upscale(stack: Stack, browser_page:
     walk(browser_page, stack, shots=True)
 
 
+# The unified dialect in the browser; both dialects' wire is walked in tests/gallery.
+@pytest.mark.parametrize("piapi_stack", ["unified"], indirect=True)
 def test_vary_region_and_custom_zoom_on_piapi(piapi_stack: Stack, browser_page: Any) -> None:
     walk(browser_page, piapi_stack, shots=False)
 
