@@ -165,7 +165,14 @@ def test_an_opted_in_desktop_notification_once_per_finished_job(
     second = newest_card(page, 2)
     page.evaluate(HIDE)
     wait_for_result(page, second)
-    expect(page).to_have_title("(1) Studio · mjweb")
+    expect(second).to_have_class(re.compile(r"\bstatus-succeeded\b"))
+    # Ended while hidden: the favicon's check says so, the title counts nothing running.
+    page.wait_for_function(
+        "s => document.querySelector(s).getAttribute('href').startsWith('data:image/png')",
+        arg=ICON,
+    )
+    expect(page).to_have_title("Studio · mjweb")
+    page.wait_for_timeout(1000)
     assert page.evaluate("window.__notes") == []
     assert not page.errors, page.errors  # type: ignore[attr-defined]
 
