@@ -59,7 +59,8 @@ def mask(text: str, size: tuple[int, int]) -> bytes:
         picture = imaging.decode(data)
     except ImageFetchError:
         raise Refused(_("The region is not a picture we can read.")) from None
-    pixels = picture.pixels if picture.pixels is not None else PILImage.open(io.BytesIO(data))
+    pixels = picture.pixels  # decode() always gives the cleaned pixels
+    assert pixels is not None
     # Transparent is unmarked: what the editor leaves undrawn.
     flat = PILImage.new("RGB", pixels.size, (0, 0, 0))
     flat.paste(

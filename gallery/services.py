@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 
 from billing import ledger, prices
 from gallery import dispatch, lifecycle, limits, queue, references, regions, routing, upstream
-from gallery.models import Image, Job, ProviderAccount, Reference
+from gallery.models import Job, ProviderAccount, Reference
 from gallery.providers import ProviderError, remix_asks_first
 from gallery.providers.base import TaskStatus
 from mjweb import catalogue
@@ -182,7 +182,7 @@ def _asked(
     text = _prompt(prompt) if prompt and prompt.strip() else parent.final_prompt or parent.prompt
     try:
         if action == Job.Action.VARY_REGION:
-            picture = parent.images.filter(kind__in=Image.WHOLE_KINDS).first()
+            picture = parent.main_picture
             if picture is None:
                 raise SubmitError(_("This job has no picture to mark a region on."))
             region = regions.mask(mask or "", (picture.width, picture.height))
