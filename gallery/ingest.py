@@ -1,7 +1,10 @@
 """Copying a finished job's picture into our storage, then ending the job, once.
 
-Runs at least once and may run concurrently with itself: the image rows are unique per
-(job, kind, index), a second run finds them and only ends the job, and the job ends with a
+Runs at least once, and often twice at once (the poll and a webhook's read both see the
+result): a run first takes the job's ingest lease, so one downloads and stores while the
+other returns. A run killed mid-way holds the lease until its due time, when the sweeper
+queues the next. Should two runs still overlap, the image rows are unique per (job, kind,
+index), a second run finds them and only ends the job, and the job ends with a
 compare-and-set (gallery.lifecycle). A picture that cannot be fetched after the retries, or
 cannot be stored, fails the job as image_unavailable, which releases its hold.
 """
@@ -48,9 +51,18 @@ def ingest(job_id: int) -> None:
     job = Job.objects.filter(pk=job_id).first()
     if job is None or not job.awaits_ingest:
         return
-    Job.objects.filter(pk=job.pk).update(
-        ingest_attempts=F("ingest_attempts") + 1, ingest_due_at=timezone.now() + due_after()
+    now = timezone.now()
+    claimed = (
+        Job.objects.filter(pk=job.pk)
+        .filter(Job.ingest_free_q(now))
+        .update(
+            ingest_attempts=F("ingest_attempts") + 1,
+            ingest_due_at=now + due_after(),
+            ingest_lease_until=now + due_after(),
+        )
     )
+    if not claimed:
+        return  # another run is storing it (should that run die, the sweeper restarts one)
     if _main_image(job) is not None:
         # Stored by an earlier run that did not get to end the job (crash, redelivery).
         _succeed(job)

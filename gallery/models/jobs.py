@@ -216,6 +216,9 @@ class Job(models.Model):
     # A recorded result whose images are not stored by then is handed to ingest again (the
     # ingest that had it was killed); set when the result is recorded and by each ingest.
     ingest_due_at = models.DateTimeField(null=True, blank=True)
+    # An ingest in progress holds this lease: the poll's ingest and a webhook's read that
+    # both saw the result store it once, not twice side by side (`Job.ingest_free_q`).
+    ingest_lease_until = models.DateTimeField(null=True, blank=True)
     # Last webhook hint acted on: hints closer together than half a second cost one fetch.
     hinted_at = models.DateTimeField(null=True, blank=True)
     # Last read of this job on its own, when a batched read left it out.
@@ -417,6 +420,12 @@ class Job(models.Model):
         return Q(dispatch_lease_until__isnull=True) | Q(
             dispatch_lease_until__lt=now or timezone.now()
         )
+
+    @staticmethod
+    def ingest_free_q(now: datetime) -> Q:
+        """No ingest holds the job: none began, or the one that did was killed (its lease,
+        one ingest's run time, ran out; the sweeper queues the next at that same time)."""
+        return Q(ingest_lease_until__isnull=True) | Q(ingest_lease_until__lt=now)
 
     @property
     def can_resync(self) -> bool:

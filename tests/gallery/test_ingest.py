@@ -334,41 +334,85 @@ def test_downloads_fit_inside_the_task_timeout(
 def test_concurrent_ingests_store_one_set_of_images(
     monkeypatch: pytest.MonkeyPatch, alice: Any, settings: Any
 ) -> None:
+    """The poll's ingest and a webhook's read both see the result: one run takes the lease
+    and downloads; the other, arriving while it downloads, returns without a download."""
     require_postgres()
     job = finished(alice, "http://127.0.0.1/grid.png")
-    both_downloading = threading.Barrier(2, timeout=10)
+    downloading, release = threading.Event(), threading.Event()
+    downloads_made: list[str] = []
 
     def download(url: str, **kwargs: Any) -> bytes:
-        both_downloading.wait()  # both runs have looked for images and found none
+        downloads_made.append(url)
+        downloading.set()
+        release.wait(timeout=10)  # held until the other run has come and gone
         return grid_png((64, 48))
 
     monkeypatch.setattr(downloads, "download", download)
     errors: list[BaseException] = []
 
-    def twice_at_once(task: Callable[[int], None]) -> None:
+    def threads_of(task: Callable[[int], None]) -> list[threading.Thread]:
         def run() -> None:
             try:
                 task(job.pk)
-            except BaseException as exc:  # reported by the assertion below
+            except BaseException as exc:  # reported by the assertions below
                 errors.append(exc)
             finally:
                 connection.close()
 
-        threads = [threading.Thread(target=run) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert not errors, errors
+        return [threading.Thread(target=run) for _ in range(2)]
 
-    twice_at_once(tasks.ingest)
+    first, second = threads_of(tasks.ingest)
+    first.start()
+    assert downloading.wait(timeout=10)
+    second.start()
+    second.join(timeout=30)
+    assert not second.is_alive()  # it returned while the first still held the download
+    release.set()
+    first.join(timeout=30)
+    assert not errors, errors
+    assert len(downloads_made) == 1
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert Image.objects.filter(job=job).count() == 1
     assert len(stored_files(settings)) == 2
-    twice_at_once(tasks.renditions)  # the tiles and the large thumbnail, also raced
+    racing = threads_of(tasks.renditions)  # the tiles and the large thumbnail, raced
+    for thread in racing:
+        thread.start()
+    for thread in racing:
+        thread.join(timeout=60)
+    assert not errors, errors
     assert Image.objects.filter(job=job).count() == 5
     assert len(stored_files(settings)) == 15
+
+
+def test_an_ingest_killed_mid_way_is_restarted_once_its_lease_runs_out(
+    host: Callable[..., RawServer], alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that died holding the lease keeps others out until its due time, when the
+    sweeper's run takes the job and stores it."""
+    server = host(http_answer(grid_png((64, 48))))
+    job = finished(alice, server.url())
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise SystemExit("worker killed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ingesting, "_store_with_retries", killed)
+        with pytest.raises(SystemExit):
+            tasks.ingest(job.pk)
+    tasks.ingest(job.pk)  # a redelivery while the lease holds: nothing happens
+    job.refresh_from_db()
+    assert (job.status, job.ingest_attempts, server.connections) == (Job.Status.RUNNING, 1, 1)
+    # Its due time comes (the lease was taken for the same span): the clock is moved by
+    # moving both back.
+    span = job.ingest_due_at - timezone.now() + timedelta(seconds=1)
+    Job.objects.filter(pk=job.pk).update(
+        ingest_due_at=job.ingest_due_at - span, ingest_lease_until=job.ingest_lease_until - span
+    )
+    assert sweep.restart_ingests(timezone.now()) == 1
+    tasks.ingest(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.ingest_attempts) == (Job.Status.SUCCEEDED, 2)
 
 
 def test_a_losing_run_cannot_clobber_the_winners_files_on_an_overwriting_storage(
