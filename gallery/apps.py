@@ -38,11 +38,19 @@ def upsert_schedules(**kwargs: Any) -> None:
     )
 
 
+def _warm_up(**kwargs: Any) -> None:
+    from gallery import tasks
+
+    tasks.warm_up(**kwargs)
+
+
 class GalleryConfig(AppConfig):
     name = "gallery"
     verbose_name = "Gallery"
 
     def ready(self) -> None:
+        from django_q.signals import post_spawn  # its module imports django_q's models
+
         from gallery import (
             checks,  # noqa: F401  (registers them)
             notify,
@@ -50,5 +58,6 @@ class GalleryConfig(AppConfig):
         from gallery.models.jobs import status_changed
 
         status_changed.connect(notify.changed, dispatch_uid="gallery.notify")
+        post_spawn.connect(_warm_up, dispatch_uid="gallery.warm_up")
 
         post_migrate.connect(upsert_schedules, sender=self)

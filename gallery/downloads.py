@@ -17,7 +17,6 @@ settings name explicitly (`private_hosts_allowed`: the local simulator).
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 import select
@@ -33,6 +32,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 from django.conf import settings
+
+from gallery.providers.base import ssl_context
 
 # Ports a provider host may be reached on (the simulator's host may use any).
 ALLOWED_PORTS = frozenset({80, 443})
@@ -361,19 +362,11 @@ class PinnedBackend(httpcore.NetworkBackend):
         time.sleep(seconds)
 
 
-@functools.cache
-def _ssl_context(verify: bool) -> ssl.SSLContext:
-    """One SSL context per process (loading the CA bundle costs more than a small download);
-    contexts are safe to share between threads. SSL_CERT_FILE and SSL_CERT_DIR are honoured;
-    proxy variables are not (the transport sets trust_env=False)."""
-    return httpx.create_ssl_context(verify=verify, trust_env=True)
-
-
 class PinnedTransport(httpx.HTTPTransport):
     """httpx's own transport over `PinnedBackend`: no proxies, no retries, HTTP/1.1."""
 
     def __init__(self, policy: Policy, *, verify: ssl.SSLContext | bool = True) -> None:
-        context = verify if isinstance(verify, ssl.SSLContext) else _ssl_context(verify)
+        context = verify if isinstance(verify, ssl.SSLContext) else ssl_context(verify)
         super().__init__(verify=context, trust_env=False)
         # The pool is replaced by one that opens its connections through our backend; the
         # request and response handling stays httpx's.

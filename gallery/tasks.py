@@ -8,11 +8,29 @@ by their dotted path: keep the names.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.urls import get_resolver
+from PIL import Image as PILImage
+from PIL import features
+
 from gallery import dispatch as dispatching
 from gallery import ingest as ingesting
 from gallery import notify as notifying
 from gallery import previews, reconcile, retention, sync
 from gallery import sweep as sweeping
+from gallery.providers.base import ssl_context
+
+
+def warm_up(**kwargs: Any) -> None:
+    """Run in each worker process as django-q2 spawns it (its `post_spawn` signal): what a
+    first task would otherwise pay for inside the first burst of results, measured at a
+    second of CPU per process: the URL resolver's reverse table (every hook URL, every
+    notify link), the CA bundle of the SSL context, Pillow's format plugins."""
+    get_resolver().reverse_dict  # noqa: B018  (built on first use)
+    ssl_context()
+    PILImage.init()
+    features.check("webp")
 
 
 def dispatch(job_id: int) -> None:

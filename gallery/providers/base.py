@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import json
 import os
 import re
+import ssl
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -329,11 +331,20 @@ def looks_banned(reason: str) -> bool:
     return classify_failure(reason) == "rejected_prompt"
 
 
+@functools.cache
+def ssl_context(verify: bool = True) -> ssl.SSLContext:
+    """One SSL context per process, for every provider client and image download (loading
+    the CA bundle costs more than a small request); contexts are safe to share between
+    threads. SSL_CERT_FILE and SSL_CERT_DIR are honoured."""
+    return httpx.create_ssl_context(verify=verify, trust_env=True)
+
+
 def _new_client(
     base_url: str, headers: dict[str, str], timeout: float, transport: httpx.BaseTransport | None
 ) -> httpx.Client:
     return httpx.Client(
         base_url=base_url,
+        verify=ssl_context(),
         headers=headers,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         transport=transport,

@@ -505,3 +505,19 @@ def test_a_submit_that_finds_every_slot_taken_takes_its_place_in_line_without_a_
     sync.tick("simulator")  # the first one finished: its slot goes to the oldest in line
     (sent,) = [q.task["args"] for q in OrmQ.objects.all() if q.func().endswith(".dispatch")]
     assert sent == (jobs[2].pk,)
+
+
+def test_a_spawned_worker_is_warmed_before_its_first_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """django-q2's post_spawn (sent in each new worker process) builds what the first task
+    would otherwise pay for: the URL resolver's reverse table and the SSL context."""
+    from django.urls import clear_url_caches, get_resolver
+    from django_q.signals import post_spawn
+
+    from gallery.providers import base
+
+    base.ssl_context.cache_clear()
+    clear_url_caches()  # a fresh resolver, as a new process has
+    assert not get_resolver()._populated
+    post_spawn.send(sender="django_q", proc_name="Process-1")
+    assert base.ssl_context.cache_info().currsize == 1
+    assert get_resolver()._populated
