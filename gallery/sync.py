@@ -267,7 +267,11 @@ def release_lease(provider: str, token: str) -> None:
 def kick(provider: str) -> None:
     """Start the provider's poll chain unless one is alive. The lease is taken here, for the
     link this queues, so a burst of kicks (webhooks, submits) queues one link, not one each;
-    if that link is lost, the lease runs out and the next kick starts another."""
+    if that link is lost, the lease runs out and the next kick starts another. A chain that is
+    alive costs a kick one read and no write (a progress webhook is mostly this)."""
+    alive = PollLease.objects.filter(provider=provider, expires_at__gte=timezone.now())
+    if alive.exclude(token="").exists():
+        return
     token = claim_lease(provider, "")
     if token is not None:
         queue.poll(provider, token)

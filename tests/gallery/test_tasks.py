@@ -202,6 +202,24 @@ def test_only_one_poll_chain_holds_the_lease(alice: Any) -> None:
     assert sync.claim_lease("simulator", "") not in (None, first)
 
 
+def test_a_kick_while_the_chain_is_alive_only_reads(alice: Any) -> None:
+    """Every progress webhook kicks the poll chain: while one is alive, a kick queues
+    nothing and writes nothing; once its lease ran out, a kick starts the next link."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    sync.kick("simulator")
+    assert sum(1 for q in OrmQ.objects.all() if q.func() == "gallery.tasks.poll") == 1
+    with CaptureQueriesContext(connection) as queries:
+        sync.kick("simulator")
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["SELECT"]
+    PollLease.objects.filter(provider="simulator").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    sync.kick("simulator")
+    assert sum(1 for q in OrmQ.objects.all() if q.func() == "gallery.tasks.poll") == 2
+
+
 def test_poll_ends_its_chain_when_nothing_is_left(fake: FakeProvider, alice: Any) -> None:
     tasks.poll("simulator")
     lease = PollLease.objects.get(provider="simulator")
