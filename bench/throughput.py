@@ -22,7 +22,9 @@ Tasks are counted from the worker's log, not from django-q's records: the produc
 successful task (MJWEB_TASK_SAVE_LIMIT=-1), and keeping them would cost the worker an insert
 per task. At LOG_LEVEL=INFO (the default, set for the stack) django-q logs "processing
 <name> '<func>'" when a worker takes a task and "Processed '<func>' (<name>)" or "Failed ..."
-when it is done: the bench counts those by function, with the run time between the two.
+when it is done, and gallery.tasks logs each task's CPU time (all threads of its worker
+process): the bench counts those by function, with the run time between the two and the CPU
+time.
 
 `--calls-per-tick` measures instead, with long simulator jobs (`--long-seconds`) that stay
 in flight, how many provider calls one poll tick costs with 1, 10 and 100 jobs at the
@@ -450,14 +452,20 @@ _TASK_LINE = re.compile(
 )
 
 
+# gallery.tasks.cost_log's line: each task's CPU time, all threads of its worker process.
+_COST_LINE = re.compile(r"^\S+ \S+ \w+ gallery\.tasks\.cost task ([\w.]+) \(\S+\) cpu ([\d.]+) s")
+
+
 @dataclass
 class Tasks:
-    """The tasks a worker's log shows: how many ran, failed, and how long each ran."""
+    """The tasks a worker's log shows: how many ran, failed, how long each ran and the CPU
+    time it took."""
 
     started: Counter[str] = field(default_factory=Counter)
     done: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     seconds: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
     unfinished: int = 0
 
 
@@ -482,6 +490,11 @@ def tasks_in(log: Path, start: int = 0, end: int | None = None) -> Tasks:
     tasks = Tasks()
     running: dict[str, list[float]] = {}  # task name -> start times (names repeat per job)
     for line in text.decode("utf-8", "replace").splitlines():
+        cost = _COST_LINE.match(line)
+        if cost is not None:
+            func, cpu = cost.groups()
+            tasks.cpu.setdefault(func.removeprefix("gallery.tasks."), []).append(float(cpu))
+            continue
         found = _TASK_LINE.match(line)
         if found is None:
             continue
@@ -697,9 +710,12 @@ def throughput_run(tag: str, *, webhooks: bool, args: argparse.Namespace) -> Col
     c["image downloads (simulator's log)"] = str(images)
     if not tasks.started:
         column.notes.append("the worker's log shows no django-q task lines: tasks not counted")
-    c["tasks run (worker's log), p50 run time"] = str(tasks.done.total())
+    c["tasks run (worker's log): p50 run time; CPU p50, all"] = str(tasks.done.total())
     for name, count in tasks.done.most_common():
-        c[f"· {name}"] = f"{count} ({percentile(tasks.seconds.get(name, []), 0.5) or 0:.2f} s)"
+        run = percentile(tasks.seconds.get(name, []), 0.5) or 0
+        cpu = tasks.cpu.get(name, [])
+        spent = f"; CPU {percentile(cpu, 0.5) or 0:.3f} s, {sum(cpu):.1f} s" if cpu else ""
+        c[f"· {name}"] = f"{count} ({run:.2f} s{spent})"
     c["tasks failed"] = (
         ", ".join(f"{name} {count}" for name, count in tasks.failed.most_common()) or "0"
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.apps import AppConfig
@@ -38,10 +39,16 @@ def upsert_schedules(**kwargs: Any) -> None:
     )
 
 
-def _warm_up(**kwargs: Any) -> None:
-    from gallery import tasks
+def _in_tasks(name: str) -> Callable[..., None]:
+    """A receiver calling gallery.tasks.<name>, imported when first sent (it imports the
+    task modules, which ready() should not)."""
 
-    tasks.warm_up(**kwargs)
+    def receiver(**kwargs: Any) -> None:
+        from gallery import tasks
+
+        getattr(tasks, name)(**kwargs)
+
+    return receiver
 
 
 class GalleryConfig(AppConfig):
@@ -49,7 +56,8 @@ class GalleryConfig(AppConfig):
     verbose_name = "Gallery"
 
     def ready(self) -> None:
-        from django_q.signals import post_spawn  # its module imports django_q's models
+        # (their module imports django_q's models)
+        from django_q.signals import post_execute_in_worker, post_spawn, pre_execute
 
         from gallery import (
             checks,  # noqa: F401  (registers them)
@@ -58,6 +66,12 @@ class GalleryConfig(AppConfig):
         from gallery.models.jobs import status_changed
 
         status_changed.connect(notify.changed, dispatch_uid="gallery.notify")
-        post_spawn.connect(_warm_up, dispatch_uid="gallery.warm_up")
+        # In each worker process: warmed as it is spawned; each task's cost logged.
+        for signal, name in (
+            (post_spawn, "warm_up"),
+            (pre_execute, "task_began"),
+            (post_execute_in_worker, "task_ended"),
+        ):
+            signal.connect(_in_tasks(name), weak=False, dispatch_uid=f"gallery.{name}")
 
         post_migrate.connect(upsert_schedules, sender=self)

@@ -8,6 +8,8 @@ by their dotted path: keep the names.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from django.urls import get_resolver
@@ -31,6 +33,32 @@ def warm_up(**kwargs: Any) -> None:
     ssl_context()
     PILImage.init()
     features.check("webp")
+
+
+# One line per task with the CPU and wall time it took, at INFO: off unless
+# MJWEB_TASK_LOG_LEVEL=INFO (bench/throughput.py reads these lines).
+cost_log = logging.getLogger("gallery.tasks.cost")
+_began: dict[str, tuple[float, float]] = {}  # task id -> (CPU, wall) clocks at its start
+
+
+def task_began(task: dict[str, Any], **kwargs: Any) -> None:
+    """django-q2's pre_execute, in the worker process that runs the task."""
+    if cost_log.isEnabledFor(logging.INFO):
+        _began[str(task.get("id"))] = (time.process_time(), time.perf_counter())
+
+
+def task_ended(task: dict[str, Any], **kwargs: Any) -> None:
+    """django-q2's post_execute_in_worker: the task's CPU time covers every thread of the
+    process (the encoders' too), as a worker runs one task at a time."""
+    began = _began.pop(str(task.get("id")), None)
+    if began is not None:
+        cost_log.info(
+            "task %s (%s) cpu %.3f s wall %.3f s",
+            task.get("func"),
+            task.get("name"),
+            time.process_time() - began[0],
+            time.perf_counter() - began[1],
+        )
 
 
 def dispatch(job_id: int) -> None:

@@ -557,6 +557,8 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         # django-q2 logs as "django-q": two INFO lines per task unless asked for.
         "django-q": {"level": env_str("MJWEB_TASK_LOG_LEVEL", "WARNING")},
+        # Each task's CPU and wall time (gallery.tasks.cost_log), with django-q's lines.
+        "gallery.tasks.cost": {"level": env_str("MJWEB_TASK_LOG_LEVEL", "WARNING")},
         # Lockouts are logged as warnings; every login and reset would be INFO noise.
         "axes": {"level": "WARNING"},
     },

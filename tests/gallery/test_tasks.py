@@ -539,3 +539,30 @@ def test_a_spawned_worker_is_warmed_before_its_first_task(monkeypatch: pytest.Mo
     post_spawn.send(sender="django_q", proc_name="Process-1")
     assert base.ssl_context.cache_info().currsize == 1
     assert get_resolver()._populated
+
+
+def test_each_task_logs_its_cpu_and_wall_time_when_task_logging_is_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """bench/throughput.py reads these lines (MJWEB_TASK_LOG_LEVEL=INFO); at the default
+    level nothing is kept or logged."""
+    import logging
+
+    from django_q.signals import post_execute_in_worker, pre_execute
+
+    task = {"id": "abc", "func": "gallery.tasks.ingest", "name": "ingest-x"}
+    cost = logging.getLogger("gallery.tasks.cost")
+    with caplog.at_level(logging.WARNING, logger="gallery.tasks.cost"):
+        pre_execute.send(sender="django_q", func=None, task=task)
+        assert tasks._began == {}
+        post_execute_in_worker.send(sender="django_q", func=None, task=task)
+    assert not [r for r in caplog.records if r.name == cost.name]
+    with caplog.at_level(logging.INFO, logger="gallery.tasks.cost"):
+        pre_execute.send(sender="django_q", func=None, task=task)
+        sum(range(2_000_000))  # some CPU
+        post_execute_in_worker.send(sender="django_q", func=None, task=task)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == cost.name]
+    func, name, _, cpu, _, _, wall, _ = line.removeprefix("task ").split()
+    assert (func, name) == ("gallery.tasks.ingest", "(ingest-x)")
+    assert float(cpu) > 0 and float(wall) > 0
+    assert tasks._began == {}
