@@ -52,14 +52,11 @@ def ingest(job_id: int) -> None:
     if job is None or not job.awaits_ingest:
         return
     now = timezone.now()
+    due = now + due_after()  # the lease lasts until the sweeper would restart the ingest
     claimed = (
         Job.objects.filter(pk=job.pk)
         .filter(Job.ingest_free_q(now))
-        .update(
-            ingest_attempts=F("ingest_attempts") + 1,
-            ingest_due_at=now + due_after(),
-            ingest_lease_until=now + due_after(),
-        )
+        .update(ingest_attempts=F("ingest_attempts") + 1, ingest_due_at=due, ingest_lease_until=due)
     )
     if not claimed:
         return  # another run is storing it (should that run die, the sweeper restarts one)

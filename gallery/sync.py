@@ -247,7 +247,7 @@ def claim_lease(provider: str, token: str) -> str | None:
     now = timezone.now()
     PollLease.objects.get_or_create(provider=provider)
     new_token = token or secrets.token_hex(8)
-    claimable = Q(expires_at__lt=now) | Q(token="")
+    claimable = PollLease.free_q(now)
     if token:
         claimable |= Q(token=token)
     updated = (
@@ -269,8 +269,8 @@ def kick(provider: str) -> None:
     link this queues, so a burst of kicks (webhooks, submits) queues one link, not one each;
     if that link is lost, the lease runs out and the next kick starts another. A chain that is
     alive costs a kick one read and no write (a progress webhook is mostly this)."""
-    alive = PollLease.objects.filter(provider=provider, expires_at__gte=timezone.now())
-    if alive.exclude(token="").exists():
+    held = PollLease.objects.filter(provider=provider).exclude(PollLease.free_q(timezone.now()))
+    if held.exists():
         return
     token = claim_lease(provider, "")
     if token is not None:

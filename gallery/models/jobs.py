@@ -95,6 +95,11 @@ def preview_path(instance: Job, filename: str) -> str:
 status_changed = Signal()
 
 
+def _lease_free(field: str, now: datetime) -> Q:
+    """A job's lease `field` is free: never taken, or it ran out before `now`."""
+    return Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": now})
+
+
 class Job(models.Model):
     Status = JobStatus
     Action = JobAction
@@ -417,15 +422,13 @@ class Job(models.Model):
     @staticmethod
     def lease_free_q(now: datetime | None = None) -> Q:
         """No dispatch holds the job: never leased, or the lease ran out (a crashed run)."""
-        return Q(dispatch_lease_until__isnull=True) | Q(
-            dispatch_lease_until__lt=now or timezone.now()
-        )
+        return _lease_free("dispatch_lease_until", now or timezone.now())
 
     @staticmethod
     def ingest_free_q(now: datetime) -> Q:
         """No ingest holds the job: none began, or the one that did was killed (its lease,
         one ingest's run time, ran out; the sweeper queues the next at that same time)."""
-        return Q(ingest_lease_until__isnull=True) | Q(ingest_lease_until__lt=now)
+        return _lease_free("ingest_lease_until", now)
 
     @property
     def can_resync(self) -> bool:

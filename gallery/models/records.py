@@ -3,6 +3,8 @@ HTTP exchange (the audit trail the back office reads)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -23,6 +25,11 @@ class PollLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} until {self.expires_at:%H:%M:%S}"
+
+    @staticmethod
+    def free_q(now: datetime) -> Q:
+        """Nobody holds the lease: released, or not renewed in time (a crashed chain)."""
+        return Q(expires_at__lt=now) | Q(token="")
 
 
 class WebhookEvent(models.Model):

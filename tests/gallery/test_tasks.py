@@ -209,7 +209,7 @@ def test_a_kick_while_the_chain_is_alive_only_reads(alice: Any) -> None:
     from django.test.utils import CaptureQueriesContext
 
     sync.kick("simulator")
-    assert sum(1 for q in OrmQ.objects.all() if q.func() == "gallery.tasks.poll") == 1
+    assert queued_tasks("gallery.tasks.poll") == 1
     with CaptureQueriesContext(connection) as queries:
         sync.kick("simulator")
     assert [q["sql"].split()[0] for q in queries.captured_queries] == ["SELECT"]
@@ -217,7 +217,7 @@ def test_a_kick_while_the_chain_is_alive_only_reads(alice: Any) -> None:
         expires_at=timezone.now() - timedelta(seconds=1)
     )
     sync.kick("simulator")
-    assert sum(1 for q in OrmQ.objects.all() if q.func() == "gallery.tasks.poll") == 2
+    assert queued_tasks("gallery.tasks.poll") == 2
 
 
 def test_poll_ends_its_chain_when_nothing_is_left(fake: FakeProvider, alice: Any) -> None:
