@@ -403,12 +403,14 @@ def fill_slots(provider: str, now: datetime) -> int:
         return 0
     taken = Job.objects.occupying(provider).count() + in_line.filter(sent).count()
     free = max(0, capacity(provider) - taken)
+    moved: list[tuple[Job, int]] = []
     for place, job in enumerate(line):
         if place < free:
             if job.update_if_status(dispatch_queued_at=now):
                 queue.dispatch(job)
         elif job.slot_position != place - free:
-            job.update_if_status(slot_position=place - free)
+            moved.append((job, place - free))
+    Job.objects.place_in_line(moved)
     return min(free, len(line))
 
 

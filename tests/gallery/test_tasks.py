@@ -525,6 +525,43 @@ def test_a_submit_that_finds_every_slot_taken_takes_its_place_in_line_without_a_
     assert sent == (jobs[2].pk,)
 
 
+def test_the_line_moves_up_in_one_statement_when_a_slot_frees(
+    alice: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Every job sent moves each one behind it up a place: one UPDATE for the whole line,
+    which leaves a job whose status moved on since the line was read as it is."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from gallery import dispatch
+
+    settings.MJ_PROVIDER_RUNNING, settings.MJ_PROVIDER_QUEUED = 1, 0
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs = [services.submit(owner=alice, prompt=f"line {n}") for n in range(6)]
+    for job in jobs:
+        job.refresh_from_db()
+    assert [job.slot_position for job in jobs] == [None, 0, 1, 2, 3, 4]
+    Job.objects.filter(pk=jobs[0].pk).update(status=Job.Status.FAILED)  # its slot is free
+    OrmQ.objects.all().delete()
+    with CaptureQueriesContext(connection) as queries:
+        assert dispatch.fill_slots(jobs[0].provider, timezone.now()) == 1
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 2  # the oldest's dispatch claimed, the rest's places
+    (sent,) = [q.task["args"] for q in OrmQ.objects.all() if q.func().endswith(".dispatch")]
+    assert sent == (jobs[1].pk,)
+    places = dict(
+        Job.objects.filter(pk__in=[j.pk for j in jobs]).values_list("pk", "slot_position")
+    )
+    assert [places[job.pk] for job in jobs[2:]] == [0, 1, 2, 3]
+    # A job cancelled after the line was read keeps its row as it is.
+    stale = Job.objects.get(pk=jobs[5].pk)
+    Job.objects.filter(pk=stale.pk).update(status=Job.Status.CANCELLED)
+    fresh = Job.objects.get(pk=jobs[4].pk)
+    assert Job.objects.place_in_line([(stale, 0), (fresh, 1)]) == 1
+    assert Job.objects.get(pk=stale.pk).slot_position == 3
+    assert Job.objects.get(pk=fresh.pk).slot_position == 1
+
+
 def test_a_spawned_worker_is_warmed_before_its_first_task(monkeypatch: pytest.MonkeyPatch) -> None:
     """django-q2's post_spawn (sent in each new worker process) builds what the first task
     would otherwise pay for: the URL resolver's reverse table and the SSL context."""
