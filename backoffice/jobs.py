@@ -16,7 +16,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
@@ -378,7 +378,7 @@ class JobAdmin(ReadOnlyAdmin):
 
     def image_view(
         self, request: HttpRequest, object_id: str, image_id: int, size: str
-    ) -> FileResponse:
+    ) -> HttpResponse:
         """A job's stored picture for staff with `gallery.view_image` (the site's own image
         view serves owners only)."""
         if not request.user.has_perm("gallery.view_image"):

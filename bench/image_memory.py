@@ -80,7 +80,7 @@ if stage == "first":
     out = [made.png.data, *(t.data for t in made.thumbs)]
 else:
     large, tiles = imaging.later_renditions(picture, grid=True)
-    out = [large.data, *(r.png.data for r in tiles)]
+    out = [large.data, *(t.data for r in tiles for t in r.thumbs)]
 # VmHWM, not ru_maxrss: the latter keeps the peak of the process that started this one.
 with open("/proc/self/status") as f:
     peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024

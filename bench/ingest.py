@@ -1,7 +1,9 @@
 """What storing one finished job costs the worker: decoding the provider's picture and
-making everything we keep of it (the picture, a grid's four tiles, two WebP thumbnails
-each), for a 1024 px and a 2048 px grid and an upscale. Prints wall and CPU time (median
-of several runs) and the bytes stored.
+making everything we keep of it as its job ends (the picture with two WebP thumbnails, a
+grid's four tiles' thumbnails), for a 1024 px and a 2048 px grid and an upscale; then what
+the first request for one tile's own PNG costs (the grid decoded from storage, the tile cut
+and encoded: gallery.ingest.full_picture). Prints wall and CPU time (median of several
+runs) and the bytes stored.
 
     python bench/ingest.py
     python bench/ingest.py --runs 9
@@ -36,10 +38,21 @@ def measure(data: bytes, *, grid: bool, runs: int) -> tuple[float, float, int]:
     walls, cpus, stored = [], [], 0
     for _ in range(runs):
         wall, cpu = time.perf_counter(), time.process_time()
-        made = imaging.renditions(imaging.decode(data), grid=grid)
+        whole, tiles = imaging.renditions(imaging.decode(data), grid=grid)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
-        stored = sum(len(r.png.data) + sum(len(t.data) for t in r.thumbs) for r in made)
+        thumbs = [*whole.thumbs, *(thumb for tile in tiles for thumb in set(tile.thumbs))]
+        stored = len(whole.png.data) + sum(len(thumb.data) for thumb in thumbs)
+    return statistics.median(walls), statistics.median(cpus), stored
+
+
+def measure_tile(data: bytes, *, runs: int) -> tuple[float, float, int]:
+    walls, cpus, stored = [], [], 0
+    for _ in range(runs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        stored = len(imaging.tile_png(imaging.decode(data), 1).data)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
     return statistics.median(walls), statistics.median(cpus), stored
 
 
@@ -54,6 +67,9 @@ def main() -> None:
         ("upscale 2048 px", 2048, False),
     ):
         wall, cpu, stored = measure(noisy_png(size), grid=grid, runs=args.runs)
+        print(f"{label:<22} {wall * 1000:>8.0f} {cpu * 1000:>8.0f} {stored / 1024:>10.0f}")
+    for label, size in (("a tile of 1024 px", 1024), ("a tile of 2048 px", 2048)):
+        wall, cpu, stored = measure_tile(noisy_png(size), runs=args.runs)
         print(f"{label:<22} {wall * 1000:>8.0f} {cpu * 1000:>8.0f} {stored / 1024:>10.0f}")
 
 

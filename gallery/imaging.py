@@ -4,7 +4,8 @@ Pillow then decodes with a format allow-list and a per-call pixel cap on the dec
 (Pillow's process-wide MAX_IMAGE_PIXELS is left alone), and nothing we store keeps the
 provider's metadata: a PNG picture keeps its pixel data as sent with every chunk but the
 image's own dropped (re-encoding it would cost more than the rest of an ingest), anything
-else is re-encoded as PNG; each grid tile is a PNG, thumbnails are WebP.
+else is re-encoded as PNG; a grid tile is a PNG cut from the grid when first asked for,
+thumbnails are WebP.
 
 Encoding is the costly part of an ingest; Pillow releases the GIL while it encodes, so the
 pieces of one picture are encoded on a few threads at once.
@@ -50,7 +51,7 @@ REDUCE_BAND = 2 * 1024 * 1024
 # The share of MJ_IMAGE_MAX_PIXELS a WebP may have (pixel_cap).
 WEBP_PIXEL_SHARE = 0.5
 
-__all__ = ["ImageFetchError", "Picture", "decode", "renditions", "thumbnail"]
+__all__ = ["ImageFetchError", "Picture", "decode", "renditions", "thumbnail", "tile_png"]
 
 
 @dataclass(frozen=True)
@@ -283,10 +284,11 @@ def tiles_at_once(image: PILImage.Image) -> int:
     return max(1, min(4, TILE_MEMORY // max(1, quarter)))
 
 
-def split_tiles(picture: Picture) -> list[Picture]:
-    """A grid's four images as PNGs, numbered 1-4 by their position in the list."""
+def tile_png(picture: Picture, index: int) -> Picture:
+    """Tile `index` (1-4, by position) of a grid as a PNG: cut when it is first asked for
+    (gallery.ingest.full_picture), as most tiles are only ever seen as thumbnails."""
     clean = _opened_clean(picture)
-    return [_encode_png(clean.crop(box)) for box in _grid_boxes(clean)]
+    return _encode_png(clean.crop(_grid_boxes(clean)[index - 1]))
 
 
 def thumbnails(
@@ -303,19 +305,30 @@ def thumbnail(picture: Picture, width: int = THUMB_WIDTH, quality: int = THUMB_Q
 
 @dataclass(frozen=True)
 class Rendition:
-    """What we store of one picture: a clean PNG and its WebP thumbnails (THUMB_WIDTHS)."""
+    """What we store of one whole picture: a clean PNG and its WebP thumbnails
+    (THUMB_WIDTHS)."""
 
     png: Picture
     thumbs: tuple[Picture, ...]
 
 
-def renditions(picture: Picture, *, grid: bool) -> list[Rendition]:
-    """Everything kept of a picture: its rendition, then for a grid its four tiles' (decoded
-    and cleaned once, the pieces encoded on ENCODE_THREADS threads). `first_rendition` and
-    `later_renditions` are the same work in two steps."""
+@dataclass(frozen=True)
+class TileRendition:
+    """What we store of a grid's tile when its job ends: its size and WebP thumbnails
+    (THUMB_WIDTHS). Its own PNG is cut from the grid when first asked for (`tile_png`)."""
+
+    width: int
+    height: int
+    thumbs: tuple[Picture, ...]
+
+
+def renditions(picture: Picture, *, grid: bool) -> tuple[Rendition, list[TileRendition]]:
+    """Everything stored of a picture as its job ends: its rendition, then for a grid its
+    four tiles' (decoded and cleaned once, the pieces encoded on ENCODE_THREADS threads).
+    `first_rendition` and `later_renditions` are the same work in two steps."""
     first = first_rendition(picture)
     large, tiles = later_renditions(picture, grid=grid)
-    return [Rendition(png=first.png, thumbs=(*first.thumbs, large)), *tiles]
+    return Rendition(png=first.png, thumbs=(*first.thumbs, large)), tiles
 
 
 def first_rendition(picture: Picture) -> Rendition:
@@ -332,13 +345,13 @@ def first_rendition(picture: Picture) -> Rendition:
         return Rendition(png=png.result(), thumbs=(small.result(),))
 
 
-def later_renditions(picture: Picture, *, grid: bool) -> tuple[Picture, list[Rendition]]:
+def later_renditions(picture: Picture, *, grid: bool) -> tuple[Picture, list[TileRendition]]:
     """The rest, made once the job shows as finished: the picture's large thumbnail
-    (THUMB_LARGE_WIDTH) and, for a grid, each tile's PNG and thumbnails."""
+    (THUMB_LARGE_WIDTH) and, for a grid, each tile's thumbnails."""
     clean = _opened_clean(picture)
     boxes = _grid_boxes(clean) if grid else []
     at_once = tiles_at_once(clean)
-    made: list[Rendition] = []
+    made: list[TileRendition] = []
     with ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:
         large = pool.submit(_encode_webp, clean, THUMB_LARGE_WIDTH, THUMB_QUALITY)
         if at_once < len(boxes):
@@ -349,8 +362,7 @@ def later_renditions(picture: Picture, *, grid: bool) -> tuple[Picture, list[Ren
         return large.result(), made
 
 
-def _tile_renditions(pool: ThreadPoolExecutor, tiles: list[PILImage.Image]) -> list[Rendition]:
-    pngs = [pool.submit(_encode_png, tile) for tile in tiles]
+def _tile_renditions(pool: ThreadPoolExecutor, tiles: list[PILImage.Image]) -> list[TileRendition]:
     # A thumbnail is never wider than its image: widths that come to the same size (a
     # 512 px tile's two) are encoded once.
     encoded = [
@@ -361,9 +373,10 @@ def _tile_renditions(pool: ThreadPoolExecutor, tiles: list[PILImage.Image]) -> l
         for tile in tiles
     ]
     return [
-        Rendition(
-            png=png.result(),
+        TileRendition(
+            width=tile.width,
+            height=tile.height,
             thumbs=tuple(sizes[min(width, tile.width)].result() for width in THUMB_WIDTHS),
         )
-        for png, sizes, tile in zip(pngs, encoded, tiles, strict=True)
+        for sizes, tile in zip(encoded, tiles, strict=True)
     ]

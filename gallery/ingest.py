@@ -200,8 +200,9 @@ COMPLETE_WITHIN = timedelta(days=1)
 
 def complete(job_id: int) -> None:
     """The rest of a finished job's pictures: its picture's large thumbnail and, for a grid,
-    the four tiles, each a PNG with its thumbnails. Made from our stored copy after the job
-    shows as finished, so nobody waits for them.
+    the four tiles' rows with their thumbnails (each tile's PNG is cut when first asked for:
+    `full_picture`). Made from our stored copy after the job shows as finished, so nobody
+    waits for them.
 
     Idempotent: tiles are inserted together (unique per job, kind and index), and the large
     thumbnail is recorded last, so a picture without one says this step is still to do
@@ -221,8 +222,8 @@ def complete(job_id: int) -> None:
     try:
         if grid and not job.images.filter(kind=Image.Kind.TILE).exists():
             rows = [
-                _image_with_files(job, Image.Kind.TILE, index, rendition, run, written)
-                for index, rendition in enumerate(tiles, start=1)
+                _tile_with_files(job, index, tile, run, written)
+                for index, tile in enumerate(tiles, start=1)
             ]
             try:
                 with transaction.atomic():
@@ -289,6 +290,80 @@ def _image_with_files(
     for field, data, name in files:
         field.save(name, ContentFile(data), save=False)
         written.append(field.name)
+    return image
+
+
+def _tile_with_files(
+    job: Job, index: int, tile: imaging.TileRendition, run: str, written: list[str]
+) -> Image:
+    """An unsaved tile row whose thumbnails are already in storage; its PNG is to come."""
+    small, large = tile.thumbs
+    image = Image(
+        job=job,
+        kind=Image.Kind.TILE,
+        index=index,
+        width=tile.width,
+        height=tile.height,
+        thumb_width=small.width,
+        thumb_height=small.height,
+        thumb_large_width=large.width,
+        thumb_large_height=large.height,
+        bytes=0,
+        sha256="",
+        content_type="image/png",
+    )
+    stem = f"tile{index}-{run}"
+    for field, data, name in (
+        (image.thumbnail, small.data, f"{stem}-{imaging.THUMB_WIDTH}.webp"),
+        (image.thumbnail_large, large.data, f"{stem}-{imaging.THUMB_LARGE_WIDTH}.webp"),
+    ):
+        field.save(name, ContentFile(data), save=False)
+        written.append(field.name)
+    return image
+
+
+class PictureUnavailable(Exception):
+    """A tile's PNG could not be cut from its grid just now (the storage failed)."""
+
+
+def full_picture(image: Image) -> Image:
+    """The image with its PNG stored. A grid's tile gets its PNG the first time someone asks
+    for it (to see it at full size, download it or send it on): most tiles are only ever
+    seen as thumbnails, and cutting and encoding all four of every job was a large share of
+    the worker's work. It is cut from the grid we stored, in the request that asks.
+
+    Requests racing on a tile each cut it, under names unique to each; the first recorded
+    wins, the others delete their copy. A job deleted meanwhile keeps none of it. Raises
+    PictureUnavailable when the grid cannot be read or the tile stored.
+    """
+    if image.file or image.kind != Image.Kind.TILE:
+        return image
+    grid = Image.objects.filter(job_id=image.job_id, kind=Image.Kind.GRID, index=0).first()
+    if grid is None:
+        raise PictureUnavailable(f"The grid of tile {image.index} is gone.")
+    name = ""
+    try:
+        with grid.file.open("rb") as stored:
+            png = imaging.tile_png(imaging.decode(stored.read()), image.index)
+        field = image.file
+        name = field.storage.save(
+            field.field.generate_filename(image, f"tile{image.index}-{secrets.token_hex(4)}.png"),
+            ContentFile(png.data),
+        )
+    except Exception as exc:  # the storage backend's own errors (OSError, boto's, ...)
+        logger.exception("cutting tile %s of %s failed", image.index, grid.job_id)
+        if name:
+            _delete_files([name])
+        raise PictureUnavailable(str(exc)) from exc
+    recorded = Image.objects.filter(pk=image.pk, file="").update(
+        file=name, bytes=len(png.data), sha256=png.sha256
+    )
+    if not recorded:  # a concurrent request stored it first
+        _delete_files([name])
+    if Job.objects.filter(pk=image.job_id, deleted_at__isnull=False).exists():
+        purge_images(image.job_id)  # deleted while this ran: its purge may have missed it
+        raise PictureUnavailable("This picture was deleted.")
+    image.refresh_from_db(fields=["file", "bytes", "sha256"])
     return image
 
 

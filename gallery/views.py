@@ -22,7 +22,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget, trigger_client_event
 
 from billing import quotas
-from gallery import lifecycle, push, references, services, sync
+from gallery import ingest, lifecycle, push, references, services, sync
 from gallery.forms import BlendForm, DescribeForm, GalleryFilterForm, ImagineForm, ImportForm
 from gallery.lineage import tree as lineage_tree
 from gallery.models import Image, Job, Reference, lineage_size
@@ -465,7 +465,7 @@ SHARED_IMAGE_MAX_AGE = 300
 
 
 @require_GET
-def shared_image(request: HttpRequest, share_code: uuid.UUID, size: str) -> FileResponse:
+def shared_image(request: HttpRequest, share_code: uuid.UUID, size: str) -> HttpResponse:
     """The whole picture of a shared job, in one of its stored sizes; only ever that job's."""
     job = _shared_job(share_code)
     if job is None:
@@ -602,15 +602,21 @@ def _own_image(request: HttpRequest, code: uuid.UUID, kind: str, index: int) -> 
 @login_required
 def image_file(
     request: HttpRequest, code: uuid.UUID, kind: str, index: int, size: str
-) -> FileResponse:
+) -> HttpResponse:
     image = _own_image(request, code, kind, index)
     # Private to the owner; content never changes for a given URL.
     return image_response(image, size, cache_control="private, max-age=31536000, immutable")
 
 
-def image_response(image: Image, size: str, *, cache_control: str) -> FileResponse:
+def image_response(image: Image, size: str, *, cache_control: str) -> HttpResponse:
     """One stored size of a picture (`Image.SIZE_*`), streamed from storage; 404 if absent.
-    Callers check who may see it."""
+    A tile's PNG is cut from its grid on the first request (`ingest.full_picture`). Callers
+    check who may see it."""
+    if size == Image.SIZE_FULL:
+        try:
+            image = ingest.full_picture(image)
+        except ingest.PictureUnavailable:
+            return picture_unavailable()
     field = image.file_for(size)
     if field is None:
         raise Http404("No such image size.")
@@ -618,6 +624,17 @@ def image_response(image: Image, size: str, *, cache_control: str) -> FileRespon
         default_storage.open(field.name, "rb"), content_type=image.content_type_for(size)
     )
     response["Cache-Control"] = cache_control
+    return response
+
+
+def picture_unavailable() -> HttpResponse:
+    """A tile whose PNG could not be cut just now (its storage failed): try again."""
+    response = HttpResponse(
+        _("This picture cannot be read just now. Try again in a moment."),
+        status=503,
+        content_type="text/plain; charset=utf-8",
+    )
+    response["Retry-After"] = "5"
     return response
 
 
@@ -639,9 +656,12 @@ async def _chunks(stored: Any, size: int) -> AsyncIterator[bytes]:
 
 @require_GET
 @login_required
-def download(request: HttpRequest, code: uuid.UUID, kind: str, index: int) -> FileResponse:
+def download(request: HttpRequest, code: uuid.UUID, kind: str, index: int) -> HttpResponse:
     """The original picture as a file named after the prompt."""
-    image = _own_image(request, code, kind, index)
+    try:
+        image = ingest.full_picture(_own_image(request, code, kind, index))
+    except ingest.PictureUnavailable:
+        return picture_unavailable()
     return stored_file_response(
         default_storage.open(image.file.name, "rb"),
         as_attachment=True,

@@ -49,6 +49,8 @@ class Image(models.Model):
     A job ends as soon as its whole picture and small thumbnail are stored; the large
     thumbnail and a grid's tiles follow (gallery.ingest.complete), so for a moment, and in
     rows stored before the large size existed, there is no `thumbnail_large` (width 0).
+    A tile's own PNG is cut from the grid when first asked for (gallery.ingest.full_picture):
+    until then its `file` is empty, with `bytes` 0 and no `sha256`.
     """
 
     # Names of the stored sizes, as the image view's URL spells them.
@@ -66,7 +68,7 @@ class Image(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     # Tile position 1-4 (left to right, top to bottom) for tiles; 0 for a whole image.
     index = models.PositiveSmallIntegerField(default=0)
-    file = models.FileField(upload_to=image_path, max_length=300)
+    file = models.FileField(upload_to=image_path, max_length=300, blank=True)
     thumbnail = models.FileField(upload_to=image_path, max_length=300, blank=True)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()

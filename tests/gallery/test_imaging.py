@@ -60,15 +60,16 @@ def test_an_ingest_decodes_the_picture_once_and_encodes_each_size_once(
         return real_webp(image, width, quality)
 
     monkeypatch.setattr(imaging, "_encode_webp", encode_webp)
-    made = imaging.renditions(picture, grid=True)
+    whole, tiles = imaging.renditions(picture, grid=True)
     assert opened == []  # the pixels decode() made are the ones cut and encoded
     # The grid at 512 and 1024 px; each 512 px tile once, its one size serving both widths.
     assert len(encoded) == 6 and len(set(encoded)) == 6
-    assert [[t.width for t in r.thumbs] for r in made] == [
+    assert [[t.width for t in r.thumbs] for r in (whole, *tiles)] == [
         [512, 1024],
         *[[512, 512]] * 4,
     ]
-    assert made[1].thumbs[0] is made[1].thumbs[1]
+    assert tiles[0].thumbs[0] is tiles[0].thumbs[1]
+    assert [(t.width, t.height) for t in tiles] == [(512, 512)] * 4
 
 
 def test_decode_refuses_other_formats() -> None:
@@ -684,7 +685,8 @@ def test_reencoding_applies_and_drops_the_exif_orientation() -> None:
 def test_a_grid_splits_into_four_tiles_in_reading_order(
     size: tuple[int, int], tile_sizes: list[tuple[int, int]]
 ) -> None:
-    tiles = imaging.split_tiles(imaging.decode(grid_png(size)))
+    grid = imaging.decode(grid_png(size))
+    tiles = [imaging.tile_png(grid, index) for index in range(1, 5)]
     assert [(tile.width, tile.height) for tile in tiles] == tile_sizes
     assert sum(tile.width * tile.height for tile in tiles) == size[0] * size[1]
     for tile, colour in zip(tiles, QUADRANT_COLOURS, strict=True):
@@ -699,7 +701,7 @@ def test_a_grid_splits_into_four_tiles_in_reading_order(
 
 def test_an_image_too_small_to_split_is_refused() -> None:
     with pytest.raises(imaging.ImageFetchError, match="too small"):
-        imaging.split_tiles(imaging.decode(png_bytes((1, 64))))
+        imaging.tile_png(imaging.decode(png_bytes((1, 64))), 1)
 
 
 @pytest.mark.parametrize(

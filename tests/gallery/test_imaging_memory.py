@@ -89,19 +89,24 @@ def test_a_large_grid_is_cut_one_tile_at_a_time(monkeypatch: pytest.MonkeyPatch)
     def crop(image: PILImage.Image, box: Any = None) -> PILImage.Image:
         if image is picture.pixels:
             cut.append(box)
-            # A tile is cut only once the previous one's pieces are encoded.
-            assert len(cut) == len(encoded_pngs) + 1
+            # A tile is cut only once the previous one's thumbnail is encoded.
+            assert len(cut) == len(encoded_tiles) + 1
         return real_crop(image, box)
 
-    encoded_pngs: list[int] = []
-    real_png = imaging._encode_png
+    encoded_tiles: list[int] = []
+    real_webp = imaging._encode_webp
+
+    def encode_webp(image: PILImage.Image, width: int, quality: int) -> imaging.Picture:
+        if image is not picture.pixels:
+            encoded_tiles.append(1)
+        return real_webp(image, width, quality)
+
     monkeypatch.setattr(PILImage.Image, "crop", crop)
-    monkeypatch.setattr(
-        imaging, "_encode_png", lambda image: encoded_pngs.append(1) or real_png(image)
-    )
+    monkeypatch.setattr(imaging, "_encode_webp", encode_webp)
     _, tiles = imaging.later_renditions(picture, grid=True)
     assert cut == imaging.tile_boxes(64, 64)
-    assert [(t.png.width, t.png.height) for t in tiles] == [(32, 32)] * 4
+    assert [(t.width, t.height) for t in tiles] == [(32, 32)] * 4
+    assert [tuple(thumb.width for thumb in t.thumbs) for t in tiles] == [(32, 32)] * 4
 
 
 def test_a_webp_may_have_half_the_pixels_of_a_png(settings: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 from collections.abc import Callable, Iterator
@@ -80,7 +81,7 @@ def opened(field: Any) -> PILImage.Image:
     return image
 
 
-def test_a_grid_is_stored_with_four_tiles_each_with_two_webp_thumbnails(
+def test_a_grid_is_stored_with_four_tiles_each_with_two_webp_thumbnails_and_a_png_when_asked(
     host: Callable[..., RawServer], alice: Any, settings: Any
 ) -> None:
     server = host(http_answer(grid_png((1600, 1200))))
@@ -110,7 +111,13 @@ def test_a_grid_is_stored_with_four_tiles_each_with_two_webp_thumbnails(
         (i.thumb_width, i.thumb_height, i.thumb_large_width, i.thumb_large_height) for i in images
     ]
     assert thumbs == [(512, 384, 1024, 768), *[(512, 384, 800, 600)] * 4]
+    # A tile's own PNG is cut when first asked for: 1 PNG and 10 WebPs so far.
+    assert [(i.file.name, i.bytes, i.sha256) for i in images[1:]] == [("", 0, "")] * 4
+    assert sum(name.endswith(".png") for name in stored_files(settings)) == 1
+    images = [images[0], *(ingesting.full_picture(tile) for tile in images[1:])]
     for image in images:
+        assert image.sha256 == hashlib.sha256(image.file.read()).hexdigest()
+        image.file.close()
         full = opened(image.file)
         assert (full.format, full.size) == ("PNG", (image.width, image.height))
         assert image.content_type == "image/png" and image.bytes == image.file.size
@@ -132,6 +139,66 @@ def test_a_grid_is_stored_with_four_tiles_each_with_two_webp_thumbnails(
     assert len(files) == 15
     assert all(name.startswith(f"jobs/{job.code.hex[:2]}/{job.code.hex}/") for name in files)
     assert sum(name.endswith(".png") for name in files) == 5
+
+
+def stored_grid(owner: Any, size: tuple[int, int] = (64, 48)) -> tuple[Job, list[Image]]:
+    """A finished grid job with its renditions made: the grid and four tiles without PNGs."""
+    job = finished(owner, "http://127.0.0.1/grid.png")
+    ingesting.store_picture(job, imaging.decode(grid_png(size)))
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
+    tasks.renditions(job.pk)
+    return job, list(Image.objects.filter(job=job).order_by("kind", "index"))
+
+
+def test_a_tile_asked_for_by_two_requests_at_once_keeps_one_png(alice: Any, settings: Any) -> None:
+    _, (_, tile, *_) = stored_grid(alice)
+    stale = Image.objects.get(pk=tile.pk)  # a second request, read before the first stored
+    first = ingesting.full_picture(tile)
+    files = stored_files(settings)
+    second = ingesting.full_picture(stale)  # cuts its own copy, loses, deletes it
+    assert second.file.name == first.file.name and first.bytes == first.file.size > 0
+    assert stored_files(settings) == files
+    assert ingesting.full_picture(second) is second  # stored: nothing is cut again
+    assert opened(second.file).getpixel((0, 0)) == QUADRANT_COLOURS[0]
+
+
+def test_a_tile_cut_while_its_job_is_deleted_leaves_nothing(alice: Any, settings: Any) -> None:
+    job, (_, tile, *_) = stored_grid(alice)
+    Job.objects.filter(pk=job.pk).update(deleted_at=timezone.now())
+    with pytest.raises(ingesting.PictureUnavailable, match="deleted"):
+        ingesting.full_picture(tile)
+    assert stored_files(settings) == [] and not Image.objects.filter(job=job).exists()
+
+
+def test_a_tile_whose_storage_fails_is_answered_503_and_cut_on_the_next_request(
+    monkeypatch: pytest.MonkeyPatch, alice: Any, settings: Any, client: Any
+) -> None:
+    job, (_, _, _, tile, _) = stored_grid(alice)
+    files = stored_files(settings)
+    real_save = FileSystemStorage._save
+
+    def failing_save(self: FileSystemStorage, name: str, content: Any) -> str:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(FileSystemStorage, "_save", failing_save)
+    client.force_login(alice)
+    full = f"/jobs/{job.code}/images/tile/{tile.index}/full/"
+    answer = client.get(full)
+    assert answer.status_code == 503 and answer["Retry-After"] == "5"
+    assert "Try again" in answer.content.decode()
+    assert stored_files(settings) == files  # nothing half-written
+    download = client.get(f"/jobs/{job.code}/download/tile/{tile.index}/")
+    assert download.status_code == 503
+    monkeypatch.setattr(FileSystemStorage, "_save", real_save)
+    answer = client.get(full)
+    assert answer.status_code == 200 and answer["Content-Type"] == "image/png"
+    picture = PILImage.open(io.BytesIO(b"".join(answer.streaming_content)))
+    assert picture.size == (32, 24) and picture.getpixel((0, 0)) == QUADRANT_COLOURS[2]
+    download = client.get(f"/jobs/{job.code}/download/tile/{tile.index}/")
+    assert download.status_code == 200 and b"".join(download.streaming_content).startswith(
+        b"\x89PNG"
+    )
+    assert len(stored_files(settings)) == len(files) + 1  # one PNG, for both requests
 
 
 def test_an_upscale_stays_a_single_image_without_tiles(
@@ -382,7 +449,7 @@ def test_concurrent_ingests_store_one_set_of_images(
         thread.join(timeout=60)
     assert not errors, errors
     assert Image.objects.filter(job=job).count() == 5
-    assert len(stored_files(settings)) == 15
+    assert len(stored_files(settings)) == 11  # a PNG and 10 WebPs; the tiles' PNGs when asked
 
 
 def test_an_ingest_killed_mid_way_is_restarted_once_its_lease_runs_out(
