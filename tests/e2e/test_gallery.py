@@ -85,6 +85,13 @@ def test_gallery_lineage_filters_favorite_and_download(stack: Stack, browser_pag
     assert re.match(r"a-red-lighthouse-on-a-cliff.*-2-[0-9a-f]{8}\.png$", name), name
     data = Path(download.path()).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    # Another tile seen at full size: its PNG is cut from the grid on this first request.
+    page.locator(".tiles li").nth(2).locator("a.tile-link").click()
+    tile = page.locator(".lightbox:target img")
+    expect(tile).to_be_visible()
+    expect(tile).to_have_js_property("naturalWidth", 512)
+    page.screenshot(path=str(ARTIFACTS / "gallery-tile.png"), full_page=False)
+    page.locator(".lightbox:target").get_by_role("link", name=re.compile("Close")).click()
     page.get_by_role("link", name="View full size").click()
     expect(page.locator(".lightbox:target img")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "gallery-job.png"), full_page=False)
