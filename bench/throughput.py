@@ -67,6 +67,8 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
+from mjweb.management.commands.runall import web_command
+
 MANAGE = [sys.executable, str(_harness.ROOT / "manage.py")]
 TMP = Path(_harness.TMP.name)
 STATIC = TMP / "static"
@@ -197,7 +199,10 @@ def running_stack(root: Path, database_url: str, **extra: str) -> Iterator[Stack
     commands = {
         "simulator": [*MANAGE, "simulator"],
         "worker": [*MANAGE, "worker"],
-        "web": [*MANAGE, "runserver", f"127.0.0.1:{web_port}", "--noreload"],
+        # The web server production runs (uvicorn on mjweb.asgi, with its connection pool),
+        # as `make run` starts it; Django's runserver would open a database connection for
+        # every request, a webhook flood's largest cost.
+        "web": web_command(f"127.0.0.1:{web_port}"),
     }
     root.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -517,7 +522,7 @@ _REQUEST = re.compile(r'"(GET|POST|PUT|DELETE|HEAD) (\S+) HTTP/[\d.]+" (\d{3})')
 
 
 def requests_in(log: Path, start: int = 0, end: int | None = None) -> Counter[str]:
-    """Requests an access log (runserver's, the simulator's) shows, by method, path, status."""
+    """Requests an access log (uvicorn's, the simulator's) shows, by method, path, status."""
     with log.open("rb") as handle:
         handle.seek(start)
         text = handle.read(None if end is None else max(0, end - start))
