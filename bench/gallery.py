@@ -468,6 +468,8 @@ def cases(gallery: Gallery) -> list[tuple[str, str, dict[str, str]]]:
 class Timing:
     seconds: list[float] = field(default_factory=list)
     queries: int = 0
+    # Cards the page showed: a page showing fewer at one size is not the same page.
+    cards: int = 0
     # The slowest query on the jobs table: the page's main query, for --explain.
     main_sql: str = ""
 
@@ -487,6 +489,8 @@ def request(client: Client, url: str, extra: dict[str, str], timing: Timing) -> 
     # the connection unless CONN_MAX_AGE keeps it (SQLite's is closed after every request).
     close_old_connections()
     timing.queries = len(captured)
+    if not getattr(response, "streaming", False):
+        timing.cards = response.content.count(b'class="card status-')
     on_jobs = [query for query in captured.captured_queries if '"gallery_job"' in query["sql"]]
     if on_jobs:
         timing.main_sql = max(on_jobs, key=lambda query: float(query["time"]))["sql"]
@@ -596,7 +600,7 @@ def report(small: Size, large: Size, runs: int) -> None:
         f"(budget {BUDGET}x)"
     )
     print(f"{'page':40} {'ms ' + f'{small.jobs:,}':>10} {'ms ' + f'{large.jobs:,}':>11} "
-          f"{'ratio':>6} {'queries':>8}")  # fmt: skip
+          f"{'ratio':>6} {'queries':>8} {'cards':>8}")  # fmt: skip
     over = []
     for label, at_small in small.timings.items():
         at_large = large.timings[label]
@@ -608,8 +612,16 @@ def report(small: Size, large: Size, runs: int) -> None:
             if at_small.queries == at_large.queries
             else f"{at_small.queries}->{at_large.queries}"
         )
+        cards = (
+            f"{at_small.cards}"
+            if at_small.cards == at_large.cards
+            else f"{at_small.cards}->{at_large.cards}"
+        )
         mark = " *" if ratio > BUDGET else ""
-        print(f"{label:40} {at_small.ms:10.1f} {at_large.ms:11.1f} {ratio:6.2f} {queries:>8}{mark}")
+        print(
+            f"{label:40} {at_small.ms:10.1f} {at_large.ms:11.1f} {ratio:6.2f} {queries:>8}"
+            f" {cards:>8}{mark}"
+        )
     print(f"over {BUDGET}x: {', '.join(over) if over else 'none'}")
 
 
