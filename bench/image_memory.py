@@ -1,6 +1,7 @@
 """Peak memory of storing the largest picture the limits admit (MJ_IMAGE_MAX_PIXELS at
 MJ_INGEST_MAX_BYTES): the ingest's decode and first rendition, then the later renditions
-(the large thumbnail and a grid's four tiles) from the stored PNG, as the worker does them.
+(the large thumbnail and a grid's four tiles' thumbnails) from the stored PNG, as the worker
+does them, then a tile's PNG cut from the stored PNG, as the first request for it does.
 
     python bench/image_memory.py
     python bench/image_memory.py --pixels 20000000     # a smaller picture
@@ -78,9 +79,11 @@ picture = imaging.decode(data)
 if stage == "first":
     made = imaging.first_rendition(picture)
     out = [made.png.data, *(t.data for t in made.thumbs)]
-else:
+elif stage == "later":
     large, tiles = imaging.later_renditions(picture, grid=True)
     out = [large.data, *(t.data for r in tiles for t in r.thumbs)]
+else:
+    out = [imaging.tile_png(picture, 4).data]
 # VmHWM, not ru_maxrss: the latter keeps the peak of the process that started this one.
 with open("/proc/self/status") as f:
     peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
@@ -122,9 +125,10 @@ def main() -> None:
             path = Path(tmp) / f"picture.{fmt.lower()}"
             path.write_bytes(data)
             stored = path
-            for stage in ("first", "later"):
+            for stage in ("first", "later", "tile"):
                 if stage == "later":
-                    # `complete` decodes the PNG the first stage stored.
+                    # `complete` and a tile's first request decode the PNG the first stage
+                    # stored.
                     with PILImage.open(path) as image:
                         stored = Path(tmp) / "stored.png"
                         image.convert(mode).save(stored, format="PNG", compress_level=3)
