@@ -179,7 +179,17 @@ def store_picture(job: Job, picture: imaging.Picture) -> Image:
     rendition = imaging.first_rendition(picture)
     written: list[str] = []  # storage names of the files this run wrote
     try:
-        image = _image_with_files(job, kind, 0, rendition, secrets.token_hex(4), written)
+        image = _image_with_files(
+            job,
+            kind,
+            0,
+            width=rendition.png.width,
+            height=rendition.png.height,
+            thumbs=rendition.thumbs,
+            png=rendition.png,
+            run=secrets.token_hex(4),
+            written=written,
+        )
         with transaction.atomic():  # a savepoint: the caller's transaction survives a loss
             image.save()
     except IntegrityError:
@@ -222,7 +232,17 @@ def complete(job_id: int) -> None:
     try:
         if grid and not job.images.filter(kind=Image.Kind.TILE).exists():
             rows = [
-                _tile_with_files(job, index, tile, run, written)
+                _image_with_files(
+                    job,
+                    Image.Kind.TILE,
+                    index,
+                    width=tile.width,
+                    height=tile.height,
+                    thumbs=tile.thumbs,
+                    png=None,
+                    run=run,
+                    written=written,
+                )
                 for index, tile in enumerate(tiles, start=1)
             ]
             try:
@@ -248,75 +268,48 @@ def complete(job_id: int) -> None:
     except BaseException:
         _delete_files(written)
         raise
-    if Job.objects.filter(pk=job.pk, deleted_at__isnull=False).exists():
-        purge_images(job.pk)  # deleted while this ran: its purge may have missed these
+    _purge_if_deleted(job.pk)
 
 
 def _image_with_files(
     job: Job,
     kind: str,
     index: int,
-    rendition: imaging.Rendition,
+    *,
+    width: int,
+    height: int,
+    thumbs: tuple[imaging.Picture, ...],
+    png: imaging.Picture | None,
     run: str,
     written: list[str],
 ) -> Image:
-    """An unsaved Image row whose PNG and thumbnails are already in storage."""
-    picture = rendition.png
-    small, *rest = rendition.thumbs  # imaging.THUMB_WIDTHS: the small one, the large if made
+    """An unsaved Image row whose PNG and thumbnails are already in storage. A tile comes
+    without its PNG (`png` None): that is cut when first asked for (`full_picture`)."""
+    small, *rest = thumbs  # imaging.THUMB_WIDTHS: the small one, the large if made
     large = rest[0] if rest else None
     image = Image(
         job=job,
         kind=kind,
         index=index,
-        width=picture.width,
-        height=picture.height,
+        width=width,
+        height=height,
         thumb_width=small.width,
         thumb_height=small.height,
         thumb_large_width=large.width if large else 0,
         thumb_large_height=large.height if large else 0,
-        bytes=len(picture.data),
-        sha256=picture.sha256,
-        content_type=picture.content_type,
+        bytes=len(png.data) if png else 0,
+        sha256=png.sha256 if png else "",
+        content_type=png.content_type if png else "image/png",
     )
     stem = f"{kind}{index or ''}-{run}"
-    files = [
-        (image.file, picture.data, f"{stem}.png"),
-        (image.thumbnail, small.data, f"{stem}-{imaging.THUMB_WIDTH}.webp"),
-    ]
+    files = [(image.thumbnail, small.data, f"{stem}-{imaging.THUMB_WIDTH}.webp")]
+    if png is not None:
+        files.append((image.file, png.data, f"{stem}.png"))
     if large is not None:
         files.append(
             (image.thumbnail_large, large.data, f"{stem}-{imaging.THUMB_LARGE_WIDTH}.webp")
         )
     for field, data, name in files:
-        field.save(name, ContentFile(data), save=False)
-        written.append(field.name)
-    return image
-
-
-def _tile_with_files(
-    job: Job, index: int, tile: imaging.TileRendition, run: str, written: list[str]
-) -> Image:
-    """An unsaved tile row whose thumbnails are already in storage; its PNG is to come."""
-    small, large = tile.thumbs
-    image = Image(
-        job=job,
-        kind=Image.Kind.TILE,
-        index=index,
-        width=tile.width,
-        height=tile.height,
-        thumb_width=small.width,
-        thumb_height=small.height,
-        thumb_large_width=large.width,
-        thumb_large_height=large.height,
-        bytes=0,
-        sha256="",
-        content_type="image/png",
-    )
-    stem = f"tile{index}-{run}"
-    for field, data, name in (
-        (image.thumbnail, small.data, f"{stem}-{imaging.THUMB_WIDTH}.webp"),
-        (image.thumbnail_large, large.data, f"{stem}-{imaging.THUMB_LARGE_WIDTH}.webp"),
-    ):
         field.save(name, ContentFile(data), save=False)
         written.append(field.name)
     return image
@@ -338,8 +331,8 @@ def full_picture(image: Image) -> Image:
     """
     if image.file or image.kind != Image.Kind.TILE:
         return image
-    grid = Image.objects.filter(job_id=image.job_id, kind=Image.Kind.GRID, index=0).first()
-    if grid is None:
+    grid = _main_image(image.job)
+    if grid is None or grid.kind != Image.Kind.GRID:
         raise PictureUnavailable(f"The grid of tile {image.index} is gone.")
     name = ""
     try:
@@ -360,11 +353,19 @@ def full_picture(image: Image) -> Image:
     )
     if not recorded:  # a concurrent request stored it first
         _delete_files([name])
-    if Job.objects.filter(pk=image.job_id, deleted_at__isnull=False).exists():
-        purge_images(image.job_id)  # deleted while this ran: its purge may have missed it
+    if _purge_if_deleted(image.job_id):
         raise PictureUnavailable("This picture was deleted.")
     image.refresh_from_db(fields=["file", "bytes", "sha256"])
     return image
+
+
+def _purge_if_deleted(job_id: int) -> bool:
+    """Remove what a run wrote for a job deleted while it ran (the deletion's purge may have
+    read the rows before this run added to them). Returns whether the job was deleted."""
+    if not Job.objects.filter(pk=job_id, deleted_at__isnull=False).exists():
+        return False
+    purge_images(job_id)
+    return True
 
 
 def _delete_files(names: list[str]) -> None:
