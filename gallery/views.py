@@ -608,26 +608,31 @@ def image_file(
     return image_response(image, size, cache_control="private, max-age=31536000, immutable")
 
 
-def image_response(image: Image, size: str, *, cache_control: str) -> HttpResponse:
+def image_response(
+    image: Image, size: str, *, cache_control: str | None, **options: Any
+) -> HttpResponse:
     """One stored size of a picture (`Image.SIZE_*`), streamed from storage; 404 if absent.
     A tile's PNG is cut from its grid on the first request (`ingest.full_picture`). Callers
-    check who may see it."""
+    check who may see it; `options` go to the FileResponse (a download's name)."""
     if size == Image.SIZE_FULL:
         try:
             image = ingest.full_picture(image)
         except ingest.PictureUnavailable:
-            return picture_unavailable()
+            return _picture_unavailable()
     field = image.file_for(size)
     if field is None:
         raise Http404("No such image size.")
     response = stored_file_response(
-        default_storage.open(field.name, "rb"), content_type=image.content_type_for(size)
+        default_storage.open(field.name, "rb"),
+        content_type=image.content_type_for(size),
+        **options,
     )
-    response["Cache-Control"] = cache_control
+    if cache_control is not None:
+        response["Cache-Control"] = cache_control
     return response
 
 
-def picture_unavailable() -> HttpResponse:
+def _picture_unavailable() -> HttpResponse:
     """A tile whose PNG could not be cut just now (its storage failed): try again."""
     response = HttpResponse(
         _("This picture cannot be read just now. Try again in a moment."),
@@ -658,15 +663,13 @@ async def _chunks(stored: Any, size: int) -> AsyncIterator[bytes]:
 @login_required
 def download(request: HttpRequest, code: uuid.UUID, kind: str, index: int) -> HttpResponse:
     """The original picture as a file named after the prompt."""
-    try:
-        image = ingest.full_picture(_own_image(request, code, kind, index))
-    except ingest.PictureUnavailable:
-        return picture_unavailable()
-    return stored_file_response(
-        default_storage.open(image.file.name, "rb"),
+    image = _own_image(request, code, kind, index)
+    return image_response(
+        image,
+        Image.SIZE_FULL,
+        cache_control=None,
         as_attachment=True,
         filename=download_name(image),
-        content_type=image.content_type,
     )
 
 
