@@ -403,13 +403,13 @@ def fill_slots(provider: str, now: datetime) -> int:
         return 0
     taken = Job.objects.occupying(provider).count() + in_line.filter(sent).count()
     free = max(0, capacity(provider) - taken)
-    moved: list[tuple[Job, int]] = []
+    moved: dict[int, int] = {}
     for place, job in enumerate(line):
         if place < free:
             if job.update_if_status(dispatch_queued_at=now):
                 queue.dispatch(job)
         elif job.slot_position != place - free:
-            moved.append((job, place - free))
+            moved[job.pk] = place - free
     Job.objects.place_in_line(moved)
     return min(free, len(line))
 

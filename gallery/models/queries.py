@@ -142,24 +142,20 @@ class JobQuerySet(models.QuerySet):  # type: ignore[type-arg]
     def dispatchable(self, provider: str) -> JobQuerySet:
         return self.filter(provider=provider, status=self.model.Status.QUEUED)
 
-    def place_in_line(self, places: list[tuple[Any, int]]) -> int:
-        """Set each (job, place) waiting job's place in line (`slot_position`) in one
-        statement per status seen: as in `Job.update_if_status`, a job whose status moved on
-        since it was read keeps its row. Every job sent moves the whole line up by one, and
-        a burst waits a hundred deep: row by row, that was a hundred statements each time.
-        Returns how many rows changed."""
-        by_status: dict[str, list[tuple[int, int]]] = {}
-        for job, place in places:
-            by_status.setdefault(job.status, []).append((job.pk, place))
-        changed = 0
-        for status, rows in by_status.items():
-            changed += self.filter(pk__in=[pk for pk, _ in rows], status=status).update(
-                slot_position=Case(
-                    *(When(pk=pk, then=Value(place)) for pk, place in rows),
-                    output_field=models.PositiveIntegerField(),
-                )
+    def place_in_line(self, places: dict[int, int]) -> int:
+        """Set each waiting job's place in line (`slot_position`, by pk) in one statement;
+        a job no longer queued since the line was read keeps its row, as in
+        `Job.update_if_status`. Every job sent moves the whole line up by one, and a burst
+        waits a hundred deep: row by row, that was a hundred statements each time. Returns
+        how many rows changed."""
+        if not places:
+            return 0
+        return self.filter(pk__in=places, status=self.model.Status.QUEUED).update(
+            slot_position=Case(
+                *(When(pk=pk, then=Value(place)) for pk, place in places.items()),
+                output_field=models.PositiveIntegerField(),
             )
-        return changed
+        )
 
     def sendable(self, now: datetime) -> JobQuerySet:
         """Jobs a dispatch may send now: no dispatch holds them, and no earlier submit whose

@@ -557,7 +557,7 @@ def test_the_line_moves_up_in_one_statement_when_a_slot_frees(
     stale = Job.objects.get(pk=jobs[5].pk)
     Job.objects.filter(pk=stale.pk).update(status=Job.Status.CANCELLED)
     fresh = Job.objects.get(pk=jobs[4].pk)
-    assert Job.objects.place_in_line([(stale, 0), (fresh, 1)]) == 1
+    assert Job.objects.place_in_line({stale.pk: 0, fresh.pk: 1}) == 1
     assert Job.objects.get(pk=stale.pk).slot_position == 3
     assert Job.objects.get(pk=fresh.pk).slot_position == 1
 
