@@ -594,6 +594,11 @@ def build(size: Size, now: datetime, seed: int) -> Gallery:
     return gallery
 
 
+def both(small: int, large: int) -> str:
+    """A count at both sizes: once when it is the same, else small->large."""
+    return f"{small}" if small == large else f"{small}->{large}"
+
+
 def report(small: Size, large: Size, runs: int) -> None:
     print(
         f"\nmedian of {runs} requests; ratio = ms at {large.jobs:,} / ms at {small.jobs:,} "
@@ -607,16 +612,8 @@ def report(small: Size, large: Size, runs: int) -> None:
         ratio = at_large.ms / at_small.ms
         if ratio > BUDGET:
             over.append(label)
-        queries = (
-            f"{at_small.queries}"
-            if at_small.queries == at_large.queries
-            else f"{at_small.queries}->{at_large.queries}"
-        )
-        cards = (
-            f"{at_small.cards}"
-            if at_small.cards == at_large.cards
-            else f"{at_small.cards}->{at_large.cards}"
-        )
+        queries = both(at_small.queries, at_large.queries)
+        cards = both(at_small.cards, at_large.cards)
         mark = " *" if ratio > BUDGET else ""
         print(
             f"{label:40} {at_small.ms:10.1f} {at_large.ms:11.1f} {ratio:6.2f} {queries:>8}"

@@ -18,11 +18,15 @@ import argparse
 import io
 import statistics
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import _harness  # noqa: F401  (first: sets up Django)
 from PIL import Image as PILImage
 
 from gallery import imaging
+
+T = TypeVar("T")
 
 
 def noisy_png(size: int) -> bytes:
@@ -34,26 +38,26 @@ def noisy_png(size: int) -> bytes:
     return out.getvalue()
 
 
-def measure(data: bytes, *, grid: bool, runs: int) -> tuple[float, float, int]:
-    walls, cpus, stored = [], [], 0
+def timed(work: Callable[[], T], runs: int) -> tuple[float, float, T]:
+    """Median wall and CPU seconds of `work` over `runs` runs, and what its last run made."""
+    walls, cpus = [], []
     for _ in range(runs):
         wall, cpu = time.perf_counter(), time.process_time()
-        whole, tiles = imaging.renditions(imaging.decode(data), grid=grid)
+        made = work()
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
-        thumbs = [*whole.thumbs, *(thumb for tile in tiles for thumb in set(tile.thumbs))]
-        stored = len(whole.png.data) + sum(len(thumb.data) for thumb in thumbs)
-    return statistics.median(walls), statistics.median(cpus), stored
+    return statistics.median(walls), statistics.median(cpus), made
 
 
-def measure_tile(data: bytes, *, runs: int) -> tuple[float, float, int]:
-    walls, cpus, stored = [], [], 0
-    for _ in range(runs):
-        wall, cpu = time.perf_counter(), time.process_time()
-        stored = len(imaging.tile_png(imaging.decode(data), 1).data)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus), stored
+def stored_bytes(made: tuple[imaging.Rendition, list[imaging.TileRendition]]) -> int:
+    """What storing a job keeps as it ends: its PNG, its thumbnails and its tiles' (a size
+    two widths share is one file)."""
+    whole, tiles = made
+    thumbs = [
+        *whole.thumbs,
+        *(t for tile in tiles for t in {id(t): t for t in tile.thumbs}.values()),
+    ]
+    return len(whole.png.data) + sum(len(thumb.data) for thumb in thumbs)
 
 
 def main() -> None:
@@ -66,10 +70,19 @@ def main() -> None:
         ("grid 2048 px", 2048, True),
         ("upscale 2048 px", 2048, False),
     ):
-        wall, cpu, stored = measure(noisy_png(size), grid=grid, runs=args.runs)
+        data = noisy_png(size)
+        wall, cpu, made = timed(
+            lambda data=data, grid=grid: imaging.renditions(imaging.decode(data), grid=grid),
+            args.runs,
+        )
+        stored = stored_bytes(made)
         print(f"{label:<22} {wall * 1000:>8.0f} {cpu * 1000:>8.0f} {stored / 1024:>10.0f}")
     for label, size in (("a tile of 1024 px", 1024), ("a tile of 2048 px", 2048)):
-        wall, cpu, stored = measure_tile(noisy_png(size), runs=args.runs)
+        data = noisy_png(size)
+        wall, cpu, tile = timed(
+            lambda data=data: imaging.tile_png(imaging.decode(data), 1), args.runs
+        )
+        stored = len(tile.data)
         print(f"{label:<22} {wall * 1000:>8.0f} {cpu * 1000:>8.0f} {stored / 1024:>10.0f}")
 
 
